@@ -1,0 +1,49 @@
+"""The two SQL dialects differ only in how an ISO-8601 text becomes an integer µs epoch.
+
+Both expressions read naive text as UTC and honour an explicit offset (`Z`, `+08:00`), so no
+result depends on the session time zone. Both keep microseconds: PostgreSQL's timestamps do;
+Presto's (SLS) keep milliseconds, so the sls form parses whole seconds and adds the fraction
+digits from the text.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Dialect = Literal["postgres", "sls"]
+
+# An explicit UTC offset at the end of an ISO-8601 text.
+_OFFSET_PATTERN = "(Z|[+-][0-9][0-9](:?[0-9][0-9])?)$"
+
+
+def created_text_sql(alias: str = "") -> str:
+    """A run's created time as text: created_at, or started_at for older writers."""
+    prefix = f"{alias}." if alias else ""
+    return f"coalesce(nullif({prefix}created_at, ''), {prefix}started_at)"
+
+
+def epoch_us_sql(dialect: Dialect, text: str) -> str:
+    """SQL turning the ISO-8601 text expression `text` into bigint microseconds since the epoch."""
+    if dialect == "postgres":
+        return (
+            f"CAST(EXTRACT(EPOCH FROM CASE WHEN {text} ~ '{_OFFSET_PATTERN}' "
+            f"THEN CAST({text} AS timestamptz) "
+            f"ELSE CAST({text} AS timestamp) AT TIME ZONE 'UTC' END) * 1000000 AS bigint)"
+        )
+    whole_seconds = (
+        f"CAST(to_unixtime(from_iso8601_timestamp(concat(substr({text}, 1, 19), "
+        f"coalesce(regexp_extract({text}, '{_OFFSET_PATTERN}'), 'Z')))) AS bigint)"
+    )
+    micros = f"CAST(rpad(coalesce(regexp_extract({text}, '^[^.]*[.]([0-9]+)', 1), ''), 6, '0') AS bigint)"
+    return f"({whole_seconds} * 1000000 + {micros})"
+
+
+def latest_value_sql(dialect: Dialect, column: str) -> str:
+    """Aggregate giving `column` of the latest version within a GROUP BY id.
+
+    The sls form is Presto's `max_by`; log_version is `time.time_ns()` at write, so two versions
+    of a run never share one (a re-sent identical row may, and then the value is the same).
+    """
+    if dialect == "postgres":
+        return f"(array_agg({column} ORDER BY log_version DESC, __time__ DESC))[1]"
+    return f"max_by({column}, log_version)"

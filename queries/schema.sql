@@ -1,0 +1,35 @@
+-- The LogStore `workflow_execution` as a PostgreSQL table (the embedded default, tests, bench).
+-- Column names and types follow SPEC 1: SLS text fields are text, `long` fields bigint.
+CREATE TABLE IF NOT EXISTS workflow_execution (
+    __time__         bigint           NOT NULL,
+    id               text             NOT NULL,
+    log_version      bigint           NOT NULL,
+    tenant_id        text             NOT NULL,
+    app_id           text             NOT NULL,
+    workflow_id      text             NOT NULL,
+    triggered_from   text             NOT NULL,
+    type             text             NOT NULL,
+    version          text             NOT NULL,
+    graph            text             NOT NULL DEFAULT '',
+    inputs           text             NOT NULL DEFAULT '',
+    outputs          text             NOT NULL DEFAULT '',
+    status           text             NOT NULL,
+    error_message    text             NOT NULL DEFAULT '',
+    total_tokens     bigint           NOT NULL DEFAULT 0,
+    total_steps      bigint           NOT NULL DEFAULT 0,
+    exceptions_count bigint           NOT NULL DEFAULT 0,
+    elapsed_time     double precision,
+    created_by_role  text             NOT NULL,
+    created_by       text             NOT NULL,
+    created_at       text             NOT NULL DEFAULT '',
+    started_at       text             NOT NULL,
+    finished_at      text             NOT NULL DEFAULT ''
+);
+
+-- SLS indexes every field. The stand-in keeps two indexes that serve what every query filters on:
+-- one app's rows of one trigger source from a write time on (statistics, counts, run list), and
+-- one run's versions (detail, the run list's second step).
+CREATE INDEX IF NOT EXISTS workflow_execution_app_time
+    ON workflow_execution (tenant_id, app_id, triggered_from, __time__);
+CREATE INDEX IF NOT EXISTS workflow_execution_run
+    ON workflow_execution (id, log_version);

@@ -1,0 +1,69 @@
+-- Presto/SLS functions used by the `sls` dialect, implemented on PostgreSQL so that tests run the
+-- exact sls SQL text. Each follows SLS's documented behaviour, not PostgreSQL's habits, so that a
+-- query which would misbehave on SLS misbehaves here too. Installed only in test databases, in
+-- schema sls_compat; sls-dialect test connections put it first on the search_path.
+DROP SCHEMA IF EXISTS sls_compat CASCADE;
+CREATE SCHEMA sls_compat;
+
+-- from_iso8601_timestamp(text) -> timestamp with time zone.
+-- SLS: parses an ISO-8601 date-time; an explicit offset (Z, +08:00) is honoured, a value without
+-- one is read in the *session* time zone; precision is milliseconds (Presto timestamps).
+CREATE FUNCTION sls_compat.from_iso8601_timestamp(value text) RETURNS timestamptz
+LANGUAGE sql STABLE STRICT AS $$
+    SELECT date_trunc('milliseconds',
+        CASE WHEN value ~ '(Z|[+-][0-9][0-9](:?[0-9][0-9])?)$' THEN CAST(value AS timestamptz)
+             ELSE CAST(value AS timestamp) AT TIME ZONE current_setting('TimeZone') END)
+$$;
+
+-- to_unixtime(timestamp) -> double: seconds since the epoch, fractional part kept.
+CREATE FUNCTION sls_compat.to_unixtime(value timestamptz) RETURNS double precision
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT CAST(EXTRACT(EPOCH FROM value) AS double precision)
+$$;
+
+-- regexp_extract(string, pattern) -> varchar: the first match of pattern, NULL when none.
+CREATE FUNCTION sls_compat.regexp_extract(value text, pattern text) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT regexp_substr(value, pattern)
+$$;
+
+-- regexp_extract(string, pattern, group) -> varchar: capturing group `group` of the first match,
+-- NULL when there is no match.
+CREATE FUNCTION sls_compat.regexp_extract(value text, pattern text, capture integer) RETURNS text
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT regexp_substr(value, pattern, 1, 1, '', capture)
+$$;
+
+-- max_by(x, y) -> x: the value of x on the row with the largest y; rows whose y is NULL are
+-- ignored; NULL when no row has a y. Declared for the (bigint, bigint) and (text, bigint) uses.
+CREATE TYPE sls_compat.max_by_bigint_state AS (value bigint, ordering bigint);
+CREATE FUNCTION sls_compat.max_by_bigint_step(state sls_compat.max_by_bigint_state, value bigint, ordering bigint)
+RETURNS sls_compat.max_by_bigint_state LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN ordering IS NULL THEN state
+                WHEN state IS NULL OR (state).ordering IS NULL OR ordering > (state).ordering
+                    THEN ROW(value, ordering)::sls_compat.max_by_bigint_state
+                ELSE state END
+$$;
+CREATE FUNCTION sls_compat.max_by_bigint_final(state sls_compat.max_by_bigint_state) RETURNS bigint
+LANGUAGE sql IMMUTABLE AS $$ SELECT (state).value $$;
+CREATE AGGREGATE sls_compat.max_by(bigint, bigint) (
+    SFUNC = sls_compat.max_by_bigint_step,
+    STYPE = sls_compat.max_by_bigint_state,
+    FINALFUNC = sls_compat.max_by_bigint_final
+);
+
+CREATE TYPE sls_compat.max_by_text_state AS (value text, ordering bigint);
+CREATE FUNCTION sls_compat.max_by_text_step(state sls_compat.max_by_text_state, value text, ordering bigint)
+RETURNS sls_compat.max_by_text_state LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN ordering IS NULL THEN state
+                WHEN state IS NULL OR (state).ordering IS NULL OR ordering > (state).ordering
+                    THEN ROW(value, ordering)::sls_compat.max_by_text_state
+                ELSE state END
+$$;
+CREATE FUNCTION sls_compat.max_by_text_final(state sls_compat.max_by_text_state) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$ SELECT (state).value $$;
+CREATE AGGREGATE sls_compat.max_by(text, bigint) (
+    SFUNC = sls_compat.max_by_text_step,
+    STYPE = sls_compat.max_by_text_state,
+    FINALFUNC = sls_compat.max_by_text_final
+);

@@ -1,0 +1,86 @@
+"""Local calendar days as integer arithmetic, identical in every dialect.
+
+A run's day is the calendar day of its created time in the requested IANA zone. Rather than
+trusting each engine's zone database and session zone, the planner turns the zone into the few
+UTC offsets that apply over the queried range (a DST zone changes offset twice a year) and the SQL
+evaluates `created_us + offset_us(created_us)` with a balanced CASE tree over those instants.
+Integer division by one day then gives the local day number (days since 1970-01-01). This is
+exact for any zone whose transitions fall on whole seconds, which tzdata's do since 1970.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+US_PER_SECOND = 1_000_000
+US_PER_DAY = 86_400 * US_PER_SECOND
+EPOCH_DATE = date(1970, 1, 1)
+
+# Without a bound, offsets are tabulated over this window; data outside it (before 1970 or after
+# 2100) would be bucketed with the nearest tabulated offset.
+DEFAULT_LOW_US = 0
+DEFAULT_HIGH_US = int(datetime(2100, 1, 1, tzinfo=UTC).timestamp()) * US_PER_SECOND
+
+# Shifts negative epochs before the integer division so it floors (SQL `/` truncates toward zero).
+_DAY_SHIFT = 1_000_000
+
+
+def offset_segments(zone: str, low_us: int | None, high_us: int | None) -> tuple[tuple[int, int], ...]:
+    """`((starts_at_us, offset_us), ...)` covering [low, high); the first starts at -infinity (0 here)."""
+    low_s = (DEFAULT_LOW_US if low_us is None else low_us) // US_PER_SECOND
+    high_s = (DEFAULT_HIGH_US if high_us is None else high_us) // US_PER_SECOND + 1
+    # Cache on whole days so that nearby requests share one computation.
+    return _segments(zone, low_s // 86_400, high_s // 86_400 + 1)
+
+
+@lru_cache(maxsize=512)
+def _segments(zone: str, low_day: int, high_day: int) -> tuple[tuple[int, int], ...]:
+    tz = ZoneInfo(zone)
+
+    def offset_at(epoch_s: int) -> int:
+        delta = datetime.fromtimestamp(epoch_s, tz=tz).utcoffset()
+        return int(delta.total_seconds()) if delta is not None else 0
+
+    first = low_day * 86_400
+    segments: list[tuple[int, int]] = [(0, offset_at(first) * US_PER_SECOND)]
+    previous_s, previous_offset = first, offset_at(first)
+    # Samples every 12 hours; no zone changes offset twice within that.
+    for sample_s in range(first + 43_200, high_day * 86_400 + 43_200, 43_200):
+        offset = offset_at(sample_s)
+        if offset == previous_offset:
+            previous_s = sample_s
+            continue
+        lo, hi = previous_s, sample_s  # offset_at(lo) == previous, offset_at(hi) == new
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if offset_at(mid) == previous_offset else (lo, mid)
+        segments.append((hi * US_PER_SECOND, offset * US_PER_SECOND))
+        previous_s, previous_offset = sample_s, offset
+    return tuple(segments)
+
+
+def offset_case(column: str, segments: tuple[tuple[int, int], ...]) -> str:
+    """A balanced CASE tree giving the zone's UTC offset (µs) at `column` (epoch µs)."""
+    if len(segments) == 1:
+        return str(int(segments[0][1]))
+    middle = len(segments) // 2
+    pivot = int(segments[middle][0])
+    before = offset_case(column, segments[:middle])
+    after = offset_case(column, segments[middle:])
+    return f"CASE WHEN {column} < {pivot} THEN {before} ELSE {after} END"
+
+
+def local_day_sql(column: str, segments: tuple[tuple[int, int], ...]) -> str:
+    """SQL for the local day number (days since 1970-01-01) of `column` (epoch µs)."""
+    shift = _DAY_SHIFT * US_PER_DAY
+    return f"(({column} + {offset_case(column, segments)} + {shift}) / {US_PER_DAY} - {_DAY_SHIFT})"
+
+
+def day_number_to_date(day_number: int) -> date:
+    return EPOCH_DATE + timedelta(days=int(day_number))
+
+
+def date_to_day_number(day: date) -> int:
+    return (day - EPOCH_DATE).days

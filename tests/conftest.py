@@ -1,0 +1,77 @@
+"""One real PostgreSQL (pgserver) per test run, with TimeZone Asia/Shanghai so that any query
+depending on the session zone shows. Tables are created from queries/schema.sql; the sls
+dialect's Presto shims from queries/sls_compat.sql live in their own schema."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "dev", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+TEST_DATABASE = "dify_stats_test"
+TEST_TIMEZONE = "Asia/Shanghai"
+
+
+def sql_resource(name: str) -> str:
+    return resources.files("queries").joinpath(name).read_text()
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    import pgserver
+
+    server = pgserver.get_server(Path(tmp_path_factory.mktemp("pgdata")), cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_server: Any) -> str:
+    with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {TEST_DATABASE}")
+        admin.execute(f"CREATE DATABASE {TEST_DATABASE}")
+        admin.execute(f"ALTER DATABASE {TEST_DATABASE} SET TimeZone TO '{TEST_TIMEZONE}'")
+    url: str = pg_server.get_uri(TEST_DATABASE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql_resource("schema.sql"))
+        conn.execute(sql_resource("sls_compat.sql"))
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(database_url, autocommit=True, prepare_threshold=None) as conn:
+        assert conn.execute("SHOW TimeZone").fetchone() == (TEST_TIMEZONE,)
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def sls_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection that resolves the Presto function names to queries/sls_compat.sql."""
+    with psycopg.connect(
+        database_url, autocommit=True, prepare_threshold=None, options="-c search_path=sls_compat,public"
+    ) as conn:
+        yield conn
+
+
+@pytest.fixture(scope="session")
+def dialect_conns(
+    pg_conn: psycopg.Connection[Any], sls_conn: psycopg.Connection[Any]
+) -> dict[str, psycopg.Connection[Any]]:
+    return {"postgres": pg_conn, "sls": sls_conn}

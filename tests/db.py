@@ -1,0 +1,39 @@
+"""Test database helpers: load a history with COPY, run a built query in either dialect."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+
+from queries.scope import Query
+from tests.reference import Version
+
+COLUMNS = (
+    "__time__", "id", "log_version", "tenant_id", "app_id", "workflow_id", "triggered_from", "type",
+    "version", "graph", "inputs", "outputs", "status", "error_message", "total_tokens", "total_steps",
+    "exceptions_count", "elapsed_time", "created_by_role", "created_by", "created_at", "started_at",
+    "finished_at",
+)  # fmt: skip
+
+
+def version_tuple(row: Version) -> tuple[Any, ...]:
+    values = {field: getattr(row, field) for field in Version.__struct_fields__}
+    values["__time__"] = values.pop("time")
+    return tuple(values[column] for column in COLUMNS)
+
+
+def load_history(conn: psycopg.Connection[Any], rows: Iterable[Version]) -> None:
+    """Replace the table's content with `rows`, in the given (arbitrary) physical order."""
+    conn.execute("TRUNCATE workflow_execution")
+    with conn.cursor().copy(f"COPY workflow_execution ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(version_tuple(row))
+
+
+def fetch(conn: psycopg.Connection[Any], query: Query) -> Sequence[tuple[Any, ...]]:
+    """Run with client-side binding, as the service does against SLS."""
+    with psycopg.ClientCursor(conn) as cursor:
+        cursor.execute(query.sql, query.params)
+        return cursor.fetchall()

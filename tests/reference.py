@@ -1,0 +1,131 @@
+"""The truth, in plain Python: the latest version of every run, then Dify's PostgreSQL semantics.
+
+Deliberately independent of queries/: zone handling uses zoneinfo on datetimes, created times are
+parsed with datetime.fromisoformat, and nothing here knows about the writer invariants.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Version(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of workflow_execution."""
+
+    time: int  # __time__
+    id: str
+    log_version: int
+    tenant_id: str
+    app_id: str
+    workflow_id: str
+    triggered_from: str
+    type: str
+    version: str
+    status: str
+    total_tokens: int
+    total_steps: int
+    exceptions_count: int
+    elapsed_time: float | None
+    created_by_role: str
+    created_by: str
+    created_at: str
+    started_at: str
+    finished_at: str
+    graph: str = ""
+    inputs: str = ""
+    outputs: str = ""
+    error_message: str = ""
+
+
+def iso_to_us(text: str) -> int:
+    """ISO-8601 text to µs since the epoch; naive text is UTC."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def created_us(version: Version) -> int:
+    return iso_to_us(version.created_at or version.started_at)
+
+
+def local_date(us: int, zone: str) -> date:
+    return (EPOCH + timedelta(microseconds=us)).astimezone(ZoneInfo(zone)).date()
+
+
+def latest_versions(rows: Iterable[Version]) -> list[Version]:
+    best: dict[str, Version] = {}
+    for row in rows:
+        current = best.get(row.id)
+        if current is None or (row.log_version, row.time) > (current.log_version, current.time):
+            best[row.id] = row
+    return list(best.values())
+
+
+def runs_in_scope(
+    rows: Iterable[Version],
+    tenant_id: str,
+    app_id: str,
+    triggered_from: str,
+    start_us: int | None = None,
+    end_us: int | None = None,
+) -> list[Version]:
+    return [
+        run
+        for run in latest_versions(rows)
+        if run.tenant_id == tenant_id
+        and run.app_id == app_id
+        and run.triggered_from == triggered_from
+        and (start_us is None or created_us(run) >= start_us)
+        and (end_us is None or created_us(run) < end_us)
+    ]
+
+
+def daily_runs(runs: list[Version], zone: str) -> list[tuple[date, int]]:
+    counter = Counter(local_date(created_us(run), zone) for run in runs)
+    return sorted(counter.items())
+
+
+def daily_terminals(runs: list[Version], zone: str) -> list[tuple[date, int]]:
+    users: dict[date, set[str]] = defaultdict(set)
+    for run in runs:
+        users[local_date(created_us(run), zone)].add(run.created_by)
+    return sorted((day, len(who)) for day, who in users.items())
+
+
+def daily_token_costs(runs: list[Version], zone: str) -> list[tuple[date, int]]:
+    tokens: dict[date, int] = defaultdict(int)
+    for run in runs:
+        tokens[local_date(created_us(run), zone)] += run.total_tokens
+    return sorted(tokens.items())
+
+
+def daily_interactions(runs: list[Version], zone: str) -> list[tuple[date, float]]:
+    """Dify: the average over users of each user's run count that day, rounded half-even."""
+    per_user: dict[date, Counter[str]] = defaultdict(Counter)
+    for run in runs:
+        per_user[local_date(created_us(run), zone)][run.created_by] += 1
+    answer = []
+    for day, counts in sorted(per_user.items()):
+        mean = Decimal(sum(counts.values())) / Decimal(len(counts))
+        answer.append((day, float(mean.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))))
+    return answer
+
+
+def status_counts(runs: list[Version], status: str | None = None) -> dict[str, int]:
+    counter = Counter(run.status for run in runs if status is None or run.status == status)
+    return dict(counter)
+
+
+def run_list(runs: list[Version], status: str | None = None) -> list[Version]:
+    """Every run in list order: created time descending, then id descending."""
+    chosen = [run for run in runs if status is None or run.status == status]
+    return sorted(chosen, key=lambda run: (created_us(run), run.id), reverse=True)

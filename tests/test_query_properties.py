@@ -1,0 +1,131 @@
+"""Every measure, in both dialects and both plans, equals the pure-Python reference on random
+histories that keep the writer invariants (real PostgreSQL, session zone Asia/Shanghai)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from hypothesis import given
+from hypothesis import strategies as st
+
+from queries import counts, daily, rows, runs
+from queries.scope import RunScope
+from tests import reference
+from tests.db import fetch, load_history
+from tests.strategies import APPS, created_ranges, histories, scope_of, zones
+
+DIALECTS = ("postgres", "sls")
+PLANS = ("shortcut", "windowed")
+Conns = dict[str, psycopg.Connection[Any]]
+
+
+def _scope(app: tuple[str, str], trigger: str, bounds: tuple[int | None, int | None], dialect: str) -> RunScope:
+    return RunScope(
+        tenant_id=app[0], app_id=app[1], triggered_from=trigger, start_us=bounds[0], end_us=bounds[1],
+        dialect=dialect,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _expected_runs(history: list[reference.Version], app: tuple[str, str], trigger: str, bounds: Any) -> Any:
+    return reference.runs_in_scope(history, app[0], app[1], trigger, bounds[0], bounds[1])
+
+
+def _dated(pairs: list[Any]) -> list[tuple[str, Any]]:
+    return [(day.isoformat(), value) for day, value in pairs]
+
+
+@given(data=st.data(), zone=zones)
+def test_daily_measures_match_reference(dialect_conns: Conns, data: st.DataObject, zone: str) -> None:
+    history = data.draw(histories(zone=zone))
+    app, trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
+    bounds = data.draw(created_ranges(zone))
+    load_history(dialect_conns["postgres"], history)
+    truth = _expected_runs(history, app, trigger, bounds)
+    expected = {
+        "daily_runs": _dated(reference.daily_runs(truth, zone)),
+        "daily_terminals": _dated(reference.daily_terminals(truth, zone)),
+        "daily_token_costs": _dated(reference.daily_token_costs(truth, zone)),
+        "daily_interactions": _dated(reference.daily_interactions(truth, zone)),
+    }
+    for dialect in DIALECTS:
+        query_scope = _scope(app, trigger, bounds, dialect)
+        for plan in PLANS:
+            for measure, want in expected.items():
+                raw = fetch(dialect_conns[dialect], getattr(daily, f"{measure}_{plan}")(query_scope, zone))
+                got = [(answer.date, getattr(answer, answer.__struct_fields__[1])) for answer in getattr(rows, measure)(raw)]
+                assert got == want, (dialect, plan, measure)
+
+
+@given(
+    data=st.data(),
+    status=st.none() | st.sampled_from(("running", "paused", "succeeded", "failed", "partial-succeeded")),
+)
+def test_status_counts_match_reference(dialect_conns: Conns, data: st.DataObject, status: str | None) -> None:
+    history = data.draw(histories())
+    app, trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
+    bounds = data.draw(created_ranges())
+    load_history(dialect_conns["postgres"], history)
+    want = reference.status_counts(_expected_runs(history, app, trigger, bounds), status)
+    for dialect in DIALECTS:
+        for plan in PLANS:
+            query = getattr(counts, f"status_counts_{plan}")(_scope(app, trigger, bounds, dialect), status)
+            got = {name: count for name, count in fetch(dialect_conns[dialect], query)}
+            assert got == want, (dialect, plan)
+
+
+def _walk_pages(conn: psycopg.Connection[Any], plan: str, scope: RunScope, limit: int, status: str | None) -> list[str]:
+    """Page through the whole list as a client would: last id of a page is the next cursor."""
+    seen: list[str] = []
+    after = None
+    for _ in range(100):
+        page = fetch(conn, getattr(runs, f"run_page_{plan}")(scope, limit + 1, status, after))
+        has_more = len(page) > limit
+        seen += [row[0] for row in page[:limit]]
+        if not has_more:
+            return seen
+        cursor = fetch(conn, runs.run_cursor(scope, seen[-1]))
+        assert len(cursor) == 1
+        after = runs.RunPage(after_created_us=cursor[0][0], after_id=seen[-1])
+    raise AssertionError("pagination did not end")
+
+
+@given(
+    data=st.data(),
+    limit=st.integers(1, 4),
+    status=st.none() | st.sampled_from(("running", "paused", "succeeded")),
+)
+def test_run_list_pages_match_reference(
+    dialect_conns: Conns, data: st.DataObject, limit: int, status: str | None
+) -> None:
+    history = data.draw(histories())
+    app, trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
+    load_history(dialect_conns["postgres"], history)
+    want = [run.id for run in reference.run_list(_expected_runs(history, app, trigger, (None, None)), status)]
+    for dialect in DIALECTS:
+        for plan in PLANS:
+            got = _walk_pages(dialect_conns[dialect], plan, _scope(app, trigger, (None, None), dialect), limit, status)
+            assert got == want, (dialect, plan)
+
+
+@given(history=histories(max_runs=6), app=st.sampled_from(APPS))
+def test_run_detail_is_the_latest_version(
+    dialect_conns: Conns, history: list[reference.Version], app: tuple[str, str]
+) -> None:
+    load_history(dialect_conns["postgres"], history)
+    latest = {run.id: run for run in reference.latest_versions(history)}
+    for run_id, run in latest.items():
+        visible = (run.tenant_id, run.app_id) == app
+        for dialect in DIALECTS:
+            for plan in PLANS:
+                found = fetch(dialect_conns[dialect], getattr(runs, f"run_detail_{plan}")(app[0], app[1], run_id))
+                if not visible:
+                    assert found == [], (dialect, plan)
+                    continue
+                detail = rows.run_detail(found[0])
+                assert (detail.status, detail.total_tokens, detail.finished_at) == (
+                    run.status,
+                    run.total_tokens,
+                    reference.iso_to_us(run.finished_at) // 1_000_000 if run.finished_at else None,
+                ), (dialect, plan)
+                assert detail.created_at == reference.created_us(run) // 1_000_000
