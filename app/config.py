@@ -194,7 +194,8 @@ def _sls_url_from_dify_vars(reader: _EnvReader) -> str | None:
     ak_id, ak_secret, endpoint, project = (str(found[name]) for name in names)
     endpoint = endpoint.removeprefix("https://").removeprefix("http://").rstrip("/")
     host = endpoint if endpoint.startswith(project + ".") else f"{project}.{endpoint}"
-    return f"postgresql://{quote(ak_id, safe='')}:{quote(ak_secret, safe='')}@{host}:5432/{project}?sslmode=require"
+    credentials = f"{quote(ak_id, safe='')}:{quote(ak_secret, safe='')}"
+    return f"postgresql://{credentials}@{host}:5432/{project}?sslmode=require"
 
 
 class _EnvReader:

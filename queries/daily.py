@@ -118,8 +118,12 @@ def daily_token_costs_windowed(scope: RunScope, zone: str) -> Query:
 
 def daily_interactions_shortcut(scope: RunScope, zone: str) -> Query:
     if scope.dialect == "sls":
-        return _per_version_daily(scope, zone, "count(DISTINCT id) AS runs, count(DISTINCT created_by) AS users")
-    return _per_run_daily(scope, zone, "count(*) AS runs, count(DISTINCT created_by) AS users", with_tokens=False)
+        return _per_version_daily(
+            scope, zone, "count(DISTINCT id) AS runs, count(DISTINCT created_by) AS users"
+        )
+    return _per_run_daily(
+        scope, zone, "count(*) AS runs, count(DISTINCT created_by) AS users", with_tokens=False
+    )
 
 
 def daily_interactions_windowed(scope: RunScope, zone: str) -> Query:

@@ -13,6 +13,16 @@ from queries.timezones import day_number_to_date
 from schemas.runs import RunCounts, RunDetail, RunSummary
 from schemas.statistics import DailyInteractions, DailyRuns, DailyTerminals, DailyTokenCosts
 
+__all__ = [
+    "DailyInteractions",
+    "DailyRuns",
+    "DailyTerminals",
+    "DailyTokenCosts",
+    "RunCounts",
+    "RunDetail",
+    "RunSummary",
+]
+
 Row = Sequence[Any]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HUNDREDTH = Decimal("0.01")
@@ -41,7 +51,9 @@ def interactions(runs: int, users: int) -> float:
 
 
 def daily_interactions(rows: Sequence[Row]) -> list[DailyInteractions]:
-    return [DailyInteractions(date=_day(day), interactions=interactions(runs, users)) for day, runs, users in rows]
+    return [
+        DailyInteractions(date=_day(day), interactions=interactions(runs, users)) for day, runs, users in rows
+    ]
 
 
 def run_counts(rows: Sequence[Row]) -> RunCounts:

@@ -4,6 +4,7 @@ dialect's Presto shims from queries/sls_compat.sql live in their own schema."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from importlib import resources
@@ -14,13 +15,15 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile(
-    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "dev", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+logging.getLogger("pgserver").setLevel(
+    logging.WARNING
+)  # it logs from an exit thread after pytest closed stderr
 
 TEST_DATABASE = "dify_stats_test"
 TEST_TIMEZONE = "Asia/Shanghai"
@@ -75,3 +78,23 @@ def dialect_conns(
     pg_conn: psycopg.Connection[Any], sls_conn: psycopg.Connection[Any]
 ) -> dict[str, psycopg.Connection[Any]]:
     return {"postgres": pg_conn, "sls": sls_conn}
+
+
+@pytest.fixture
+def service_settings(database_url: str) -> Any:
+    from app.config import load_settings
+
+    return load_settings({"STATS_DATABASE_URL": database_url})
+
+
+@pytest.fixture
+def client(service_settings: Any) -> Iterator[Any]:
+    """The real application over the test database (litestar's test client runs its lifespan)."""
+    from litestar.testing import TestClient
+
+    from app.backend import Backend
+    from app.main import create_app
+
+    app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
+    with TestClient(app=app) as test_client:
+        yield test_client

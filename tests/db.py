@@ -7,15 +7,9 @@ from typing import Any
 
 import psycopg
 
+from app.demo import COLUMNS, copy_rows
 from queries.scope import Query
 from tests.reference import Version
-
-COLUMNS = (
-    "__time__", "id", "log_version", "tenant_id", "app_id", "workflow_id", "triggered_from", "type",
-    "version", "graph", "inputs", "outputs", "status", "error_message", "total_tokens", "total_steps",
-    "exceptions_count", "elapsed_time", "created_by_role", "created_by", "created_at", "started_at",
-    "finished_at",
-)  # fmt: skip
 
 
 def version_tuple(row: Version) -> tuple[Any, ...]:
@@ -27,9 +21,7 @@ def version_tuple(row: Version) -> tuple[Any, ...]:
 def load_history(conn: psycopg.Connection[Any], rows: Iterable[Version]) -> None:
     """Replace the table's content with `rows`, in the given (arbitrary) physical order."""
     conn.execute("TRUNCATE workflow_execution")
-    with conn.cursor().copy(f"COPY workflow_execution ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(version_tuple(row))
+    copy_rows(conn, (version_tuple(row) for row in rows))
 
 
 def fetch(conn: psycopg.Connection[Any], query: Query) -> Sequence[tuple[Any, ...]]:

@@ -142,7 +142,9 @@ def run_versions(draw: st.DrawFn, run_id: str, created_pool: list[int], zone: st
         )
     if draw(st.integers(0, 4)) == 0:  # a re-sent identical row, received later
         copy = draw(st.sampled_from(rows))
-        rows.append(Version(**{**{f: getattr(copy, f) for f in Version.__struct_fields__}, "time": copy.time + 60}))
+        rows.append(
+            Version(**{**{f: getattr(copy, f) for f in Version.__struct_fields__}, "time": copy.time + 60})
+        )
     return rows
 
 

@@ -20,7 +20,9 @@ PLANS = ("shortcut", "windowed")
 Conns = dict[str, psycopg.Connection[Any]]
 
 
-def _scope(app: tuple[str, str], trigger: str, bounds: tuple[int | None, int | None], dialect: str) -> RunScope:
+def _scope(
+    app: tuple[str, str], trigger: str, bounds: tuple[int | None, int | None], dialect: str
+) -> RunScope:
     return RunScope(
         tenant_id=app[0], app_id=app[1], triggered_from=trigger, start_us=bounds[0], end_us=bounds[1],
         dialect=dialect,  # type: ignore[arg-type]
@@ -53,7 +55,10 @@ def test_daily_measures_match_reference(dialect_conns: Conns, data: st.DataObjec
         for plan in PLANS:
             for measure, want in expected.items():
                 raw = fetch(dialect_conns[dialect], getattr(daily, f"{measure}_{plan}")(query_scope, zone))
-                got = [(answer.date, getattr(answer, answer.__struct_fields__[1])) for answer in getattr(rows, measure)(raw)]
+                got = [
+                    (answer.date, getattr(answer, answer.__struct_fields__[1]))
+                    for answer in getattr(rows, measure)(raw)
+                ]
                 assert got == want, (dialect, plan, measure)
 
 
@@ -74,7 +79,9 @@ def test_status_counts_match_reference(dialect_conns: Conns, data: st.DataObject
             assert got == want, (dialect, plan)
 
 
-def _walk_pages(conn: psycopg.Connection[Any], plan: str, scope: RunScope, limit: int, status: str | None) -> list[str]:
+def _walk_pages(
+    conn: psycopg.Connection[Any], plan: str, scope: RunScope, limit: int, status: str | None
+) -> list[str]:
     """Page through the whole list as a client would: last id of a page is the next cursor."""
     seen: list[str] = []
     after = None
@@ -104,7 +111,9 @@ def test_run_list_pages_match_reference(
     want = [run.id for run in reference.run_list(_expected_runs(history, app, trigger, (None, None)), status)]
     for dialect in DIALECTS:
         for plan in PLANS:
-            got = _walk_pages(dialect_conns[dialect], plan, _scope(app, trigger, (None, None), dialect), limit, status)
+            got = _walk_pages(
+                dialect_conns[dialect], plan, _scope(app, trigger, (None, None), dialect), limit, status
+            )
             assert got == want, (dialect, plan)
 
 
@@ -118,7 +127,9 @@ def test_run_detail_is_the_latest_version(
         visible = (run.tenant_id, run.app_id) == app
         for dialect in DIALECTS:
             for plan in PLANS:
-                found = fetch(dialect_conns[dialect], getattr(runs, f"run_detail_{plan}")(app[0], app[1], run_id))
+                found = fetch(
+                    dialect_conns[dialect], getattr(runs, f"run_detail_{plan}")(app[0], app[1], run_id)
+                )
                 if not visible:
                     assert found == [], (dialect, plan)
                     continue

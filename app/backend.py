@@ -1,0 +1,75 @@
+"""The backend: a psycopg async pool set up for SLS's PostgreSQL endpoint.
+
+SLS speaks only the simple query protocol: no prepared statements (prepare_threshold=None), values
+bound on the client (AsyncClientCursor), autocommit, no server-side cursors, no COPY. A plain
+PostgreSQL gets the same treatment plus a server-side statement_timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from app.config import Settings
+from queries.scope import Query
+
+log = structlog.get_logger("dify_stats.backend")
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend did not answer (down, pool exhausted, or too slow); the API answers 503."""
+
+
+class Backend:
+    def __init__(self, conninfo: str, settings: Settings, *, extra_options: str = "") -> None:
+        self.settings = settings
+        options = extra_options
+        if settings.dialect == "postgres":
+            options = f"-c statement_timeout={int(settings.query_timeout * 1000)} {options}".strip()
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "prepare_threshold": None,
+            "cursor_factory": psycopg.AsyncClientCursor,
+        }
+        if options:
+            kwargs["options"] = options
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            conninfo,
+            min_size=1,
+            max_size=settings.pool_size,
+            kwargs=kwargs,
+            open=False,
+            timeout=settings.query_timeout,
+            check=AsyncConnectionPool.check_connection,
+            name="dify-stats",
+        )
+
+    async def open(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def fetch(self, query: Query) -> Sequence[tuple[Any, ...]]:
+        """Run one query; BackendUnavailable when it cannot be answered in time."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.settings.query_timeout + 1):
+                async with self.pool.connection() as conn, conn.cursor() as cursor:
+                    await cursor.execute(query.sql, query.params)
+                    rows = await cursor.fetchall()
+        except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
+            log.warning("backend_unavailable", error_type=type(error).__name__)
+            raise BackendUnavailable(type(error).__name__) from error
+        log.debug("backend_query", backend_ms=round((time.perf_counter() - started) * 1000, 2))
+        return rows
+
+    async def ping(self) -> None:
+        """A trivial query, for /readyz."""
+        await self.fetch(Query("SELECT 1", {}))

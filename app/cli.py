@@ -1,0 +1,107 @@
+"""`python -m app serve|demo-data|check-sls`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+import psycopg
+import structlog
+
+from app.config import ConfigError, Settings, load_settings
+
+log = structlog.get_logger("dify_stats.cli")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m app", description="dify-stats: statistics of Dify workflow runs"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--host", help="listen address (STATS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (STATS_PORT, default 8000)")
+    demo = commands.add_parser("demo-data", help="load a generated demo history (COPY) into the database")
+    demo.add_argument("--runs", type=int, default=20_000, help="number of runs (default 20000)")
+    demo.add_argument("--days", type=int, default=90, help="days of history up to now (default 90)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--replace", action="store_true", help="empty the table first")
+    commands.add_parser("check-sls", help="run every sls-dialect query once against SLS (needs ALIYUN_SLS_*)")
+    args = parser.parse_args(argv)
+
+    from app.logging import configure_logging
+
+    try:
+        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    except ConfigError as error:
+        print(f"dify-stats: configuration error: {error}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "serve":
+        return _serve(settings)
+    if args.command == "demo-data":
+        return _demo_data(settings, args.runs, args.days, args.seed, args.replace)
+    from app.live_check import check_sls
+
+    return check_sls(settings)
+
+
+def _database_url(settings: Settings, *, demo: bool = True) -> tuple[str, Any]:
+    """The configured URL, or the embedded server's (started here) when none is configured."""
+    if settings.database_url:
+        return settings.database_url, None
+    from app.embedded import DEMO_RUNS, start_embedded
+
+    server, url = start_embedded(settings.data_dir, demo_runs=DEMO_RUNS if demo else 0)
+    return url, server
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from app.backend import Backend
+    from app.main import create_app
+
+    url, server = _database_url(settings)
+    if server is not None:
+        _announce_demo(url, settings)
+    app = create_app(settings, Backend(url, settings))
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    return 0
+
+
+def _announce_demo(url: str, settings: Settings) -> None:
+    from app.embedded import busiest_app
+
+    with psycopg.connect(url) as conn:
+        found = busiest_app(conn)
+    if found:
+        tenant_id, app_id = found
+        url = f"http://{settings.host}:{settings.port}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
+        print(
+            f"dify-stats: embedded demo data ready. Try:\n  curl '{url}?timezone=Asia/Shanghai'",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _demo_data(settings: Settings, runs: int, days: int, seed: int, replace: bool) -> int:
+    import time
+
+    from app.demo import copy_rows, generate_rows
+    from app.embedded import ensure_schema
+
+    if settings.dialect == "sls":
+        print("dify-stats: demo-data writes with COPY; SLS is read-only here", file=sys.stderr)
+        return 2
+    url, _server = _database_url(settings, demo=False)
+    started = time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        if replace:
+            conn.execute("TRUNCATE workflow_execution")
+        rows = copy_rows(conn, generate_rows(runs, days=days, seed=seed))
+        conn.execute("ANALYZE workflow_execution")
+    print(f"loaded {runs} runs ({rows} rows) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0

@@ -1,0 +1,49 @@
+"""The litestar application: routes, dependencies (settings, backend, repository), errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+
+from app.backend import Backend
+from app.config import Settings
+from app.errors import EXCEPTION_HANDLERS
+from app.middleware import request_id_middleware
+from app.repository import StatsRepository
+from app.routes.health import healthz, readyz
+from app.routes.statistics import StatisticsController
+
+
+def create_app(settings: Settings, backend: Backend) -> Litestar:
+    """`backend` is opened on start-up and closed on shutdown."""
+    repository = StatsRepository(backend, settings)
+
+    @asynccontextmanager
+    async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
+        await backend.open()
+        try:
+            yield
+        finally:
+            await backend.close()
+
+    return Litestar(
+        route_handlers=[healthz, readyz, StatisticsController],
+        dependencies={
+            "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
+            "backend": Provide(lambda: backend, use_cache=True, sync_to_thread=False),
+            "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        middleware=[request_id_middleware],
+        lifespan=[backend_lifespan],
+        openapi_config=OpenAPIConfig(
+            title="dify-stats",
+            version="0.1.0",
+            description="Exact statistics of Dify workflow runs kept in an append-only log store.",
+            path="/schema",
+        ),
+    )

@@ -1,0 +1,111 @@
+"""Validation of every request parameter before it can reach SQL.
+
+Each failure is a `BadParameter` naming the parameter; the API turns it into Dify's 400 shape.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+TRIGGER_SOURCES = (
+    "debugging",
+    "app-run",
+    "rag-pipeline-run",
+    "rag-pipeline-debugging",
+    "webhook",
+    "schedule",
+    "plugin",
+)
+STATUSES = ("running", "succeeded", "failed", "stopped", "partial-succeeded", "paused")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$")
+_DIFY_MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class BadParameter(ValueError):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
+
+
+class CreatedRange(msgspec.Struct, frozen=True):
+    """A created-time range in µs since the epoch: start inclusive, end exclusive."""
+
+    start_us: int | None
+    end_us: int | None
+
+    @property
+    def empty(self) -> bool:
+        return self.start_us is not None and self.start_us == self.end_us
+
+
+def uuid_param(name: str, value: str) -> str:
+    if not _UUID.match(value):
+        raise BadParameter(name, "must be a UUID")
+    return value.lower()
+
+
+def choice_param(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise BadParameter(name, f"must be one of: {', '.join(allowed)}")
+    return value
+
+
+def zone_param(name: str, value: str) -> str:
+    if len(value) > 64 or not _ZONE.match(value):
+        raise BadParameter(name, "must be an IANA time zone name such as Asia/Shanghai")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadParameter(name, f"unknown time zone {value!r}") from None
+    return value
+
+
+def localize_standard(naive: datetime, zone: str) -> datetime:
+    """A naive local time as an aware one; in a DST gap or overlap, standard time wins, as pytz's
+    `localize(is_dst=False)` does in Dify (New York 2025-11-02 01:30 -> 06:30 UTC)."""
+    tz = ZoneInfo(zone)
+    first, second = naive.replace(tzinfo=tz, fold=0), naive.replace(tzinfo=tz, fold=1)
+    if first.utcoffset() == second.utcoffset():
+        return first
+    for candidate in (first, second):
+        if candidate.dst() == timedelta(0):
+            return candidate
+    return first
+
+
+def instant_param(name: str, value: str, zone: str) -> int:
+    """ISO-8601 date or date-time, or Dify's `YYYY-MM-DD HH:MM`, as µs since the epoch.
+    Naive values are local times in `zone`."""
+    text = value.strip()
+    if len(text) > 40:
+        raise BadParameter(name, "is too long for a date or date-time")
+    try:
+        if _DIFY_MINUTE.match(text):
+            moment = datetime.strptime(text, "%Y-%m-%d %H:%M")
+        elif len(text) == 10:
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise BadParameter(name, "must be an ISO-8601 date or date-time, or YYYY-MM-DD HH:MM") from None
+    if moment.tzinfo is None:
+        moment = localize_standard(moment, zone)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def created_range(start: str | None, end: str | None, zone: str, max_days: int) -> CreatedRange:
+    start_us = instant_param("start", start, zone) if start else None
+    end_us = instant_param("end", end, zone) if end else None
+    if start_us is not None and end_us is not None:
+        if start_us > end_us:
+            raise BadParameter("start", "must not be after end")
+        if end_us - start_us > max_days * 86_400 * 1_000_000:
+            raise BadParameter("end", f"the range is longer than {max_days} days")
+    return CreatedRange(start_us=start_us, end_us=end_us)

@@ -1,0 +1,28 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import msgspec
+from litestar import Response, get
+from litestar.di import NamedDependency
+
+from app.backend import Backend, BackendUnavailable
+
+
+class Health(msgspec.Struct, frozen=True, omit_defaults=True):
+    status: str
+    reason: str | None = None
+
+
+@get("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
+def healthz() -> Health:
+    return Health(status="ok")
+
+
+@get("/readyz", summary="The backend answers a trivial query", tags=["operations"])
+async def readyz(backend: NamedDependency[Backend]) -> Response[Health]:
+    try:
+        await backend.ping()
+    except BackendUnavailable as error:
+        return Response(Health(status="unavailable", reason=f"backend: {error}"), status_code=503)
+    return Response(Health(status="ok"))

@@ -1,0 +1,117 @@
+# ruff: noqa: S104 - binding to 0.0.0.0 is what these tests configure
+"""Settings from the environment: defaults, Dify's SLS names, and clear errors on bad values."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from app.config import ConfigError, load_settings, redact_url
+
+KEY = "k" * 32
+TENANT = "0a000000-0000-4000-8000-00000000000a"
+
+
+def test_defaults_are_the_spec_defaults() -> None:
+    settings = load_settings({})
+    assert settings.embedded and settings.database_url is None
+    assert (settings.dialect, settings.query_plan, settings.data_dir) == (
+        "postgres",
+        "shortcut",
+        "./.stats-data",
+    )
+    assert (settings.pool_size, settings.query_timeout, settings.time_slack) == (8, 30.0, 3600)
+    assert (settings.max_range_days, settings.auth_cache_ttl, settings.stale_max) == (400, 60.0, 600.0)
+    assert (settings.cache_ttl, settings.settle_after, settings.settled_ttl) == (30.0, 86_400.0, 3_600.0)
+    assert (settings.host, settings.port, settings.auth) == ("127.0.0.1", 8000, False)
+
+
+def test_sls_host_selects_the_sls_dialect() -> None:
+    settings = load_settings(
+        {"STATS_DATABASE_URL": "postgresql://ak:sk@proj.cn-hangzhou.log.aliyuncs.com:5432/proj"}
+    )
+    assert settings.dialect == "sls"
+    assert load_settings({"STATS_DATABASE_URL": "postgresql://u@db:5432/x"}).dialect == "postgres"
+
+
+def test_dify_sls_variables_are_mapped_when_no_url_is_set() -> None:
+    settings = load_settings(
+        {
+            "ALIYUN_SLS_ACCESS_KEY_ID": "AKID",
+            "ALIYUN_SLS_ACCESS_KEY_SECRET": "se/cr@t",
+            "ALIYUN_SLS_ENDPOINT": "cn-hangzhou.log.aliyuncs.com",
+            "ALIYUN_SLS_PROJECT_NAME": "dify-logs",
+            "ALIYUN_SLS_PG_POOL_SIZE": "12",
+        }
+    )
+    assert settings.database_url == (
+        "postgresql://AKID:se%2Fcr%40t@dify-logs.cn-hangzhou.log.aliyuncs.com:5432/dify-logs?sslmode=require"
+    )
+    assert (settings.dialect, settings.pool_size) == ("sls", 12)
+    assert "se%2Fcr%40t" not in settings.redacted_database_url()
+
+
+def test_incomplete_dify_sls_variables_name_what_is_missing() -> None:
+    with pytest.raises(ConfigError, match="ALIYUN_SLS_PROJECT_NAME"):
+        load_settings(
+            {"ALIYUN_SLS_ACCESS_KEY_ID": "a", "ALIYUN_SLS_ACCESS_KEY_SECRET": "b", "ALIYUN_SLS_ENDPOINT": "c"}
+        )
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"STATS_POOL_SIZE": "abc"}, "STATS_POOL_SIZE='abc' is not a whole number"),
+        ({"STATS_POOL_SIZE": "0"}, "STATS_POOL_SIZE=0 is outside"),
+        ({"STATS_DIALECT": "sls", "STATS_POOL_SIZE": "20"}, "exceeds 15"),
+        ({"STATS_DIALECT": "sls", "STATS_QUERY_TIMEOUT": "60"}, "55 s"),
+        ({"STATS_QUERY_PLAN": "fast"}, "STATS_QUERY_PLAN='fast' must be one of: shortcut, windowed"),
+        ({"STATS_DIALECT": "mysql"}, "STATS_DIALECT"),
+        ({"STATS_QUERY_TIMEOUT": "soon"}, "STATS_QUERY_TIMEOUT"),
+        ({"STATS_HOST": "0.0.0.0"}, "needs STATS_API_KEYS"),
+        ({"STATS_HOST": "0.0.0.0", "STATS_API_KEYS": f"{KEY}=*", "STATS_AUTH": "off"}, "loopback"),
+        ({"STATS_AUTH": "on"}, "STATS_AUTH=on needs STATS_API_KEYS"),
+        ({"STATS_API_KEYS": "short=*"}, "at least 16"),
+        ({"STATS_API_KEYS": f"{KEY}"}, "key=tenant_id"),
+        ({"STATS_LOGSTORE_SINCE": "2025-06-01T00:00:00+00:00"}, "needs STATS_DIFY_DATABASE_URL"),
+        ({"STATS_DIFY_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "yesterday"}, "ISO-8601"),
+        ({"STATS_DIFY_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "2025-06-01"}, "offset"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_settings(env)
+
+
+def test_api_keys_and_public_listening() -> None:
+    settings = load_settings(
+        {"STATS_HOST": "0.0.0.0", "STATS_API_KEYS": f"{KEY}={TENANT},{TENANT.upper()}; {'z' * 20}=*"}
+    )
+    assert settings.auth
+    assert settings.api_keys[0].tenants == frozenset({TENANT, TENANT.upper()})
+    assert settings.api_keys[1].tenants is None
+
+
+def test_cli_flags_override_the_environment() -> None:
+    settings = load_settings({"STATS_PORT": "9000"}, port=9100, host=None)
+    assert (settings.port, settings.host) == (9100, "127.0.0.1")
+
+
+def test_redact_url_hides_the_password() -> None:
+    assert redact_url("postgresql://ak:secret@h:5432/p") == "postgresql://ak:***@h:5432/p"
+
+
+def test_serve_exits_2_with_a_clear_message_on_bad_config() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        env={"STATS_POOL_SIZE": "abc", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "STATS_POOL_SIZE='abc' is not a whole number" in done.stderr
+    assert "Traceback" not in done.stderr

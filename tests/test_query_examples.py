@@ -1,0 +1,103 @@
+"""Hand-checked answers for every measure on tests/examples.py, in both dialects and plans."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+import pytest
+
+from queries import rows
+from queries.planner import Planner
+from queries.runs import RunPage
+from queries.scope import RunScope
+from tests import examples
+from tests.db import fetch, load_history
+
+MAR_1_SHANGHAI_US = 1_740_758_400_000_000  # 2025-03-01T00:00:00+08:00
+MAR_3_SHANGHAI_US = 1_740_931_200_000_000  # 2025-03-03T00:00:00+08:00
+
+
+@pytest.fixture(params=[(d, p) for d in ("postgres", "sls") for p in ("shortcut", "windowed")], ids=str)
+def run(request: pytest.FixtureRequest, dialect_conns: dict[str, psycopg.Connection[Any]]) -> Any:
+    dialect, plan = request.param
+    conn = dialect_conns[dialect]
+    load_history(dialect_conns["postgres"], examples.history())
+    planner = Planner(plan=plan)
+
+    def scope(
+        trigger: str = "app-run", tenant: str = examples.T, start: int | None = None, end: int | None = None
+    ) -> RunScope:
+        return RunScope(
+            tenant_id=tenant,
+            app_id=examples.A,
+            triggered_from=trigger,
+            start_us=start,
+            end_us=end,
+            dialect=dialect,
+        )
+
+    return conn, planner, scope
+
+
+def _daily(run: Any, measure: str, scope: RunScope, zone: str) -> list[tuple[str, Any]]:
+    conn, planner, _ = run
+    answers = getattr(rows, measure)(fetch(conn, getattr(planner, measure)(scope, zone)))
+    return [(answer.date, getattr(answer, answer.__struct_fields__[1])) for answer in answers]
+
+
+def test_daily_measures_by_eye(run: Any) -> None:
+    scope = run[2]
+    shanghai = scope(start=MAR_1_SHANGHAI_US, end=MAR_3_SHANGHAI_US)
+    assert _daily(run, "daily_runs", shanghai, "Asia/Shanghai") == [("2025-03-01", 1), ("2025-03-02", 3)]
+    assert _daily(run, "daily_terminals", shanghai, "Asia/Shanghai") == [("2025-03-01", 1), ("2025-03-02", 2)]
+    # r1's latest (retried) finished version has 25 tokens; r3 and r4 count their current tokens.
+    assert _daily(run, "daily_token_costs", shanghai, "Asia/Shanghai") == [
+        ("2025-03-01", 25),
+        ("2025-03-02", 12),
+    ]
+    # 2025-03-02: alice 1 run, bob 2 runs -> 3 runs / 2 users = 1.5
+    assert _daily(run, "daily_interactions", shanghai, "Asia/Shanghai") == [
+        ("2025-03-01", 1.0),
+        ("2025-03-02", 1.5),
+    ]
+    assert _daily(run, "daily_runs", scope(), "UTC") == [("2025-03-01", 4)]
+    # The end bound is exclusive at microsecond precision: r1 (15:59:59.999999Z) is in, r2 is out.
+    just_r1 = scope(start=MAR_1_SHANGHAI_US, end=1_740_844_800_000_000)
+    assert _daily(run, "daily_runs", just_r1, "UTC") == [("2025-03-01", 1)]
+
+
+def test_status_counts_by_eye(run: Any) -> None:
+    conn, planner, scope = run
+    counts = rows.run_counts(fetch(conn, planner.status_counts(scope(), None)))
+    assert counts == rows.RunCounts(total=4, running=1, succeeded=1, failed=1, stopped=0, partial_succeeded=0)
+    assert dict(fetch(conn, planner.status_counts(scope(), "paused"))) == {"paused": 1}  # r4
+    assert dict(fetch(conn, planner.status_counts(scope(tenant=examples.U), None))) == {
+        "succeeded": 1
+    }  # r6 only
+
+
+def test_run_list_and_detail_by_eye(run: Any) -> None:
+    conn, planner, scope = run
+    page = [rows.run_summary(row) for row in fetch(conn, planner.run_page(scope(), 3, None, None))]
+    assert [s.id for s in page] == [examples.R4, examples.R3, examples.R2]
+    assert (page[2].status, page[2].finished_at, page[2].elapsed_time) == ("failed", 1740844801, 1.5)
+    assert (page[0].status, page[0].finished_at, page[0].elapsed_time) == ("paused", None, 0.0)
+    after = RunPage(
+        after_created_us=fetch(conn, planner.run_cursor(scope(), examples.R2))[0][0], after_id=examples.R2
+    )
+    rest = [rows.run_summary(row).id for row in fetch(conn, planner.run_page(scope(), 3, None, after))]
+    assert rest == [examples.R1]
+    assert fetch(conn, planner.run_cursor(scope(trigger="debugging"), examples.R2)) == []
+
+    detail = rows.run_detail(fetch(conn, planner.run_detail(examples.T, examples.A, examples.R1))[0])
+    assert (detail.status, detail.total_tokens, detail.created_at, detail.error) == (
+        "succeeded",
+        25,
+        1740844799,
+        None,
+    )
+    assert detail.outputs == {} and detail.triggered_from == "app-run"
+    failed = rows.run_detail(fetch(conn, planner.run_detail(examples.T, examples.A, examples.R2))[0])
+    assert failed.error == "boom"
+    assert fetch(conn, planner.run_detail(examples.T, examples.A, examples.R6)) == []  # tenant U's run
