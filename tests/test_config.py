@@ -115,3 +115,16 @@ def test_serve_exits_2_with_a_clear_message_on_bad_config() -> None:
     assert done.returncode == 2
     assert "STATS_POOL_SIZE='abc' is not a whole number" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_check_sls_says_it_skipped_without_credentials() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "check-sls"],
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    assert "SKIPPED" in done.stdout
