@@ -152,7 +152,9 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
             raise ConfigError("STATS_API_KEYS: every entry must be key=tenant_id[,tenant_id...] or key=*")
         if len(key) < 16:
             raise ConfigError("STATS_API_KEYS: keys must be at least 16 characters long")
-        tenants = None if scope == "*" else frozenset(t.strip() for t in scope.split(",") if t.strip())
+        tenants = (
+            None if scope == "*" else frozenset(t.strip().lower() for t in scope.split(",") if t.strip())
+        )
         keys.append(ApiKey(key=key, tenants=tenants))
     if len({k.key for k in keys}) != len(keys):
         raise ConfigError("STATS_API_KEYS: a key is listed twice")

@@ -6,21 +6,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 
 from app.backend import Backend
+from app.cache import AnswerCache
 from app.config import Settings
 from app.errors import EXCEPTION_HANDLERS
 from app.middleware import request_id_middleware
 from app.repository import StatsRepository
 from app.routes.health import healthz, readyz
+from app.routes.runs import RunsController
 from app.routes.statistics import StatisticsController
+from app.service import StatsService
 
 
 def create_app(settings: Settings, backend: Backend) -> Litestar:
     """`backend` is opened on start-up and closed on shutdown."""
-    repository = StatsRepository(backend, settings)
+    cache = AnswerCache(settings.cache_max_entries, settings.stale_max)
+    service = StatsService(StatsRepository(backend, settings), cache, settings)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -30,12 +35,13 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
         finally:
             await backend.close()
 
-    return Litestar(
-        route_handlers=[healthz, readyz, StatisticsController],
+    app = Litestar(
+        route_handlers=[healthz, readyz, StatisticsController, RunsController],
+        state=State({"settings": settings}),
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "backend": Provide(lambda: backend, use_cache=True, sync_to_thread=False),
-            "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
+            "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],
@@ -47,3 +53,5 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
             path="/schema",
         ),
     )
+    app.state.service = service  # for operations and tests that need to reach it
+    return app

@@ -109,3 +109,26 @@ def created_range(start: str | None, end: str | None, zone: str, max_days: int) 
         if end_us - start_us > max_days * 86_400 * 1_000_000:
             raise BadParameter("end", f"the range is longer than {max_days} days")
     return CreatedRange(start_us=start_us, end_us=end_us)
+
+
+_TIME_RANGE = re.compile(r"^(\d{1,9})([dhms])$")
+_SECONDS = {"d": 86_400, "h": 3_600, "m": 60, "s": 1}
+
+
+def time_range_param(name: str, value: str, max_days: int) -> int:
+    """Dify's `time_range` (`7d`, `12h`, `30m`, `90s`) in seconds, at most `max_days`."""
+    found = _TIME_RANGE.match(value)
+    if not found:
+        raise BadParameter(name, "must be a number followed by d, h, m or s (e.g. 7d)")
+    seconds = int(found.group(1)) * _SECONDS[found.group(2)]
+    if seconds > max_days * 86_400:
+        raise BadParameter(name, f"must be at most {max_days} days")
+    return seconds
+
+
+def limit_param(name: str, value: str | None, default: int = 20, low: int = 1, high: int = 100) -> int:
+    if value is None:
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise BadParameter(name, f"must be a whole number from {low} to {high}")
+    return int(value)

@@ -1,0 +1,40 @@
+"""API keys for the native and Grafana routes (SPEC 3.5).
+
+`Authorization: Bearer <key>`; a key sees only its tenants. Every configured key is compared in
+constant time, and all of them are compared, so timing tells nothing about which one was close.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from app.config import ApiKey, Settings
+
+
+def match_key(keys: tuple[ApiKey, ...], offered: str) -> ApiKey | None:
+    found = None
+    offered_bytes = offered.encode()
+    for key in keys:
+        if hmac.compare_digest(key.key.encode(), offered_bytes):
+            found = key
+    return found
+
+
+def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    settings: Settings = connection.app.state.settings
+    if not settings.auth:
+        return
+    scheme, _separator, token = connection.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthorizedException("an API key is required: Authorization: Bearer <key>")
+    key = match_key(settings.api_keys, token.strip())
+    if key is None:
+        raise NotAuthorizedException("unknown API key")
+    tenant_id = str(connection.path_params.get("tenant_id", "")).lower()
+    if key.tenants is not None and tenant_id and tenant_id not in key.tenants:
+        raise PermissionDeniedException("this API key may not read this tenant")
