@@ -9,6 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 
 from app.backend import BackendUnavailable
+from app.console_auth import DifyDenied, DifyUnavailable
 from app.params import BadParameter
 
 log = structlog.get_logger("dify_stats.errors")
@@ -37,6 +38,20 @@ def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Re
     )
 
 
+def dify_denied(_: Request[Any, Any, Any], error: DifyDenied) -> Response[Any]:
+    """Dify's own verdict, as Dify sent it."""
+    return Response(error.body, status_code=error.status_code)
+
+
+def dify_unavailable(_: Request[Any, Any, Any], __: DifyUnavailable) -> Response[dict[str, object]]:
+    return error_response(
+        503,
+        "dify_unavailable",
+        "Dify's console did not confirm access; try again shortly",
+        {"Retry-After": "5"},
+    )
+
+
 def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, object]]:
     codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
     message = (
@@ -57,6 +72,8 @@ EXCEPTION_HANDLERS = {
     BadParameter: bad_parameter,
     ValidationException: validation_failed,
     BackendUnavailable: backend_unavailable,
+    DifyDenied: dify_denied,
+    DifyUnavailable: dify_unavailable,
     HTTPException: http_error,
     Exception: unexpected,
 }

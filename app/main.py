@@ -13,9 +13,11 @@ from litestar.openapi import OpenAPIConfig
 from app.backend import Backend
 from app.cache import AnswerCache
 from app.config import Settings
+from app.console_auth import ConsoleAuthorizer
 from app.errors import EXCEPTION_HANDLERS
 from app.middleware import request_id_middleware
 from app.repository import StatsRepository
+from app.routes.console import ConsoleRunsController, ConsoleStatisticsController
 from app.routes.health import healthz, readyz
 from app.routes.runs import RunsController
 from app.routes.statistics import StatisticsController
@@ -26,6 +28,7 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
     """`backend` is opened on start-up and closed on shutdown."""
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max)
     service = StatsService(StatsRepository(backend, settings), cache, settings)
+    authorizer = ConsoleAuthorizer(settings)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -33,15 +36,24 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
         try:
             yield
         finally:
+            await authorizer.close()
             await backend.close()
 
     app = Litestar(
-        route_handlers=[healthz, readyz, StatisticsController, RunsController],
+        route_handlers=[
+            healthz,
+            readyz,
+            StatisticsController,
+            RunsController,
+            ConsoleStatisticsController,
+            ConsoleRunsController,
+        ],
         state=State({"settings": settings}),
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "backend": Provide(lambda: backend, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],

@@ -1,0 +1,122 @@
+"""Delegated authorization for the Dify console drop-in paths (SPEC 3.2).
+
+Nothing of Dify's secrets is needed: the caller's own `Cookie`, `Authorization` and `X-CSRF-Token`
+are forwarded to Dify's console API, which decides. Dify's 401/403/404 reach the caller as Dify
+sent them; Dify unreachable, slow or answering nonsense is a 503 — never access granted.
+Granted verdicts are cached for STATS_AUTH_CACHE_TTL, keyed by a hash of the credentials and
+the app, so a dashboard's four parallel requests cost Dify one round of three calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+import httpx
+import msgspec
+import structlog
+from cachetools import TTLCache
+from litestar import Request
+from litestar.exceptions import HTTPException
+
+from app.config import Settings
+
+log = structlog.get_logger("dify_stats.console_auth")
+FORWARDED_HEADERS = ("cookie", "authorization", "x-csrf-token")
+DIFY_TIMEOUT_S = 5.0
+
+
+class ConsoleAccess(msgspec.Struct, frozen=True):
+    """What Dify said about this caller and app."""
+
+    tenant_id: str
+    timezone: str
+
+
+class DifyDenied(HTTPException):
+    """Dify's own 401/403/404, passed through with its body."""
+
+    def __init__(self, status_code: int, body: Any) -> None:
+        super().__init__(status_code=status_code, detail="denied by Dify")
+        self.body = body
+
+
+class DifyUnavailable(RuntimeError):
+    """Dify's console API did not give a usable answer; the caller gets a 503."""
+
+
+class _Workspace(msgspec.Struct):
+    id: str
+
+
+class _Profile(msgspec.Struct):
+    timezone: str | None = None
+
+
+class ConsoleAuthorizer:
+    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+        self.base_url = (settings.dify_console_api_url or "").rstrip("/")
+        self.client = client or httpx.AsyncClient(timeout=DIFY_TIMEOUT_S, follow_redirects=False)
+        self.verdicts: TTLCache[str, ConsoleAccess] = TTLCache(
+            maxsize=10_000, ttl=max(settings.auth_cache_ttl, 1e-9)
+        )
+        self.cache_enabled = settings.auth_cache_ttl > 0
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def authorize(self, request: Request[Any, Any, Any], app_id: str) -> ConsoleAccess:
+        if not self.base_url:
+            raise DifyUnavailable("DIFY_CONSOLE_API_URL is not configured")
+        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+        if not headers:
+            raise DifyDenied(401, {"code": "unauthorized", "message": "Unauthorized.", "status": 401})
+        key = hashlib.sha256(repr((sorted(headers.items()), app_id)).encode()).hexdigest()
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # one round of calls to Dify per caller and app at a time
+            found = self.verdicts.get(key) if self.cache_enabled else None
+            if found is None:
+                found = await self._ask_dify(headers, app_id)
+                if self.cache_enabled:
+                    self.verdicts[key] = found
+        if not lock.locked():
+            self._locks.pop(key, None)
+        return found
+
+    async def _ask_dify(self, headers: dict[str, str], app_id: str) -> ConsoleAccess:
+        await self._get(f"/console/api/apps/{app_id}", headers)
+        try:
+            workspace = msgspec.convert(
+                await self._get("/console/api/workspaces/current", headers), _Workspace
+            )
+            profile = msgspec.convert(await self._get("/console/api/account/profile", headers), _Profile)
+        except msgspec.ValidationError:
+            log.warning("dify_console_unexpected_shape")
+            raise DifyUnavailable("Dify's answer has an unexpected shape") from None
+        return ConsoleAccess(tenant_id=workspace.id.lower(), timezone=profile.timezone or "UTC")
+
+    async def _get(self, path: str, headers: dict[str, str]) -> Any:
+        try:
+            answer = await self.client.get(self.base_url + path, headers=headers)
+        except httpx.HTTPError as error:
+            log.warning("dify_console_unreachable", error_type=type(error).__name__)
+            raise DifyUnavailable(type(error).__name__) from error
+        if answer.status_code in (401, 403, 404):
+            raise DifyDenied(answer.status_code, _json_or_text(answer))
+        if answer.status_code != 200:
+            log.warning("dify_console_error", status=answer.status_code)
+            raise DifyUnavailable(f"Dify answered {answer.status_code}")
+        try:
+            return answer.json()
+        except ValueError:
+            log.warning("dify_console_garbage")
+            raise DifyUnavailable("Dify's answer is not JSON") from None
+
+
+def _json_or_text(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return {"code": "unauthorized", "message": answer.text[:200], "status": answer.status_code}

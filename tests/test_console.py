@@ -1,0 +1,135 @@
+"""The Dify console drop-in paths, authorized by a fake Dify console on a real port."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+
+from app.backend import Backend
+from app.config import load_settings
+from app.main import create_app
+from tests import examples
+from tests.db import load_history
+from tests.fake_dify import Account, serve_fake_dify
+
+A = examples.A
+OTHER_APP = "a9000000-0000-4000-8000-0000000000a9"
+ACCOUNTS = {
+    "ada-token": Account(tenant_id=examples.T, timezone="Asia/Shanghai", apps=frozenset({A})),
+    "bob-token": Account(
+        tenant_id=examples.U, timezone="UTC", apps=frozenset({A}), forbidden_apps=frozenset()
+    ),
+    "eve-token": Account(
+        tenant_id=examples.T, timezone="UTC", apps=frozenset(), forbidden_apps=frozenset({A})
+    ),
+}
+ADA = {"Authorization": "Bearer ada-token"}
+STATS = f"/console/api/apps/{A}/workflow/statistics"
+
+
+@pytest.fixture
+def console(
+    database_url: str, pg_conn: psycopg.Connection[Any]
+) -> Iterator[tuple[TestClient[Any], list[str]]]:
+    load_history(pg_conn, examples.history())
+    with serve_fake_dify(ACCOUNTS) as (dify_url, calls):
+        settings = load_settings({"STATS_DATABASE_URL": database_url, "DIFY_CONSOLE_API_URL": dify_url})
+        with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+            yield client, calls
+
+
+def test_console_statistics_equal_the_native_answers_in_the_account_zone(
+    console: tuple[TestClient[Any], list[str]],
+) -> None:
+    client, _ = console
+    window = {"start": "2025-03-01 00:00", "end": "2025-03-03 00:00"}
+    native = f"/v1/tenants/{examples.T}/apps/{A}/statistics"
+    pairs = {
+        "daily-conversations": "daily-runs",
+        "daily-terminals": "daily-terminals",
+        "token-costs": "token-costs",
+        "average-app-interactions": "average-interactions",
+    }
+    for console_path, native_path in pairs.items():
+        mine = client.get(f"{STATS}/{console_path}", params=window, headers=ADA)
+        assert mine.status_code == 200, console_path
+        theirs = client.get(f"{native}/{native_path}", params={**window, "timezone": "Asia/Shanghai"})
+        assert mine.json() == theirs.json(), console_path
+    runs = client.get(f"{STATS}/daily-conversations", params=window, headers=ADA).json()
+    assert runs == {"data": [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]}
+
+
+def test_console_runs_routes(console: tuple[TestClient[Any], list[str]]) -> None:
+    client, _ = console
+    base = f"/console/api/apps/{A}/workflow-runs"
+    counts = client.get(f"{base}/count", params={"triggered_from": "app-run"}, headers=ADA).json()
+    assert counts["total"] == 4
+    page = client.get(base, params={"triggered_from": "app-run", "limit": "3"}, headers=ADA).json()
+    assert [run["id"] for run in page["data"]] == [examples.R4, examples.R3, examples.R2] and page["has_more"]
+    assert client.get(f"{base}/{examples.R1}", headers=ADA).json()["total_tokens"] == 25
+    assert client.get(f"{base}/{examples.R6}", headers=ADA).status_code == 404  # tenant U's run
+    # Bob's workspace is tenant U: the same app id shows only tenant U's run.
+    bob = client.get(
+        f"{base}/count", params={"triggered_from": "app-run"}, headers={"Authorization": "Bearer bob-token"}
+    )
+    assert bob.json()["total"] == 1
+
+
+def test_dify_verdicts_pass_through(console: tuple[TestClient[Any], list[str]]) -> None:
+    client, _ = console
+    anonymous = client.get(f"{STATS}/daily-conversations")
+    assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthorized")
+    wrong = client.get(f"{STATS}/daily-conversations", headers={"Authorization": "Bearer nope"})
+    assert wrong.json() == {"code": "unauthorized", "message": "Invalid token.", "status": 401}
+    forbidden = client.get(f"{STATS}/token-costs", headers={"Authorization": "Bearer eve-token"})
+    assert forbidden.status_code == 403 and forbidden.json()["code"] == "forbidden"
+    elsewhere = client.get(f"/console/api/apps/{OTHER_APP}/workflow-runs/count", headers=ADA)
+    assert elsewhere.json() == {"code": "not_found", "message": "App not found.", "status": 404}
+
+
+def test_cookie_sessions_need_the_csrf_header(console: tuple[TestClient[Any], list[str]]) -> None:
+    client, _ = console
+    cookies = "access_token=ada-token; csrf_token=abc123"
+    no_header = client.get(f"{STATS}/daily-terminals", headers={"Cookie": cookies})
+    assert no_header.status_code == 401
+    with_header = client.get(
+        f"{STATS}/daily-terminals", headers={"Cookie": cookies, "X-CSRF-Token": "abc123"}
+    )
+    assert with_header.status_code == 200
+
+
+def test_verdicts_are_cached(console: tuple[TestClient[Any], list[str]]) -> None:
+    client, calls = console
+    for _ in range(3):
+        assert client.get(f"{STATS}/token-costs", headers=ADA).status_code == 200
+    assert calls.count("app") == 1 and calls.count("profile") == 1
+
+
+@pytest.mark.parametrize("token", ["broken", "garbage"])
+def test_dify_misbehaving_is_a_503_never_access(
+    console: tuple[TestClient[Any], list[str]], token: str
+) -> None:
+    client, _ = console
+    answer = client.get(f"{STATS}/token-costs", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 503
+    assert answer.json()["code"] == "dify_unavailable"
+
+
+def test_dify_down_is_a_503(database_url: str) -> None:
+    settings = load_settings(
+        {"STATS_DATABASE_URL": database_url, "DIFY_CONSOLE_API_URL": "http://127.0.0.1:9"}
+    )
+    with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+        answer = client.get(f"{STATS}/token-costs", headers=ADA)
+        assert answer.status_code == 503 and answer.headers["retry-after"]
+
+
+def test_bad_app_id_is_refused_before_asking_dify(console: tuple[TestClient[Any], list[str]]) -> None:
+    client, calls = console
+    answer = client.get("/console/api/apps/..%2F..%2Fadmin/workflow-runs/count", headers=ADA)
+    assert answer.status_code in (400, 404)
+    assert calls == []
