@@ -17,6 +17,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.config import Settings
+from app.metrics import Metrics, current_figures
 from queries.scope import Query
 
 log = structlog.get_logger("dify_stats.backend")
@@ -29,6 +30,7 @@ class BackendUnavailable(RuntimeError):
 class Backend:
     def __init__(self, conninfo: str, settings: Settings, *, extra_options: str = "") -> None:
         self.settings = settings
+        self.metrics: Metrics | None = None
         options = extra_options
         if settings.dialect == "postgres":
             options = f"-c statement_timeout={int(settings.query_timeout * 1000)} {options}".strip()
@@ -67,7 +69,13 @@ class Backend:
         except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
             log.warning("backend_unavailable", error_type=type(error).__name__)
             raise BackendUnavailable(type(error).__name__) from error
-        log.debug("backend_query", backend_ms=round((time.perf_counter() - started) * 1000, 2))
+        elapsed = time.perf_counter() - started
+        if self.metrics is not None:
+            self.metrics.backend.labels(plan=self.settings.query_plan).observe(elapsed)
+        figures = current_figures.get()
+        if figures is not None:
+            figures.backend_ms += elapsed * 1000
+            figures.backend_queries += 1
         return rows
 
     async def ping(self) -> None:

@@ -15,10 +15,11 @@ from app.cache import AnswerCache
 from app.config import Settings
 from app.console_auth import ConsoleAuthorizer
 from app.errors import EXCEPTION_HANDLERS
+from app.metrics import Metrics
 from app.middleware import request_id_middleware
 from app.repository import StatsRepository
 from app.routes.console import ConsoleRunsController, ConsoleStatisticsController
-from app.routes.health import healthz, readyz
+from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.runs import RunsController
 from app.routes.statistics import StatisticsController
 from app.service import StatsService
@@ -29,6 +30,9 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max)
     service = StatsService(StatsRepository(backend, settings), cache, settings)
     authorizer = ConsoleAuthorizer(settings)
+    metrics = Metrics()
+    backend.metrics = metrics
+    metrics.watch_pool(backend.pool)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -43,12 +47,13 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
         route_handlers=[
             healthz,
             readyz,
+            prometheus_metrics,
             StatisticsController,
             RunsController,
             ConsoleStatisticsController,
             ConsoleRunsController,
         ],
-        state=State({"settings": settings}),
+        state=State({"settings": settings, "metrics": metrics}),
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "backend": Provide(lambda: backend, use_cache=True, sync_to_thread=False),

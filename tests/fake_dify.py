@@ -19,6 +19,7 @@ from typing import Any
 import msgspec
 import uvicorn
 from litestar import Litestar, Request, Response, get
+from litestar.params import FromPath
 
 
 class Account(msgspec.Struct, frozen=True):
@@ -40,7 +41,7 @@ def build_fake_dify(accounts: dict[str, Account], calls: list[str]) -> Litestar:
             token = request.cookies.get("access_token")
             if token is not None and request.cookies.get("csrf_token") != request.headers.get("x-csrf-token"):
                 return None, _error(401, "unauthorized", "CSRF token is missing or invalid.")
-        if token is None or token not in accounts and token not in ("slow", "broken", "garbage"):
+        if token is None or (token not in accounts and token not in ("slow", "broken", "garbage")):
             return None, _error(401, "unauthorized", "Invalid token.")
         return token, None
 
@@ -54,7 +55,7 @@ def build_fake_dify(accounts: dict[str, Account], calls: list[str]) -> Litestar:
         return None
 
     @get("/console/api/apps/{app_id:str}")
-    async def app_detail(request: Request[Any, Any, Any], app_id: str) -> Response[Any]:
+    async def app_detail(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
         calls.append("app")
         token, denied = session(request)
         if denied or token is None:

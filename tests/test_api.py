@@ -264,3 +264,39 @@ def test_cache_is_bounded() -> None:
     for n in range(10):
         cache.put(n, msgspec.UNSET, 60)
     assert len(cache) == 3
+
+
+def test_metrics_count_requests_cache_results_and_backend_time(client: TestClient[Any]) -> None:
+    client.get(f"{BASE}/runs/count")
+    client.get(f"{BASE}/runs/count")
+    exposition = client.get("/metrics")
+    assert exposition.status_code == 200 and exposition.headers["content-type"].startswith("text/plain")
+    text = exposition.text
+    assert (
+        'dify_stats_requests_total{route="/v1/tenants/{tenant_id}/apps/{app_id}/runs/count",status="200"} 2.0'
+        in text
+    )
+    assert 'dify_stats_cache_results_total{result="hit"} 1.0' in text
+    assert 'dify_stats_cache_results_total{result="miss"} 1.0' in text
+    assert 'dify_stats_backend_query_seconds_count{plan="shortcut"} 1.0' in text
+    assert "dify_stats_pool_requests_waiting" in text
+
+
+def test_request_log_line_has_route_cache_and_backend_time_but_no_values(
+    client: TestClient[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from app.logging import configure_logging
+
+    configure_logging("info")
+    client.get(
+        f"{BASE}/runs/count", params={"triggered_from": "webhook"}, headers={"Authorization": "Bearer s3cr3t"}
+    )
+    lines = [
+        msgspec.json.decode(line) for line in capsys.readouterr().err.splitlines() if '"request"' in line
+    ]
+    assert lines, "no request log line"
+    line = lines[-1]
+    assert line["route"] == "/v1/tenants/{tenant_id}/apps/{app_id}/runs/count"
+    assert (line["cache"], line["backend_queries"]) == ("miss", 1) and line["backend_ms"] > 0
+    assert line["request_id"]
+    assert "webhook" not in str(lines) and "s3cr3t" not in str(lines) and T not in str(lines)

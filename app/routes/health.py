@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
-from litestar import Response, get
+from litestar import Request, Response, get
 from litestar.di import NamedDependency
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.backend import Backend, BackendUnavailable
 
@@ -17,6 +20,18 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
 @get("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
 def healthz() -> Health:
     return Health(status="ok")
+
+
+@get(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["operations"],
+    sync_to_thread=False,
+    include_in_schema=False,
+)
+def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    registry = request.app.state.metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @get("/readyz", summary="The backend answers a trivial query", tags=["operations"])
