@@ -33,7 +33,10 @@ class Backend:
         self.metrics: Metrics | None = None
         options = extra_options
         if settings.dialect == "postgres":
-            options = f"-c statement_timeout={int(settings.query_timeout * 1000)} {options}".strip()
+            # The shortcuts hash-aggregate one row per run; PostgreSQL's default 4 MB work_mem makes
+            # that spill to disk at ~100 k runs (measured: 950 ms -> 400 ms for 200 k runs at 64 MB).
+            timeout_ms = int(settings.query_timeout * 1000)
+            options = f"-c statement_timeout={timeout_ms} -c work_mem=64MB {options}".strip()
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "prepare_threshold": None,

