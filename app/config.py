@@ -49,6 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_keys: tuple[ApiKey, ...] = ()
 
     dify_console_api_url: str | None = None
+    dify_timeout: float = 5.0
     auth_cache_ttl: float = 60.0
 
     cache_max_entries: int = 10_000
@@ -122,6 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "port": reader.integer("STATS_PORT", 8000, 1, 65_535),
         "api_keys": parse_api_keys(reader.text("STATS_API_KEYS") or ""),
         "dify_console_api_url": reader.text("DIFY_CONSOLE_API_URL"),
+        "dify_timeout": reader.number("STATS_DIFY_TIMEOUT", 5.0, 0.1, 60.0),
         "auth_cache_ttl": reader.number("STATS_AUTH_CACHE_TTL", 60.0, 0.0, 86_400.0),
         "cache_max_entries": reader.integer("STATS_CACHE_MAX_ENTRIES", 10_000, 1, 10_000_000),
         "cache_ttl": reader.number("STATS_CACHE_TTL", 30.0, 0.0, 86_400.0),

@@ -2,9 +2,9 @@
 
 Nothing of Dify's secrets is needed: the caller's own `Cookie`, `Authorization` and `X-CSRF-Token`
 are forwarded to Dify's console API, which decides. Dify's 401/403/404 reach the caller as Dify
-sent them; Dify unreachable, slow or answering nonsense is a 503 — never access granted.
-Granted verdicts are cached for STATS_AUTH_CACHE_TTL, keyed by a hash of the credentials and
-the app, so a dashboard's four parallel requests cost Dify one round of three calls.
+sent them; Dify unreachable, slower than STATS_DIFY_TIMEOUT or answering nonsense is a 503,
+never access granted. Granted verdicts are cached for STATS_AUTH_CACHE_TTL, keyed by a hash of
+the credentials and the app, so a dashboard's four parallel requests cost Dify one round of calls.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from app.config import Settings
 
 log = structlog.get_logger("dify_stats.console_auth")
 FORWARDED_HEADERS = ("cookie", "authorization", "x-csrf-token")
-DIFY_TIMEOUT_S = 5.0
 
 
 class ConsoleAccess(msgspec.Struct, frozen=True):
@@ -55,9 +54,9 @@ class _Profile(msgspec.Struct):
 
 
 class ConsoleAuthorizer:
-    def __init__(self, settings: Settings, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.base_url = (settings.dify_console_api_url or "").rstrip("/")
-        self.client = client or httpx.AsyncClient(timeout=DIFY_TIMEOUT_S, follow_redirects=False)
+        self.client = httpx.AsyncClient(timeout=settings.dify_timeout, follow_redirects=False)
         self.verdicts: TTLCache[str, ConsoleAccess] = TTLCache(
             maxsize=10_000, ttl=max(settings.auth_cache_ttl, 1e-9)
         )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
+
+RunId = Annotated[str, msgspec.Meta(examples=["3f2c1a9e-5b7d-4e1f-9a2b-6c8d0e4f1a3b"])]
+Status = Annotated[
+    str, msgspec.Meta(description="status of the latest version", examples=["succeeded", "running", "paused"])
+]
+EpochSeconds = Annotated[int, msgspec.Meta(description="epoch seconds, floored", examples=[1740844799])]
 
 
 class RunCounts(msgspec.Struct, frozen=True):
@@ -17,16 +23,19 @@ class RunCounts(msgspec.Struct, frozen=True):
 
 
 class RunSummary(msgspec.Struct, frozen=True):
-    id: str
-    version: str
-    status: str
+    id: RunId
+    version: Annotated[str, msgspec.Meta(examples=["draft"])]
+    status: Status
     elapsed_time: float
     total_tokens: int
     total_steps: int
     created_by_role: str
     created_by: str
-    created_at: int  # epoch seconds, floored
-    finished_at: int | None  # epoch seconds, floored; null while unfinished
+    created_at: EpochSeconds
+    finished_at: Annotated[
+        int | None,
+        msgspec.Meta(description="epoch seconds, floored; null while unfinished", examples=[1740844805]),
+    ]
     exceptions_count: int
     retry_index: int = 0
 
@@ -38,24 +47,28 @@ class RunPageAnswer(msgspec.Struct, frozen=True):
 
 
 class RunDetail(msgspec.Struct, frozen=True):
-    id: str
+    id: RunId
     tenant_id: str
     app_id: str
     workflow_id: str
     type: str
     triggered_from: str
     version: str
-    graph: Any
-    inputs: Any
-    outputs: Any
-    status: str
-    error: str | None
+    graph: Annotated[Any, msgspec.Meta(description="parsed JSON; {} when empty")]
+    inputs: Annotated[
+        Any, msgspec.Meta(description="parsed JSON; {} when empty", examples=[{"query": "hello"}])
+    ]
+    outputs: Annotated[
+        Any, msgspec.Meta(description="parsed JSON; {} when empty", examples=[{"answer": "hi"}])
+    ]
+    status: Status
+    error: Annotated[str | None, msgspec.Meta(description="null when none", examples=[None, "model timeout"])]
     elapsed_time: float
     total_tokens: int
     total_steps: int
     created_by_role: str
     created_by: str
-    created_at: int
+    created_at: EpochSeconds
     finished_at: int | None
     exceptions_count: int
     retry_index: int = 0

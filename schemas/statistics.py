@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
+
+Day = Annotated[str, msgspec.Meta(description="local calendar day (ISO date)", examples=["2025-03-01"])]
 
 
 class DailyRuns(msgspec.Struct, frozen=True):
-    date: str
-    runs: int
+    date: Day
+    runs: Annotated[int, msgspec.Meta(description="runs created that day, every status", examples=[12])]
 
 
 class DailyTerminals(msgspec.Struct, frozen=True):
-    date: str
-    terminal_count: int
+    date: Day
+    terminal_count: Annotated[int, msgspec.Meta(description="distinct users that day", examples=[3])]
 
 
 class DailyTokenCosts(msgspec.Struct, frozen=True):
-    date: str
-    token_count: int
+    date: Day
+    token_count: Annotated[
+        int, msgspec.Meta(description="tokens of the runs created that day", examples=[4512])
+    ]
 
 
 class DailyInteractions(msgspec.Struct, frozen=True):
-    date: str
-    interactions: float
+    date: Day
+    interactions: Annotated[
+        float, msgspec.Meta(description="runs / distinct users, 2 decimals half-even", examples=[1.67])
+    ]
 
 
 class DailyRunsAnswer(msgspec.Struct, frozen=True):

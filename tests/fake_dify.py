@@ -47,7 +47,7 @@ def build_fake_dify(accounts: dict[str, Account], calls: list[str]) -> Litestar:
 
     async def misbehave(token: str) -> Response[Any] | None:
         if token == "slow":
-            await asyncio.sleep(30)
+            await asyncio.sleep(3)
         if token == "broken":
             return _error(500, "internal_server_error", "The server encountered an internal error.")
         if token == "garbage":

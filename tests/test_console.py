@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,6 +118,20 @@ def test_dify_misbehaving_is_a_503_never_access(
     answer = client.get(f"{STATS}/token-costs", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 503
     assert answer.json()["code"] == "dify_unavailable"
+
+
+def test_dify_slow_is_a_503_after_the_timeout(database_url: str) -> None:
+    with serve_fake_dify(ACCOUNTS) as (dify_url, _):
+        env = {
+            "STATS_DATABASE_URL": database_url,
+            "DIFY_CONSOLE_API_URL": dify_url,
+            "STATS_DIFY_TIMEOUT": "0.5",
+        }
+        settings = load_settings(env)
+        with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+            started = time.perf_counter()
+            answer = client.get(f"{STATS}/token-costs", headers={"Authorization": "Bearer slow"})
+            assert answer.status_code == 503 and time.perf_counter() - started < 2.5
 
 
 def test_dify_down_is_a_503(database_url: str) -> None:

@@ -1,0 +1,52 @@
+"""A real PostgreSQL stopped under the running service, then started again."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import psycopg
+from litestar.testing import TestClient
+
+from app.backend import Backend
+from app.config import load_settings
+from app.embedded import ensure_schema
+from app.main import create_app
+from tests import examples
+from tests.db import load_history
+
+BASE = f"/v1/tenants/{examples.T}/apps/{examples.A}"
+
+
+def test_stale_answers_while_down_and_recovery_after_restart(tmp_path: Path) -> None:
+    import pgserver
+
+    data = tmp_path / "pg"
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    url = server.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        load_history(conn, examples.history())
+    settings = load_settings({"STATS_DATABASE_URL": url, "STATS_CACHE_TTL": "0", "STATS_QUERY_TIMEOUT": "2"})
+    try:
+        with TestClient(app=create_app(settings, Backend(url, settings))) as client:
+            fresh = client.get(f"{BASE}/runs/count", params={"triggered_from": "app-run"})
+            assert (fresh.status_code, fresh.headers["x-cache"]) == (200, "miss")
+
+            server.cleanup()  # pg_ctl stop: the backend is gone
+            started = time.perf_counter()
+            stale = client.get(f"{BASE}/runs/count", params={"triggered_from": "app-run"})
+            assert (stale.status_code, stale.headers["x-cache"], stale.json()) == (200, "stale", fresh.json())
+            assert time.perf_counter() - started < settings.query_timeout + 1
+            never_seen = client.get(f"{BASE}/runs", params={"triggered_from": "app-run"})
+            assert never_seen.status_code == 503 and never_seen.headers["retry-after"]
+            assert client.get("/readyz").status_code == 503
+
+            server = pgserver.get_server(data, cleanup_mode="stop")  # started again, same socket
+            deadline = time.monotonic() + 15
+            while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            again = client.get(f"{BASE}/runs/count", params={"triggered_from": "app-run"})
+            assert (again.status_code, again.headers["x-cache"], again.json()) == (200, "miss", fresh.json())
+    finally:
+        server.cleanup()
