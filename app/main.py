@@ -18,10 +18,10 @@ from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.middleware import request_id_middleware
 from app.repository import StatsRepository
-from app.routes.console import ConsoleRunsController, ConsoleStatisticsController
+from app.routes.console import ConsoleRunsController, console_statistics_router
 from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.runs import RunsController
-from app.routes.statistics import StatisticsController
+from app.routes.statistics import statistics_router
 from app.service import StatsService
 
 
@@ -48,9 +48,9 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
             healthz,
             readyz,
             prometheus_metrics,
-            StatisticsController,
+            statistics_router,
             RunsController,
-            ConsoleStatisticsController,
+            console_statistics_router,
             ConsoleRunsController,
         ],
         state=State({"settings": settings, "metrics": metrics}),

@@ -46,14 +46,14 @@ class RunPageAnswer(msgspec.Struct, frozen=True):
     data: list[RunSummary]
 
 
-class RunDetail(msgspec.Struct, frozen=True):
-    id: RunId
+class RunDetail(RunSummary, frozen=True, kw_only=True):
+    """A run summary plus what the detail page shows."""
+
     tenant_id: str
     app_id: str
     workflow_id: str
     type: str
     triggered_from: str
-    version: str
     graph: Annotated[Any, msgspec.Meta(description="parsed JSON; {} when empty")]
     inputs: Annotated[
         Any, msgspec.Meta(description="parsed JSON; {} when empty", examples=[{"query": "hello"}])
@@ -61,14 +61,4 @@ class RunDetail(msgspec.Struct, frozen=True):
     outputs: Annotated[
         Any, msgspec.Meta(description="parsed JSON; {} when empty", examples=[{"answer": "hi"}])
     ]
-    status: Status
     error: Annotated[str | None, msgspec.Meta(description="null when none", examples=[None, "model timeout"])]
-    elapsed_time: float
-    total_tokens: int
-    total_steps: int
-    created_by_role: str
-    created_by: str
-    created_at: EpochSeconds
-    finished_at: int | None
-    exceptions_count: int
-    retry_index: int = 0

@@ -5,13 +5,12 @@ by Dify itself (app/console_auth.py), which also gives the tenant and the accoun
 which `start`/`end` (`YYYY-MM-DD HH:MM`) are read, exactly as Dify reads them.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Request, Response, Router, get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from app.config import Settings
@@ -19,16 +18,10 @@ from app.console_auth import ConsoleAccess, ConsoleAuthorizer
 from app.params import created_range, uuid_param, zone_param
 from app.routes.params import End, LastId, Limit, Start, Status, TimeRange, TriggeredFrom
 from app.routes.runs import count_request, detail_request, list_request
-from app.routes.statistics import answer_daily
+from app.routes.statistics import DAILY_ROUTES, answer_daily
 from app.service import StatsService
 from schemas.requests import DailyMeasure, DailyRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
-from schemas.statistics import (
-    DailyInteractionsAnswer,
-    DailyRunsAnswer,
-    DailyTerminalsAnswer,
-    DailyTokenCostsAnswer,
-)
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -40,38 +33,11 @@ async def _access(
     return checked_app, await authorizer.authorize(request, checked_app)
 
 
-async def _console_daily(
-    measure: DailyMeasure,
-    answer_type: type,
-    request: AnyRequest,
-    authorizer: ConsoleAuthorizer,
-    service: StatsService,
-    settings: Settings,
-    app_id: str,
-    start: str | None,
-    end: str | None,
-) -> Response[object]:
-    app, access = await _access(authorizer, request, app_id)
-    zone = zone_param("timezone", access.timezone)
-    created = created_range(start, end, zone, settings.max_range_days)
-    daily = DailyRequest(
-        tenant_id=access.tenant_id,
-        app_id=app,
-        triggered_from="app-run",  # fixed, as in Dify's console
-        timezone=zone,
-        start_us=created.start_us,
-        end_us=created.end_us,
-    )
-    return await answer_daily(service, measure, daily, answer_type)
+def console_daily_route(measure: DailyMeasure) -> HTTPRouteHandler:
+    """Dify's path for the measure; `start`/`end` are read in the account's zone, trigger app-run."""
+    _, path, answer_type, summary = DAILY_ROUTES[measure]
 
-
-class ConsoleStatisticsController(Controller):
-    path = "/console/api/apps/{app_id:str}/workflow/statistics"
-    tags = ("dify console",)
-
-    @get("/daily-conversations", summary="Dify console: runs per day (answers `runs`)")
-    async def daily_conversations(
-        self,
+    async def handler(
         request: AnyRequest,
         authorizer: NamedDependency[ConsoleAuthorizer],
         service: NamedDependency[StatsService],
@@ -79,79 +45,29 @@ class ConsoleStatisticsController(Controller):
         app_id: FromPath[str],
         start: Start = None,
         end: End = None,
-    ) -> Response[DailyRunsAnswer]:
-        return await _console_daily(  # type: ignore[return-value]
-            "daily_runs", DailyRunsAnswer, request, authorizer, service, settings, app_id, start, end
+    ) -> Response[answer_type]:  # type: ignore[valid-type]
+        app, access = await _access(authorizer, request, app_id)
+        zone = zone_param("timezone", access.timezone)
+        created = created_range(start, end, zone, settings.max_range_days)
+        daily = DailyRequest(
+            tenant_id=access.tenant_id,
+            app_id=app,
+            triggered_from="app-run",  # fixed, as in Dify's console
+            timezone=zone,
+            start_us=created.start_us,
+            end_us=created.end_us,
         )
+        return await answer_daily(service, measure, daily, answer_type)
 
-    @get("/daily-terminals", summary="Dify console: distinct users per day")
-    async def daily_terminals(
-        self,
-        request: AnyRequest,
-        authorizer: NamedDependency[ConsoleAuthorizer],
-        service: NamedDependency[StatsService],
-        settings: NamedDependency[Settings],
-        app_id: FromPath[str],
-        start: Start = None,
-        end: End = None,
-    ) -> Response[DailyTerminalsAnswer]:
-        return await _console_daily(  # type: ignore[return-value]
-            "daily_terminals",
-            DailyTerminalsAnswer,
-            request,
-            authorizer,
-            service,
-            settings,
-            app_id,
-            start,
-            end,
-        )
+    handler.__name__ = handler.__qualname__ = f"console_{measure}"
+    return get(path, summary=f"Dify console: {summary}", name=f"console-{measure}")(handler)
 
-    @get("/token-costs", summary="Dify console: tokens per day")
-    async def token_costs(
-        self,
-        request: AnyRequest,
-        authorizer: NamedDependency[ConsoleAuthorizer],
-        service: NamedDependency[StatsService],
-        settings: NamedDependency[Settings],
-        app_id: FromPath[str],
-        start: Start = None,
-        end: End = None,
-    ) -> Response[DailyTokenCostsAnswer]:
-        return await _console_daily(  # type: ignore[return-value]
-            "daily_token_costs",
-            DailyTokenCostsAnswer,
-            request,
-            authorizer,
-            service,
-            settings,
-            app_id,
-            start,
-            end,
-        )
 
-    @get("/average-app-interactions", summary="Dify console: runs per user per day")
-    async def average_app_interactions(
-        self,
-        request: AnyRequest,
-        authorizer: NamedDependency[ConsoleAuthorizer],
-        service: NamedDependency[StatsService],
-        settings: NamedDependency[Settings],
-        app_id: FromPath[str],
-        start: Start = None,
-        end: End = None,
-    ) -> Response[DailyInteractionsAnswer]:
-        return await _console_daily(  # type: ignore[return-value]
-            "daily_interactions",
-            DailyInteractionsAnswer,
-            request,
-            authorizer,
-            service,
-            settings,
-            app_id,
-            start,
-            end,
-        )
+console_statistics_router = Router(
+    path="/console/api/apps/{app_id:str}/workflow/statistics",
+    route_handlers=[console_daily_route(measure) for measure in DAILY_ROUTES],
+    tags=["dify console"],
+)
 
 
 class ConsoleRunsController(Controller):

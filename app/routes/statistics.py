@@ -1,9 +1,13 @@
-"""Native daily statistics: /v1/tenants/{tenant_id}/apps/{app_id}/statistics/..."""
+"""Native daily statistics: /v1/tenants/{tenant_id}/apps/{app_id}/statistics/...
 
-from __future__ import annotations
+The four measures share one handler shape, built once per measure by `native_daily_route`.
+"""
 
-from litestar import Controller, Response, get
+from typing import Any
+
+from litestar import Response, Router, get
 from litestar.di import NamedDependency
+from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath
 
 from app.auth import api_key_guard
@@ -18,6 +22,34 @@ from schemas.statistics import (
     DailyTerminalsAnswer,
     DailyTokenCostsAnswer,
 )
+
+# measure -> (native path, console path, answer struct, summary)
+DAILY_ROUTES: dict[DailyMeasure, tuple[str, str, type[Any], str]] = {
+    "daily_runs": (
+        "/daily-runs",
+        "/daily-conversations",
+        DailyRunsAnswer,
+        "Runs per local day (every status)",
+    ),
+    "daily_terminals": (
+        "/daily-terminals",
+        "/daily-terminals",
+        DailyTerminalsAnswer,
+        "Distinct users per day",
+    ),
+    "daily_token_costs": (
+        "/token-costs",
+        "/token-costs",
+        DailyTokenCostsAnswer,
+        "Tokens of the runs of each day",
+    ),
+    "daily_interactions": (
+        "/average-interactions",
+        "/average-app-interactions",
+        DailyInteractionsAnswer,
+        "Runs per user per day (2 decimals, half-even)",
+    ),
+}
 
 
 def daily_request(
@@ -42,20 +74,16 @@ def daily_request(
 
 
 async def answer_daily(
-    service: StatsService, measure: DailyMeasure, request: DailyRequest, answer_type: type
-) -> Response[object]:
+    service: StatsService, measure: DailyMeasure, request: DailyRequest, answer_type: type[Any]
+) -> Response[Any]:
     data, cache_result = await service.daily(measure, request)
     return Response(answer_type(data=data), headers={"X-Cache": cache_result})
 
 
-class StatisticsController(Controller):
-    path = "/v1/tenants/{tenant_id:str}/apps/{app_id:str}/statistics"
-    tags = ("statistics",)
-    guards = (api_key_guard,)
+def native_daily_route(measure: DailyMeasure) -> HTTPRouteHandler:
+    path, _, answer_type, summary = DAILY_ROUTES[measure]
 
-    @get("/daily-runs", summary="Runs per local day (every status counts)")
-    async def daily_runs(
-        self,
+    async def handler(
         service: NamedDependency[StatsService],
         settings: NamedDependency[Settings],
         tenant_id: FromPath[str],
@@ -64,51 +92,17 @@ class StatisticsController(Controller):
         end: End = None,
         timezone: TimeZone = "UTC",
         triggered_from: TriggeredFrom = None,
-    ) -> Response[DailyRunsAnswer]:
+    ) -> Response[answer_type]:  # type: ignore[valid-type]
         request = daily_request(settings, tenant_id, app_id, start, end, timezone, triggered_from)
-        return await answer_daily(service, "daily_runs", request, DailyRunsAnswer)  # type: ignore[return-value]
+        return await answer_daily(service, measure, request, answer_type)
 
-    @get("/daily-terminals", summary="Distinct users per local day")
-    async def daily_terminals(
-        self,
-        service: NamedDependency[StatsService],
-        settings: NamedDependency[Settings],
-        tenant_id: FromPath[str],
-        app_id: FromPath[str],
-        start: Start = None,
-        end: End = None,
-        timezone: TimeZone = "UTC",
-        triggered_from: TriggeredFrom = None,
-    ) -> Response[DailyTerminalsAnswer]:
-        request = daily_request(settings, tenant_id, app_id, start, end, timezone, triggered_from)
-        return await answer_daily(service, "daily_terminals", request, DailyTerminalsAnswer)  # type: ignore[return-value]
+    handler.__name__ = handler.__qualname__ = measure
+    return get(path, summary=summary, name=f"native-{measure}")(handler)
 
-    @get("/token-costs", summary="Tokens of the runs created each local day (latest versions)")
-    async def token_costs(
-        self,
-        service: NamedDependency[StatsService],
-        settings: NamedDependency[Settings],
-        tenant_id: FromPath[str],
-        app_id: FromPath[str],
-        start: Start = None,
-        end: End = None,
-        timezone: TimeZone = "UTC",
-        triggered_from: TriggeredFrom = None,
-    ) -> Response[DailyTokenCostsAnswer]:
-        request = daily_request(settings, tenant_id, app_id, start, end, timezone, triggered_from)
-        return await answer_daily(service, "daily_token_costs", request, DailyTokenCostsAnswer)  # type: ignore[return-value]
 
-    @get("/average-interactions", summary="Runs per user per local day (2 decimals, half-even)")
-    async def average_interactions(
-        self,
-        service: NamedDependency[StatsService],
-        settings: NamedDependency[Settings],
-        tenant_id: FromPath[str],
-        app_id: FromPath[str],
-        start: Start = None,
-        end: End = None,
-        timezone: TimeZone = "UTC",
-        triggered_from: TriggeredFrom = None,
-    ) -> Response[DailyInteractionsAnswer]:
-        request = daily_request(settings, tenant_id, app_id, start, end, timezone, triggered_from)
-        return await answer_daily(service, "daily_interactions", request, DailyInteractionsAnswer)  # type: ignore[return-value]
+statistics_router = Router(
+    path="/v1/tenants/{tenant_id:str}/apps/{app_id:str}/statistics",
+    route_handlers=[native_daily_route(measure) for measure in DAILY_ROUTES],
+    guards=[api_key_guard],
+    tags=["statistics"],
+)
