@@ -25,8 +25,13 @@ def match_key(keys: tuple[ApiKey, ...], offered: str) -> ApiKey | None:
     return found
 
 
+def may_read(key: ApiKey | None, tenant_id: str) -> bool:
+    return key is None or key.tenants is None or tenant_id.lower() in key.tenants
+
+
 def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     settings: Settings = connection.app.state.settings
+    connection.state.api_key = None  # None: every tenant (auth off on loopback)
     if not settings.auth:
         return
     scheme, _separator, token = connection.headers.get("authorization", "").partition(" ")
@@ -35,6 +40,7 @@ def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
     key = match_key(settings.api_keys, token.strip())
     if key is None:
         raise NotAuthorizedException("unknown API key")
+    connection.state.api_key = key
     tenant_id = str(connection.path_params.get("tenant_id", "")).lower()
-    if key.tenants is not None and tenant_id and tenant_id not in key.tenants:
+    if tenant_id and not may_read(key, tenant_id):
         raise PermissionDeniedException("this API key may not read this tenant")

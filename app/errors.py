@@ -26,7 +26,12 @@ def bad_parameter(_: Request[Any, Any, Any], error: BadParameter) -> Response[di
 
 
 def validation_failed(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, object]]:
-    return error_response(400, "invalid_param", str(error.detail))
+    """A body or parameter litestar could not decode; name the field, as our own checks do."""
+    problems = error.extra if isinstance(error.extra, list) else []
+    details = "; ".join(
+        f"{item.get('key') or 'body'}: {item.get('message')}" for item in problems if isinstance(item, dict)
+    )
+    return error_response(400, "invalid_param", details or str(error.detail))
 
 
 def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Response[dict[str, object]]:

@@ -19,6 +19,7 @@ from app.metrics import Metrics
 from app.middleware import request_id_middleware
 from app.repository import StatsRepository
 from app.routes.console import ConsoleRunsController, console_statistics_router
+from app.routes.grafana import grafana_router
 from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.runs import RunsController
 from app.routes.statistics import statistics_router
@@ -52,6 +53,7 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
             RunsController,
             console_statistics_router,
             ConsoleRunsController,
+            grafana_router,
         ],
         state=State({"settings": settings, "metrics": metrics}),
         dependencies={

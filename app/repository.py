@@ -16,6 +16,7 @@ from app.backend import Backend
 from app.config import Settings
 from app.params import BadParameter
 from queries import rows
+from queries.apps import apps_with_runs
 from queries.planner import Planner
 from queries.runs import RunPage
 from queries.scope import RunScope
@@ -60,10 +61,10 @@ class StatsRepository:
         return DAILY_CONVERTERS[measure](await self.backend.fetch(query))
 
     async def counts(self, request: CountRequest) -> RunCounts:
-        start_us = None
+        start_us, end_us = request.start_us, request.end_us
         if request.time_range_s is not None:
             start_us = time.time_ns() // 1000 - request.time_range_s * 1_000_000
-        scope = self._scope(request.tenant_id, request.app_id, request.triggered_from, start_us, None)
+        scope = self._scope(request.tenant_id, request.app_id, request.triggered_from, start_us, end_us)
         answer = rows.run_counts(await self.backend.fetch(self.planner.status_counts(scope, request.status)))
         if request.status is None:
             return answer
@@ -89,6 +90,11 @@ class StatsRepository:
             has_more=len(page) > request.limit,
             data=[rows.run_summary(row) for row in page[: request.limit]],
         )
+
+    async def apps(self, since_epoch_s: int) -> list[tuple[str, str, int]]:
+        """(tenant_id, app_id, runs) of the apps with rows since the instant, busiest first."""
+        found = await self.backend.fetch(apps_with_runs(since_epoch_s))
+        return [(str(tenant), str(app), int(runs)) for tenant, app, runs in found]
 
     async def run_detail(self, request: RunDetailRequest) -> RunDetail | None:
         found = await self.backend.fetch(

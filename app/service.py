@@ -23,6 +23,7 @@ from schemas.requests import CountRequest, DailyMeasure, DailyRequest, RunDetail
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+APPS_WINDOW_S = 90 * 86_400
 _US = timedelta(microseconds=1)
 
 
@@ -149,6 +150,11 @@ class StatsService:
         return await self.cache.get_or_load(
             ("runs", request), self.settings.cache_ttl, lambda: self.repository.run_page(request)
         )
+
+    async def apps(self) -> tuple[list[tuple[str, str, int]], CacheResult]:
+        """Apps with runs in the last 90 days (for pickers); refreshed every 5 minutes."""
+        since = int(self.wall_clock()) - APPS_WINDOW_S
+        return await self.cache.get_or_load(("apps",), 300, lambda: self.repository.apps(since))
 
     async def run_detail(self, request: RunDetailRequest) -> tuple[RunDetail | None, CacheResult]:
         return await self.cache.get_or_load(

@@ -23,7 +23,9 @@ class CountRequest(msgspec.Struct, frozen=True, kw_only=True):
     app_id: str
     triggered_from: str
     status: str | None
-    time_range_s: int | None  # created within this many seconds before now
+    time_range_s: int | None = None  # created within this many seconds before now
+    start_us: int | None = None  # or an absolute created range (Grafana)
+    end_us: int | None = None
 
 
 class RunListRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,0 +1,232 @@
+"""Grafana JSON datasource: the metric catalogue and how a target becomes a series or a table.
+
+Daily measures are time series with one point per local midnight (epoch ms), zero-filled across
+the requested range; counts by status and recent runs are tables. Every target goes through the
+same service (and so the same cache and day rollups) as the native API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from app.config import ApiKey, Settings
+from app.params import (
+    STATUSES,
+    TRIGGER_SOURCES,
+    BadParameter,
+    choice_param,
+    instant_param,
+    uuid_param,
+    zone_param,
+)
+from app.service import StatsService
+from schemas.grafana import (
+    Column,
+    Filter,
+    MetricInfo,
+    Option,
+    PayloadConfig,
+    QueryRequest,
+    Table,
+    Target,
+    TimeSeries,
+)
+from schemas.requests import CountRequest, DailyMeasure, DailyRequest, RunListRequest
+
+SERIES: dict[str, tuple[str, DailyMeasure]] = {
+    "daily_runs": ("Daily runs", "daily_runs"),
+    "daily_terminals": ("Daily terminals (distinct users)", "daily_terminals"),
+    "token_costs": ("Daily token costs", "daily_token_costs"),
+    "average_interactions": ("Average interactions per user", "daily_interactions"),
+}
+TABLES = {"runs_by_status": "Runs by status", "recent_runs": "Recent runs (newest 50)"}
+COMMON_ZONES = (
+    "UTC",
+    "Asia/Shanghai",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Europe/London",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Australia/Sydney",
+)
+FILTER_KEYS = {"triggered_from": TRIGGER_SOURCES, "status": STATUSES}
+
+
+def metric_catalogue() -> list[MetricInfo]:
+    payloads = [
+        PayloadConfig(name="app_id", label="App", placeholder="choose an app", width=40),
+        PayloadConfig(
+            name="triggered_from",
+            label="Trigger source",
+            options=[Option(value=value) for value in TRIGGER_SOURCES],
+            placeholder="app-run",
+        ),
+        PayloadConfig(name="timezone", label="Time zone", placeholder="UTC", width=20),
+    ]
+    names = {**{name: label for name, (label, _) in SERIES.items()}, **TABLES}
+    return [MetricInfo(value=name, label=label, payloads=payloads) for name, label in names.items()]
+
+
+def payload_options(name: str, apps: list[tuple[str, str, int]]) -> list[Option]:
+    if name == "app_id":
+        return [
+            Option(value=app, label=f"{app} ({runs} runs, tenant {tenant[:8]})") for tenant, app, runs in apps
+        ]
+    if name == "triggered_from":
+        return [Option(value=value) for value in TRIGGER_SOURCES]
+    if name == "timezone":
+        return [Option(value=value) for value in COMMON_ZONES]
+    return []
+
+
+def visible_apps(apps: list[tuple[str, str, int]], key: ApiKey | None) -> list[tuple[str, str, int]]:
+    return [app for app in apps if key is None or key.tenants is None or app[0] in key.tenants]
+
+
+class GrafanaQuery:
+    """One /query request: the range, the ad-hoc filters and the apps the caller may read."""
+
+    def __init__(
+        self,
+        service: StatsService,
+        settings: Settings,
+        request: QueryRequest,
+        apps: list[tuple[str, str, int]],
+    ) -> None:
+        self.service = service
+        self.settings = settings
+        self.start_us = instant_param("range.from", request.range.from_, "UTC")
+        self.end_us = instant_param("range.to", request.range.to, "UTC")
+        if self.start_us > self.end_us:
+            raise BadParameter("range", "from must not be after to")
+        if self.end_us - self.start_us > settings.max_range_days * 86_400 * 1_000_000:
+            raise BadParameter("range", f"is longer than {settings.max_range_days} days")
+        self.filters = self._filters([*(request.filters or []), *(request.adhocFilters or [])])
+        self.tenants = {app: tenant for tenant, app, _ in apps}
+
+    @staticmethod
+    def _filters(filters: list[Filter]) -> dict[str, str]:
+        chosen: dict[str, str] = {}
+        for item in filters:
+            if item.key not in FILTER_KEYS:
+                raise BadParameter("filters", f"unknown key {item.key!r}; use triggered_from or status")
+            if item.operator != "=":
+                raise BadParameter("filters", f"only '=' is supported, not {item.operator!r}")
+            chosen[item.key] = choice_param(item.key, item.value, FILTER_KEYS[item.key])
+        return chosen
+
+    async def answer(self, targets: list[Target]) -> list[TimeSeries | Table]:
+        visible = [target for target in targets if not target.hide]
+        return list(await asyncio.gather(*(self._target(target) for target in visible)))
+
+    async def _target(self, target: Target) -> TimeSeries | Table:
+        payload = target.payload or {}
+        chosen = payload.get("app_id") or ""
+        if isinstance(chosen, list):  # a multi-value dashboard variable
+            if len(chosen) != 1:
+                raise BadParameter("app_id", "choose exactly one app per query")
+            chosen = chosen[0]
+        app_id = uuid_param("app_id", str(chosen))
+        tenant_id = self.tenants.get(app_id)
+        if tenant_id is None:
+            raise BadParameter("app_id", "is not an app this key may read (or it had no runs in 90 days)")
+        trigger = self.filters.get("triggered_from") or str(payload.get("triggered_from") or "app-run")
+        trigger = choice_param("triggered_from", trigger, TRIGGER_SOURCES)
+        zone = zone_param("timezone", str(payload.get("timezone") or "UTC"))
+        if target.target in SERIES:
+            return await self._series(
+                target.target, SERIES[target.target][1], tenant_id, app_id, trigger, zone
+            )
+        if target.target == "runs_by_status":
+            return await self._status_table(tenant_id, app_id, trigger)
+        if target.target == "recent_runs":
+            return await self._recent_runs(tenant_id, app_id, trigger)
+        raise BadParameter("target", f"unknown metric {target.target!r}")
+
+    async def _series(
+        self, name: str, measure: DailyMeasure, tenant_id: str, app_id: str, trigger: str, zone: str
+    ) -> TimeSeries:
+        request = DailyRequest(
+            tenant_id=tenant_id,
+            app_id=app_id,
+            triggered_from=trigger,
+            timezone=zone,
+            start_us=self.start_us,
+            end_us=self.end_us,
+        )
+        data, _ = await self.service.daily(measure, request)
+        values = dict(msgspec.structs.astuple(item)[:2] for item in data)
+        points = [
+            (float(values.get(day.isoformat(), 0)), midnight_ms) for day, midnight_ms in self._days(zone)
+        ]
+        return TimeSeries(target=name, datapoints=points)
+
+    def _days(self, zone: str) -> list[tuple[date, int]]:
+        """Every local day the range touches, with the epoch ms of its midnight."""
+        tz = ZoneInfo(zone)
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        first = (epoch + timedelta(microseconds=self.start_us)).astimezone(tz).date()
+        last = (epoch + timedelta(microseconds=max(self.end_us - 1, self.start_us))).astimezone(tz).date()
+        days = []
+        day = first
+        while day <= last and self.end_us > self.start_us:
+            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+            days.append((day, (midnight.astimezone(UTC) - epoch) // timedelta(milliseconds=1)))
+            day += timedelta(days=1)
+        return days
+
+    async def _status_table(self, tenant_id: str, app_id: str, trigger: str) -> Table:
+        status = self.filters.get("status")
+        counts, _ = await self.service.counts(
+            CountRequest(
+                tenant_id=tenant_id,
+                app_id=app_id,
+                triggered_from=trigger,
+                status=status,
+                start_us=self.start_us,
+                end_us=self.end_us,
+            )
+        )
+        by_status = {
+            "running": counts.running,
+            "succeeded": counts.succeeded,
+            "failed": counts.failed,
+            "stopped": counts.stopped,
+            "partial-succeeded": counts.partial_succeeded,
+        }
+        by_status["paused"] = counts.total - sum(by_status.values())
+        rows: list[list[Any]] = [[name, count] for name, count in by_status.items() if status in (None, name)]
+        return Table(columns=[Column("status", "string"), Column("runs", "number")], rows=rows)
+
+    async def _recent_runs(self, tenant_id: str, app_id: str, trigger: str) -> Table:
+        page, _ = await self.service.run_page(
+            RunListRequest(
+                tenant_id=tenant_id,
+                app_id=app_id,
+                triggered_from=trigger,
+                status=self.filters.get("status"),
+                limit=50,
+                last_id=None,
+            )
+        )
+        columns = [
+            Column("created_at", "time"),
+            Column("id", "string"),
+            Column("status", "string"),
+            Column("elapsed_time", "number"),
+            Column("total_tokens", "number"),
+            Column("created_by", "string"),
+        ]
+        rows: list[list[Any]] = [
+            [run.created_at * 1000, run.id, run.status, run.elapsed_time, run.total_tokens, run.created_by]
+            for run in page.data
+        ]
+        return Table(columns=columns, rows=rows)

@@ -1,0 +1,104 @@
+"""Grafana JSON datasource protocol, mounted at /grafana (datasource URL http://host:port/grafana)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Router, get, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from app.auth import api_key_guard
+from app.config import Settings
+from app.grafana import (
+    FILTER_KEYS,
+    GrafanaQuery,
+    metric_catalogue,
+    payload_options,
+    visible_apps,
+)
+from app.service import StatsService
+from schemas.grafana import (
+    MetricInfo,
+    MetricsRequest,
+    Option,
+    PayloadOptionsRequest,
+    QueryRequest,
+    Table,
+    TagKey,
+    TagValue,
+    TagValuesRequest,
+    TimeSeries,
+    VariableItem,
+    VariableRequest,
+)
+
+AnyRequest = Request[Any, Any, Any]
+
+
+async def _apps(service: StatsService, request: AnyRequest) -> list[tuple[str, str, int]]:
+    apps, _ = await service.apps()
+    return visible_apps(apps, request.state.get("api_key"))
+
+
+@get("/", summary="Save & test: the datasource answers", sync_to_thread=False)
+def grafana_health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@post("/metrics", status_code=200, summary="The six metrics and their payload options", sync_to_thread=False)
+def grafana_metrics(data: JSONBody[MetricsRequest | None] = None) -> list[MetricInfo]:
+    return metric_catalogue()
+
+
+@post("/metric-payload-options", status_code=200, summary="Options of one payload (apps, trigger, zone)")
+async def grafana_payload_options(
+    request: AnyRequest, service: NamedDependency[StatsService], data: JSONBody[PayloadOptionsRequest]
+) -> list[Option]:
+    apps = await _apps(service, request) if data.name == "app_id" else []
+    return payload_options(data.name, apps)
+
+
+@post("/query", status_code=200, summary="Series (daily measures) and tables (status counts, recent runs)")
+async def grafana_query(
+    request: AnyRequest,
+    service: NamedDependency[StatsService],
+    settings: NamedDependency[Settings],
+    data: JSONBody[QueryRequest],
+) -> list[TimeSeries | Table]:
+    query = GrafanaQuery(service, settings, data, await _apps(service, request))
+    return await query.answer(data.targets)
+
+
+@post("/variable", status_code=200, summary="Apps of the caller's tenants, for a dashboard variable")
+async def grafana_variable(
+    request: AnyRequest, service: NamedDependency[StatsService], data: JSONBody[VariableRequest | None] = None
+) -> list[VariableItem]:
+    apps = await _apps(service, request)
+    return [VariableItem(text=app, value=app, dunder_text=app, dunder_value=app) for _, app, _ in apps]
+
+
+@post("/tag-keys", status_code=200, summary="Ad-hoc filter keys", sync_to_thread=False)
+def grafana_tag_keys() -> list[TagKey]:
+    return [TagKey(text=key) for key in FILTER_KEYS]
+
+
+@post("/tag-values", status_code=200, summary="Values of one ad-hoc filter key", sync_to_thread=False)
+def grafana_tag_values(data: JSONBody[TagValuesRequest]) -> list[TagValue]:
+    return [TagValue(text=value) for value in FILTER_KEYS.get(data.key, ())]
+
+
+grafana_router = Router(
+    path="/grafana",
+    route_handlers=[
+        grafana_health,
+        grafana_metrics,
+        grafana_payload_options,
+        grafana_query,
+        grafana_variable,
+        grafana_tag_keys,
+        grafana_tag_values,
+    ],
+    guards=[api_key_guard],
+    tags=["grafana"],
+)

@@ -1,0 +1,273 @@
+"""The Grafana JSON datasource routes, checked against the shared protocol reference
+(../shared/reference/grafana-json-datasource.openapi.yaml) and against the native API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jsonschema
+import psycopg
+import pytest
+import yaml
+from litestar.testing import TestClient
+
+from app.backend import Backend
+from app.config import load_settings
+from app.demo import copy_rows, demo_apps, generate_rows
+from app.main import create_app
+
+REFERENCE = (
+    Path(__file__).resolve().parents[2] / "shared" / "reference" / "grafana-json-datasource.openapi.yaml"
+)
+NOW = datetime.now(UTC).replace(microsecond=0)
+APPS = demo_apps()
+KEY_ALL = "grafana-key-for-all-tenants-01"
+KEY_ONE = "grafana-key-for-one-tenant-001"
+ALL = {"Authorization": f"Bearer {KEY_ALL}"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(REFERENCE.read_text())
+    return loaded
+
+
+def response_schema(spec: dict[str, Any], path: str) -> dict[str, Any]:
+    """The 200 schema of `path`, with #/components/schemas references inlined."""
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    method = "get" if path == "/" else "post"
+    schema: dict[str, Any] = spec["paths"][path][method]["responses"]["200"]["content"]["application/json"][
+        "schema"
+    ]
+    return inline(schema)  # type: ignore[no-any-return]
+
+
+def conforms(spec: dict[str, Any], path: str, answer: Any) -> None:
+    schema = response_schema(spec, path)
+    if path == "/query":
+        # The reference's table schema types each *row* as a string or number, while its own example
+        # (`[[1557385723416,"SE",123], ...]`) and the plugin's toDataFrame read rows as arrays of
+        # cells. We follow the example and the plugin: each row is an array of strings/numbers.
+        table = schema["items"]["anyOf"][1]["properties"]["rows"]
+        table["items"] = {"type": "array", "items": table["items"]}
+    jsonschema.validate(answer, schema)
+
+
+@pytest.fixture
+def grafana(database_url: str, pg_conn: psycopg.Connection[Any]) -> Iterator[TestClient[Any]]:
+    pg_conn.execute("TRUNCATE workflow_execution")
+    copy_rows(pg_conn, generate_rows(600, days=10, now=NOW))
+    keys = f"{KEY_ALL}=*;{KEY_ONE}={APPS[0].tenant_id}"
+    settings = load_settings({"STATS_DATABASE_URL": database_url, "STATS_API_KEYS": keys})
+    with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+        yield client
+
+
+def _range(days: int, zone: str) -> tuple[str, str, list[date]]:
+    """A Grafana range ending now, and the local days it touches."""
+    start = NOW - timedelta(days=days)
+    tz = ZoneInfo(zone)
+    first, last = start.astimezone(tz).date(), (NOW - timedelta(microseconds=1)).astimezone(tz).date()
+    touched = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    return start.isoformat().replace("+00:00", "Z"), NOW.isoformat().replace("+00:00", "Z"), touched
+
+
+def test_health_and_auth(grafana: TestClient[Any]) -> None:
+    assert grafana.get("/grafana", headers=ALL).status_code == 200
+    assert grafana.get("/grafana").status_code == 401
+    assert grafana.post("/grafana/metrics", json={}).status_code == 401
+
+
+def test_metrics_catalogue_conforms(grafana: TestClient[Any], spec: dict[str, Any]) -> None:
+    example = spec["paths"]["/metrics"]["post"]["requestBody"]["content"]["application/json"]["example"]
+    answer = grafana.post("/grafana/metrics", json=example, headers=ALL)
+    assert answer.status_code == 200
+    conforms(spec, "/metrics", answer.json())
+    names = [metric["value"] for metric in answer.json()]
+    assert names == [
+        "daily_runs", "daily_terminals", "token_costs", "average_interactions",
+        "runs_by_status", "recent_runs",
+    ]  # fmt: skip
+    assert {payload["name"] for payload in answer.json()[0]["payloads"]} == {
+        "app_id",
+        "triggered_from",
+        "timezone",
+    }
+
+
+def test_payload_options_conform_and_respect_tenants(grafana: TestClient[Any], spec: dict[str, Any]) -> None:
+    example = spec["paths"]["/metric-payload-options"]["post"]["requestBody"]["content"]["application/json"][
+        "example"
+    ]
+    unknown = grafana.post("/grafana/metric-payload-options", json=example, headers=ALL)
+    assert (unknown.status_code, unknown.json()) == (200, [])
+    body = {"metric": "daily_runs", "payload": {}, "name": "app_id"}
+    every = grafana.post("/grafana/metric-payload-options", json=body, headers=ALL).json()
+    conforms(spec, "/metric-payload-options", every)
+    assert {option["value"] for option in every} == {app.app_id for app in APPS}
+    mine = grafana.post(
+        "/grafana/metric-payload-options", json=body, headers={"Authorization": f"Bearer {KEY_ONE}"}
+    )
+    assert {option["value"] for option in mine.json()} == {
+        app.app_id for app in APPS if app.tenant_id == APPS[0].tenant_id
+    }
+    triggers = grafana.post(
+        "/grafana/metric-payload-options", json={**body, "name": "triggered_from"}, headers=ALL
+    )
+    assert "app-run" in {option["value"] for option in triggers.json()}
+
+
+def test_daily_series_are_zero_filled_local_midnights_equal_to_the_native_answer(
+    grafana: TestClient[Any], spec: dict[str, Any]
+) -> None:
+    app = APPS[0]
+    zone = "Asia/Kolkata"
+    start, end, days = _range(7, zone)
+    payload = {"app_id": app.app_id, "timezone": zone}
+    body = {
+        "range": {"from": start, "to": end, "raw": {"from": "now-7d", "to": "now"}},
+        "targets": [
+            {"refId": "A", "target": "daily_runs", "payload": payload},
+            {"refId": "B", "target": "average_interactions", "payload": payload},
+            {"refId": "C", "target": "runs_by_status", "payload": {"app_id": app.app_id}},
+        ],
+        "interval": "1h", "intervalMs": 3_600_000, "maxDataPoints": 1000, "panelId": 2,
+    }  # fmt: skip
+    answer = grafana.post("/grafana/query", json=body, headers=ALL)
+    assert answer.status_code == 200, answer.text
+    conforms(spec, "/query", answer.json())
+    runs, interactions, table = answer.json()
+    tz = ZoneInfo(zone)
+    midnights = [int(datetime(d.year, d.month, d.day, tzinfo=tz).timestamp() * 1000) for d in days]
+    assert [point[1] for point in runs["datapoints"]] == midnights
+    native = grafana.get(
+        f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs",
+        params={"start": start, "end": end, "timezone": zone},
+        headers=ALL,
+    ).json()["data"]
+    by_day = {item["date"]: item["runs"] for item in native}
+    assert [point[0] for point in runs["datapoints"]] == [float(by_day.get(d.isoformat(), 0)) for d in days]
+    assert sum(point[0] for point in runs["datapoints"]) > 0
+    assert len(interactions["datapoints"]) == len(days)
+    assert table["type"] == "table" and [column["text"] for column in table["columns"]] == ["status", "runs"]
+    assert {row[0] for row in table["rows"]} == {
+        "running",
+        "succeeded",
+        "failed",
+        "stopped",
+        "partial-succeeded",
+        "paused",
+    }
+
+
+@pytest.mark.parametrize("filters_field", ["filters", "adhocFilters"])
+def test_ad_hoc_filters_old_and_new_plugin_bodies(grafana: TestClient[Any], filters_field: str) -> None:
+    """Bodies shaped as the plugin sends them: every payload value a string, extra fields."""
+    app = APPS[1]
+    start, end, _ = _range(10, "UTC")
+    target = {
+        "datasource": {"type": "simpod-json-datasource", "uid": "dify-stats"}, "editorMode": "builder",
+        "payload": {"app_id": app.app_id, "timezone": "UTC"}, "refId": "A", "target": "daily_runs",
+    }  # fmt: skip
+    body = {
+        "app": "dashboard", "requestId": "Q100", "timezone": "browser", "panelId": 4, "dashboardUID": "dify",
+        "range": {"from": start, "to": end, "raw": {"from": "now-10d", "to": "now"}},
+        "rangeRaw": {"from": "now-10d", "to": "now"}, "interval": "10m", "intervalMs": 600000,
+        "targets": [target],
+        "maxDataPoints": 1200, "scopedVars": {"__interval": {"text": "10m", "value": "10m"}}, "startTime": 1,
+        filters_field: [{"key": "triggered_from", "operator": "=", "value": "debugging"}],
+    }  # fmt: skip
+    answer = grafana.post("/grafana/query", json=body, headers=ALL)
+    assert answer.status_code == 200, answer.text
+    native = grafana.get(
+        f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs",
+        params={"start": start, "end": end, "triggered_from": "debugging"},
+        headers=ALL,
+    ).json()["data"]
+    assert sum(point[0] for point in answer.json()[0]["datapoints"]) == sum(item["runs"] for item in native)
+
+
+def test_recent_runs_table(grafana: TestClient[Any], spec: dict[str, Any]) -> None:
+    app = APPS[0]
+    start, end, _ = _range(3, "UTC")
+    body = {
+        "range": {"from": start, "to": end},
+        "targets": [{"refId": "A", "target": "recent_runs", "payload": {"app_id": [app.app_id]}}],
+        "filters": [{"key": "status", "operator": "=", "value": "succeeded"}],
+    }
+    answer = grafana.post("/grafana/query", json=body, headers=ALL)
+    assert answer.status_code == 200, answer.text
+    conforms(spec, "/query", answer.json())
+    table = answer.json()[0]
+    assert 0 < len(table["rows"]) <= 50 and {row[2] for row in table["rows"]} == {"succeeded"}
+    assert [row[0] for row in table["rows"]] == sorted((row[0] for row in table["rows"]), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"targets": [{"target": "daily_runs", "payload": {}}]}, "app_id"),
+        ({"targets": [{"target": "bogus", "payload": {"app_id": APPS[0].app_id}}]}, "target"),
+        ({"range": {"from": "yesterday", "to": "now"}}, "range.from"),
+        ({"filters": [{"key": "status", "operator": "!=", "value": "failed"}]}, "filters"),
+        ({"filters": [{"key": "region", "operator": "=", "value": "eu"}]}, "filters"),
+        (
+            {
+                "targets": [
+                    {"target": "daily_runs", "payload": {"app_id": "a9000000-0000-4000-8000-0000000000a9"}}
+                ]
+            },
+            "app_id",
+        ),
+        ({"targets": "not a list"}, "targets"),
+    ],
+)
+def test_bad_payloads_are_a_400_with_a_message(
+    grafana: TestClient[Any], change: dict[str, Any], needle: str
+) -> None:
+    start, end, _ = _range(1, "UTC")
+    body = {
+        "range": {"from": start, "to": end},
+        "targets": [{"target": "daily_runs", "payload": {"app_id": APPS[0].app_id}}],
+    }
+    answer = grafana.post("/grafana/query", json={**body, **change}, headers=ALL)
+    assert answer.status_code == 400
+    assert needle in answer.json()["message"]
+
+
+def test_another_tenants_app_is_refused(grafana: TestClient[Any]) -> None:
+    start, end, _ = _range(1, "UTC")
+    other = next(app for app in APPS if app.tenant_id != APPS[0].tenant_id)
+    body = {
+        "range": {"from": start, "to": end},
+        "targets": [{"target": "daily_runs", "payload": {"app_id": other.app_id}}],
+    }
+    answer = grafana.post("/grafana/query", json=body, headers={"Authorization": f"Bearer {KEY_ONE}"})
+    assert answer.status_code == 400 and "app_id" in answer.json()["message"]
+
+
+def test_variable_and_tags_conform(grafana: TestClient[Any], spec: dict[str, Any]) -> None:
+    variable = grafana.post(
+        "/grafana/variable", json={"payload": {"target": "apps"}, "range": {}}, headers=ALL
+    )
+    assert variable.status_code == 200
+    conforms(spec, "/variable", variable.json())
+    assert {item["__value"] for item in variable.json()} == {app.app_id for app in APPS}
+    keys = grafana.post("/grafana/tag-keys", json={}, headers=ALL)
+    conforms(spec, "/tag-keys", keys.json())
+    assert [key["text"] for key in keys.json()] == ["triggered_from", "status"]
+    values = grafana.post("/grafana/tag-values", json={"key": "status"}, headers=ALL)
+    assert values.status_code == 200 and {"text": "paused"} in values.json()
