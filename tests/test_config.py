@@ -103,28 +103,26 @@ def test_redact_url_hides_the_password() -> None:
     assert redact_url("postgresql://ak:secret@h:5432/p") == "postgresql://ak:***@h:5432/p"
 
 
-def test_serve_exits_2_with_a_clear_message_on_bad_config() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
-        env={"STATS_POOL_SIZE": "abc", "PATH": "/usr/bin:/bin"},
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app ...` in a clean environment (no database, no SLS variables)."""
+    return subprocess.run(  # noqa: S603 - our own CLI, fixed arguments
+        [sys.executable, "-m", "app", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def test_serve_exits_2_with_a_clear_message_on_bad_config() -> None:
+    done = run_cli("serve", STATS_POOL_SIZE="abc")
     assert done.returncode == 2
     assert "STATS_POOL_SIZE='abc' is not a whole number" in done.stderr
     assert "Traceback" not in done.stderr
 
 
 def test_check_sls_says_it_skipped_without_credentials() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "app", "check-sls"],
-        env={"PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli("check-sls")
     assert done.returncode == 0
     assert "SKIPPED" in done.stdout
