@@ -41,6 +41,7 @@ class Backend:
             "autocommit": True,
             "prepare_threshold": None,
             "cursor_factory": psycopg.AsyncClientCursor,
+            "application_name": "dify-stats",
         }
         if options:
             kwargs["options"] = options
@@ -62,7 +63,11 @@ class Backend:
         await self.pool.close()
 
     async def fetch(self, query: Query) -> Sequence[tuple[Any, ...]]:
-        """Run one query; BackendUnavailable when it cannot be answered in time."""
+        """Run one query; BackendUnavailable when it cannot be answered in time.
+
+        The client-side timeout is what bounds a query on SLS (no statement_timeout there): when
+        it fires, psycopg cancels the running statement on the server before giving the
+        connection back (tests/test_reliability.py checks pg_stat_activity)."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.query_timeout + 1):

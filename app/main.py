@@ -25,6 +25,8 @@ from app.routes.runs import RunsController
 from app.routes.statistics import statistics_router
 from app.service import StatsService
 
+MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
+
 
 def create_app(settings: Settings, backend: Backend) -> Litestar:
     """`backend` is opened on start-up and closed on shutdown."""
@@ -65,6 +67,7 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[request_id_middleware],
         lifespan=[backend_lifespan],
+        request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OpenAPIConfig(
             title="dify-stats",
             version="0.1.0",

@@ -9,17 +9,15 @@ and status codes: 401 without a valid session, 404 for an app outside the accoun
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import msgspec
-import uvicorn
 from litestar import Litestar, Request, Response, get
 from litestar.params import FromPath
+
+from tests.live import serve
 
 
 class Account(msgspec.Struct, frozen=True):
@@ -92,19 +90,5 @@ def build_fake_dify(accounts: dict[str, Account], calls: list[str]) -> Litestar:
 def serve_fake_dify(accounts: dict[str, Account]) -> Iterator[tuple[str, list[str]]]:
     """Run the fake console on 127.0.0.1 on a free port; yields (base URL, call log)."""
     calls: list[str] = []
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(build_fake_dify(accounts, calls), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}", calls
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve(build_fake_dify(accounts, calls)) as base_url:
+        yield base_url, calls

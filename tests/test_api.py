@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
-from litestar.testing import AsyncTestClient, TestClient
+from litestar.testing import TestClient
 
 from app.backend import Backend
 from app.config import Settings, load_settings
@@ -17,6 +17,7 @@ from app.main import create_app
 from queries.scope import Query
 from tests import examples
 from tests.db import load_history
+from tests.live import get_all, serve
 
 T, U, A = examples.T, examples.U, examples.A
 BASE = f"/v1/tenants/{T}/apps/{A}"
@@ -186,16 +187,14 @@ def test_cache_hit_after_miss(client: TestClient[Any]) -> None:
 
 
 def test_concurrent_identical_misses_run_one_backend_query(database_url: str) -> None:
+    """Over real connections: all twelve overlap (each is a miss, none a hit) yet one query runs."""
     settings = make_settings(database_url)
     backend = CountingBackend(database_url, settings, delay=0.3)
-
-    async def twelve_at_once() -> list[Any]:
-        async with AsyncTestClient(app=create_app(settings, backend)) as client:
-            return list(await asyncio.gather(*(client.get(f"{BASE}/runs/count") for _ in range(12))))
-
-    answers = asyncio.run(twelve_at_once())
+    with serve(create_app(settings, backend)) as base_url:
+        answers = asyncio.run(get_all(base_url, [(f"{BASE}/runs/count", {})] * 12))
     assert {answer.status_code for answer in answers} == {200}
     assert len({answer.text for answer in answers}) == 1
+    assert [answer.headers["x-cache"] for answer in answers] == ["miss"] * 12
     assert len(backend.queries) == 1
 
 

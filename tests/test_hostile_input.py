@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import psycopg
 import pytest
-import uvicorn
 from litestar.testing import TestClient
 
 from app.backend import Backend
@@ -20,6 +16,7 @@ from app.main import create_app
 from queries.scope import Query
 from tests import examples
 from tests.db import load_history
+from tests.live import serve
 
 HOSTILE = (
     "' OR '1'='1",
@@ -91,34 +88,13 @@ def test_unexpected_errors_are_a_500_with_a_request_id_and_no_traceback(database
 def test_over_a_real_socket(database_url: str, pg_conn: psycopg.Connection[Any]) -> None:
     load_history(pg_conn, examples.history())
     settings = load_settings({"STATS_DATABASE_URL": database_url})
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, Backend(database_url, settings)),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
-            assert http.get("/readyz").json() == {"status": "ok"}
-            runs = http.get(f"{BASE}/statistics/daily-runs", params={"timezone": "Asia/Shanghai"})
-            assert runs.json() == {
-                "data": [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]
-            }
-            assert runs.headers["x-cache"] == "miss" and runs.headers["x-request-id"]
-            schema = http.get("/schema/openapi.json").json()
-            assert "/v1/tenants/{tenant_id}/apps/{app_id}/runs/count" in schema["paths"]
-            assert "/console/api/apps/{app_id}/workflow/statistics/daily-conversations" in schema["paths"]
-            assert "RunDetail" in schema["components"]["schemas"]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    app = create_app(settings, Backend(database_url, settings))
+    with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
+        assert http.get("/readyz").json() == {"status": "ok"}
+        runs = http.get(f"{BASE}/statistics/daily-runs", params={"timezone": "Asia/Shanghai"})
+        assert runs.json() == {"data": [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]}
+        assert runs.headers["x-cache"] == "miss" and runs.headers["x-request-id"]
+        schema = http.get("/schema/openapi.json").json()
+        assert "/v1/tenants/{tenant_id}/apps/{app_id}/runs/count" in schema["paths"]
+        assert "/console/api/apps/{app_id}/workflow/statistics/daily-conversations" in schema["paths"]
+        assert "RunDetail" in schema["components"]["schemas"]
