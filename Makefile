@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench check-sls clean
+.PHONY: run test lint bench load check-sls clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@echo "make bench: not yet (the benchmark issue builds it)"
+
+load: $(STAMP)
+	$(PY) bench/load.py
 
 check-sls: $(STAMP)
 	$(PY) -m app check-sls

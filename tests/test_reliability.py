@@ -215,3 +215,53 @@ def test_secrets_never_reach_logs_or_error_bodies(capsys: pytest.CaptureFixture[
     assert "backend_unavailable" in everything  # the failures were logged...
     for secret in (*secrets, "wrong-but-secret-99"):
         assert secret not in everything  # ...without any credential
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+_grafana_body = st.fixed_dictionaries(
+    {},
+    optional={
+        "range": st.fixed_dictionaries({}, optional={"from": _json, "to": _json}) | _json,
+        "targets": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "target": st.sampled_from(("daily_runs", "runs_by_status", "recent_runs"))
+                    | st.text(max_size=10)
+                },
+                optional={
+                    "payload": st.dictionaries(
+                        st.sampled_from(("app_id", "timezone", "triggered_from")), _json
+                    )
+                },
+            ),
+            max_size=3,
+        )
+        | _json,
+        "filters": st.lists(
+            st.dictionaries(st.sampled_from(("key", "operator", "value")), _json), max_size=2
+        ),
+        "adhocFilters": _json,
+    },
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture], deadline=None)
+@given(
+    path=st.sampled_from(("/query", "/metrics", "/metric-payload-options", "/variable", "/tag-values")),
+    body=_grafana_body | _json,
+)
+def test_fuzzed_grafana_bodies_only_ever_give_2xx_or_documented_4xx(
+    fuzz_client: TestClient[Any], path: str, body: Any
+) -> None:
+    answer = fuzz_client.post(f"/grafana{path}", json=body)
+    assert answer.status_code < 500, (path, body, answer.text)
+    if answer.status_code >= 400:
+        assert set(answer.json()) == _ERROR_SHAPE
