@@ -80,7 +80,3 @@ def local_day_sql(column: str, segments: tuple[tuple[int, int], ...]) -> str:
 
 def day_number_to_date(day_number: int) -> date:
     return EPOCH_DATE + timedelta(days=int(day_number))
-
-
-def date_to_day_number(day: date) -> int:
-    return (day - EPOCH_DATE).days
