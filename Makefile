@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
-	@echo "make bench: not yet (the benchmark issue builds it)"
+	$(PY) bench/run.py
 
 load: $(STAMP)
 	$(PY) bench/load.py

@@ -102,6 +102,6 @@ def _demo_data(settings: Settings, runs: int, days: int, seed: int, replace: boo
         if replace:
             conn.execute("TRUNCATE workflow_execution")
         rows = copy_rows(conn, generate_rows(runs, days=days, seed=seed))
-        conn.execute("ANALYZE workflow_execution")
+        conn.execute("VACUUM ANALYZE workflow_execution")
     print(f"loaded {runs} runs ({rows} rows) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
     return 0

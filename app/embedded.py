@@ -38,7 +38,7 @@ def start_embedded(data_dir: str, *, demo_runs: int = DEMO_RUNS) -> tuple[Any, s
         if empty and demo_runs:
             started = time.perf_counter()
             rows = copy_rows(conn, generate_rows(demo_runs))
-            conn.execute("ANALYZE workflow_execution")
+            conn.execute("VACUUM ANALYZE workflow_execution")
             log.info(
                 "demo_data_loaded", runs=demo_runs, rows=rows, seconds=round(time.perf_counter() - started, 1)
             )
