@@ -19,15 +19,23 @@ from tests.db import load_history
 BASE = f"/v1/tenants/{examples.T}/apps/{examples.A}"
 
 
+def own_database(data: Path) -> tuple[Any, str]:
+    """A PostgreSQL of this test's own (it will be stopped), holding the example history."""
+    import pgserver
+
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    url: str = server.get_uri()
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_schema(conn)
+        load_history(conn, examples.history())
+    return server, url
+
+
 def test_stale_answers_while_down_and_recovery_after_restart(tmp_path: Path) -> None:
     import pgserver
 
     data = tmp_path / "pg"
-    server = pgserver.get_server(data, cleanup_mode="stop")
-    url = server.get_uri()
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        load_history(conn, examples.history())
+    server, url = own_database(data)
     settings = load_settings({"STATS_DATABASE_URL": url, "STATS_CACHE_TTL": "0", "STATS_QUERY_TIMEOUT": "2"})
     try:
         with TestClient(app=create_app(settings, Backend(url, settings))) as client:
@@ -64,11 +72,7 @@ def test_database_stopping_under_an_in_flight_request(tmp_path: Path) -> None:
     from tests.live import get_all, serve
 
     data = tmp_path / "pg"
-    server = pgserver.get_server(data, cleanup_mode="stop")
-    url = server.get_uri()
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_schema(conn)
-        load_history(conn, examples.history())
+    server, url = own_database(data)
     settings = load_settings({"STATS_DATABASE_URL": url, "STATS_QUERY_TIMEOUT": "3"})
     answers: list[Any] = []
     try:
