@@ -8,9 +8,8 @@ same service (and so the same cache and day rollups) as the native API.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import msgspec
 
@@ -25,6 +24,7 @@ from app.params import (
     zone_param,
 )
 from app.service import StatsService
+from queries.timezones import local_midnight_us, touched_days
 from schemas.grafana import (
     Column,
     Filter,
@@ -171,17 +171,8 @@ class GrafanaQuery:
 
     def _days(self, zone: str) -> list[tuple[date, int]]:
         """Every local day the range touches, with the epoch ms of its midnight."""
-        tz = ZoneInfo(zone)
-        epoch = datetime(1970, 1, 1, tzinfo=UTC)
-        first = (epoch + timedelta(microseconds=self.start_us)).astimezone(tz).date()
-        last = (epoch + timedelta(microseconds=max(self.end_us - 1, self.start_us))).astimezone(tz).date()
-        days = []
-        day = first
-        while day <= last and self.end_us > self.start_us:
-            midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
-            days.append((day, (midnight.astimezone(UTC) - epoch) // timedelta(milliseconds=1)))
-            day += timedelta(days=1)
-        return days
+        days = touched_days(zone, self.start_us, self.end_us)
+        return [(day, local_midnight_us(day, zone) // 1000) for day in days]
 
     async def _status_table(self, tenant_id: str, app_id: str, trigger: str) -> Table:
         status = self.filters.get("status")

@@ -6,10 +6,12 @@ Each failure is a `BadParameter` naming the parameter; the API turns it into Dif
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+
+from queries.timezones import to_epoch_us
 
 TRIGGER_SOURCES = (
     "debugging",
@@ -24,7 +26,6 @@ STATUSES = ("running", "succeeded", "failed", "stopped", "partial-succeeded", "p
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}$")
 _DIFY_MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BadParameter(ValueError):
@@ -97,7 +98,7 @@ def instant_param(name: str, value: str, zone: str) -> int:
         raise BadParameter(name, "must be an ISO-8601 date or date-time, or YYYY-MM-DD HH:MM") from None
     if moment.tzinfo is None:
         moment = localize_standard(moment, zone)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return to_epoch_us(moment)
 
 
 def created_range(start: str | None, end: str | None, zone: str, max_days: int) -> CreatedRange:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -19,12 +19,11 @@ import msgspec
 from app.cache import AnswerCache, CacheResult
 from app.config import Settings
 from app.repository import StatsRepository
+from queries.timezones import from_epoch_us, local_midnight_us, touched_days
 from schemas.requests import CountRequest, DailyMeasure, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 APPS_WINDOW_S = 90 * 86_400
-_US = timedelta(microseconds=1)
 
 
 class DaySpan(msgspec.Struct, frozen=True):
@@ -41,21 +40,15 @@ def local_day_spans(zone: str, start_us: int, end_us: int) -> list[DaySpan]:
     tz = ZoneInfo(zone)
 
     def midnight_us(day: date) -> int | None:
-        moment = datetime(day.year, day.month, day.day, tzinfo=tz)
-        instant = (moment.astimezone(UTC) - _EPOCH) // _US
-        before = (_EPOCH + (instant - 1) * _US).astimezone(tz).date()
-        after = (_EPOCH + instant * _US).astimezone(tz).date()
+        instant = local_midnight_us(day, zone)
+        before, after = from_epoch_us(instant - 1, tz).date(), from_epoch_us(instant, tz).date()
         return instant if (before, after) == (day - timedelta(days=1), day) else None
 
-    first = (_EPOCH + start_us * _US).astimezone(tz).date()
-    last = (_EPOCH + (end_us - 1) * _US).astimezone(tz).date()
     spans = []
-    day = first
-    while day <= last:
+    for day in touched_days(zone, start_us, end_us):
         begin, finish = midnight_us(day), midnight_us(day + timedelta(days=1))
         if begin is not None and finish is not None and start_us <= begin and finish <= end_us:
             spans.append(DaySpan(day, begin, finish))
-        day += timedelta(days=1)
     return spans
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from queries.runs import DETAIL_COLUMNS, SUMMARY_COLUMNS
-from queries.timezones import day_number_to_date
+from queries.timezones import day_number_to_date, to_epoch_us
 from schemas.runs import RunCounts, RunDetail, RunSummary
 from schemas.statistics import DailyInteractions, DailyRuns, DailyTerminals, DailyTokenCosts
 
@@ -24,7 +24,6 @@ __all__ = [
 ]
 
 Row = Sequence[Any]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HUNDREDTH = Decimal("0.01")
 
 
@@ -72,7 +71,7 @@ def iso_to_epoch_us(text: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    return to_epoch_us(moment)
 
 
 def _epoch_seconds(text: str) -> int | None:
