@@ -18,6 +18,7 @@ from app.params import (
     STATUSES,
     TRIGGER_SOURCES,
     BadParameter,
+    check_range,
     choice_param,
     instant_param,
     uuid_param,
@@ -105,10 +106,7 @@ class GrafanaQuery:
         self.settings = settings
         self.start_us = instant_param("range.from", request.range.from_, "UTC")
         self.end_us = instant_param("range.to", request.range.to, "UTC")
-        if self.start_us > self.end_us:
-            raise BadParameter("range", "from must not be after to")
-        if self.end_us - self.start_us > settings.max_range_days * 86_400 * 1_000_000:
-            raise BadParameter("range", f"is longer than {settings.max_range_days} days")
+        check_range(self.start_us, self.end_us, settings.max_range_days, "range.from", "range.to")
         self.filters = self._filters([*(request.filters or []), *(request.adhocFilters or [])])
         self.tenants = {app: tenant for tenant, app, _ in apps}
 

@@ -101,14 +101,21 @@ def instant_param(name: str, value: str, zone: str) -> int:
     return to_epoch_us(moment)
 
 
+def check_range(
+    start_us: int, end_us: int, max_days: int, start_name: str = "start", end_name: str = "end"
+) -> None:
+    """start <= end, and no longer than STATS_MAX_RANGE_DAYS; errors name the parameters."""
+    if start_us > end_us:
+        raise BadParameter(start_name, f"must not be after {end_name}")
+    if end_us - start_us > max_days * 86_400 * 1_000_000:
+        raise BadParameter(end_name, f"the range is longer than {max_days} days")
+
+
 def created_range(start: str | None, end: str | None, zone: str, max_days: int) -> CreatedRange:
     start_us = instant_param("start", start, zone) if start else None
     end_us = instant_param("end", end, zone) if end else None
     if start_us is not None and end_us is not None:
-        if start_us > end_us:
-            raise BadParameter("start", "must not be after end")
-        if end_us - start_us > max_days * 86_400 * 1_000_000:
-            raise BadParameter("end", f"the range is longer than {max_days} days")
+        check_range(start_us, end_us, max_days)
     return CreatedRange(start_us=start_us, end_us=end_us)
 
 

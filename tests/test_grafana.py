@@ -271,3 +271,15 @@ def test_variable_and_tags_conform(grafana: TestClient[Any], spec: dict[str, Any
     assert [key["text"] for key in keys.json()] == ["triggered_from", "status"]
     values = grafana.post("/grafana/tag-values", json={"key": "status"}, headers=ALL)
     assert values.status_code == 200 and {"text": "paused"} in values.json()
+
+
+def test_reversed_or_too_long_ranges_name_the_range_field(grafana: TestClient[Any]) -> None:
+    target = [{"target": "daily_runs", "payload": {"app_id": APPS[0].app_id}}]
+    reversed_range = {"from": "2026-11-10T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+    too_long = {"from": "2020-01-01T00:00:00Z", "to": "2026-11-01T00:00:00Z"}
+    for window, needle in (
+        (reversed_range, "range.from: must not be after range.to"),
+        (too_long, "range.to"),
+    ):
+        answer = grafana.post("/grafana/query", json={"range": window, "targets": target}, headers=ALL)
+        assert answer.status_code == 400 and needle in answer.json()["message"]
