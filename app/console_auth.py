@@ -9,17 +9,16 @@ the credentials and the app, so a dashboard's four parallel requests cost Dify o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
 import httpx
 import msgspec
 import structlog
-from cachetools import TTLCache
 from litestar import Request
 from litestar.exceptions import HTTPException
 
+from app.cache import AnswerCache
 from app.config import Settings
 
 log = structlog.get_logger("dify_stats.console_auth")
@@ -57,11 +56,10 @@ class ConsoleAuthorizer:
     def __init__(self, settings: Settings) -> None:
         self.base_url = (settings.dify_console_api_url or "").rstrip("/")
         self.client = httpx.AsyncClient(timeout=settings.dify_timeout, follow_redirects=False)
-        self.verdicts: TTLCache[str, ConsoleAccess] = TTLCache(
-            maxsize=10_000, ttl=max(settings.auth_cache_ttl, 1e-9)
-        )
-        self.cache_enabled = settings.auth_cache_ttl > 0
-        self._locks: dict[str, asyncio.Lock] = {}
+        # Granted verdicts only: Dify's denials and failures are exceptions and are never cached.
+        # The answer cache's single flight gives one round of calls to Dify per caller and app.
+        self.verdicts = AnswerCache(max_entries=10_000, stale_max=0)
+        self.verdict_ttl = settings.auth_cache_ttl
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -73,15 +71,9 @@ class ConsoleAuthorizer:
         if not headers:
             raise DifyDenied(401, {"code": "unauthorized", "message": "Unauthorized.", "status": 401})
         key = hashlib.sha256(repr((sorted(headers.items()), app_id)).encode()).hexdigest()
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:  # one round of calls to Dify per caller and app at a time
-            found = self.verdicts.get(key) if self.cache_enabled else None
-            if found is None:
-                found = await self._ask_dify(headers, app_id)
-                if self.cache_enabled:
-                    self.verdicts[key] = found
-        if not lock.locked():
-            self._locks.pop(key, None)
+        found, _ = await self.verdicts.get_or_load(
+            key, self.verdict_ttl, lambda: self._ask_dify(headers, app_id)
+        )
         return found
 
     async def _ask_dify(self, headers: dict[str, str], app_id: str) -> ConsoleAccess:

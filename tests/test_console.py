@@ -148,3 +148,20 @@ def test_bad_app_id_is_refused_before_asking_dify(console: tuple[TestClient[Any]
     answer = client.get("/console/api/apps/..%2F..%2Fadmin/workflow-runs/count", headers=ADA)
     assert answer.status_code in (400, 404)
     assert calls == []
+
+
+def test_parallel_dashboard_requests_cost_dify_one_round(
+    database_url: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    import asyncio
+
+    from tests.live import get_all, serve
+
+    load_history(pg_conn, examples.history())
+    with serve_fake_dify(ACCOUNTS) as (dify_url, calls):
+        settings = load_settings({"STATS_DATABASE_URL": database_url, "DIFY_CONSOLE_API_URL": dify_url})
+        paths = ["daily-conversations", "daily-terminals", "token-costs", "average-app-interactions"]
+        with serve(create_app(settings, Backend(database_url, settings))) as base_url:
+            answers = asyncio.run(get_all(base_url, [(f"{STATS}/{path}", ADA) for path in paths]))
+    assert [answer.status_code for answer in answers] == [200] * 4
+    assert (calls.count("app"), calls.count("workspace"), calls.count("profile")) == (1, 1, 1)
