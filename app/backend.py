@@ -16,7 +16,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from app.config import Settings
+from app.config import Dialect, Settings
 from app.metrics import Metrics, current_figures
 from queries.scope import Query
 
@@ -28,15 +28,32 @@ class BackendUnavailable(RuntimeError):
 
 
 class Backend:
-    def __init__(self, conninfo: str, settings: Settings, *, extra_options: str = "") -> None:
+    def __init__(
+        self,
+        conninfo: str,
+        settings: Settings,
+        *,
+        extra_options: str = "",
+        dialect: Dialect | None = None,
+        name: str = "logstore",
+    ) -> None:
+        """`dialect` defaults to STATS_DIALECT; Dify's own database (`name="workflow_runs"`) is
+        always PostgreSQL."""
         self.settings = settings
+        self.name = name
         self.metrics: Metrics | None = None
+        self.dialect: Dialect = dialect or settings.dialect
+        self.plan_label = settings.query_plan if name == "logstore" else "table"
         options = extra_options
-        if settings.dialect == "postgres":
+        if self.dialect == "postgres":
             # The shortcuts hash-aggregate one row per run; PostgreSQL's default 4 MB work_mem makes
             # that spill to disk at ~100 k runs (measured: 950 ms -> 400 ms for 200 k runs at 64 MB).
+            # Read-only sessions: the service never writes, even if handed a writable account.
             timeout_ms = int(settings.query_timeout * 1000)
-            options = f"-c statement_timeout={timeout_ms} -c work_mem=64MB {options}".strip()
+            options = (
+                f"-c statement_timeout={timeout_ms} -c work_mem=64MB "
+                f"-c default_transaction_read_only=on {options}"
+            ).strip()
         kwargs: dict[str, Any] = {
             "autocommit": True,
             "prepare_threshold": None,
@@ -53,7 +70,7 @@ class Backend:
             open=False,
             timeout=settings.query_timeout,
             check=AsyncConnectionPool.check_connection,
-            name="dify-stats",
+            name=f"dify-stats-{name}",
         )
 
     async def open(self) -> None:
@@ -75,11 +92,11 @@ class Backend:
                     await cursor.execute(query.sql, query.params)
                     rows = await cursor.fetchall()
         except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
-            log.warning("backend_unavailable", error_type=type(error).__name__)
-            raise BackendUnavailable(type(error).__name__) from error
+            log.warning("backend_unavailable", source=self.name, error_type=type(error).__name__)
+            raise BackendUnavailable(f"{self.name}: {type(error).__name__}") from error
         elapsed = time.perf_counter() - started
         if self.metrics is not None:
-            self.metrics.backend.labels(plan=self.settings.query_plan).observe(elapsed)
+            self.metrics.backend.labels(source=self.name, plan=self.plan_label).observe(elapsed)
         figures = current_figures.get()
         if figures is not None:
             figures.backend_ms += elapsed * 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -26,7 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--runs", type=int, default=20_000, help="number of runs (default 20000)")
     demo.add_argument("--days", type=int, default=90, help="days of history up to now (default 90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
-    demo.add_argument("--replace", action="store_true", help="empty the table first")
+    demo.add_argument("--replace", action="store_true", help="empty the tables first")
+    demo.add_argument(
+        "--split-at",
+        type=_instant,
+        metavar="INSTANT",
+        help="load it as a migrating deployment holds it: Dify's workflow_runs plus the LogStore "
+        "from this ISO-8601 instant on (serve with STATS_LOGSTORE_SINCE set to it)",
+    )
     commands.add_parser("check-sls", help="run every sls-dialect query once against SLS (needs ALIYUN_SLS_*)")
     args = parser.parse_args(argv)
 
@@ -41,19 +49,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command == "demo-data":
-        return _demo_data(settings, args.runs, args.days, args.seed, args.replace)
+        return _demo_data(settings, args.runs, args.days, args.seed, args.replace, args.split_at)
     from app.live_check import check_sls
 
     return check_sls(settings)
 
 
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 instant") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. 2025-06-01T00:00:00+00:00")
+    return value
+
+
 def _database_url(settings: Settings, *, demo: bool = True) -> tuple[str, Any]:
-    """The configured URL, or the embedded server's (started here) when none is configured."""
-    if settings.database_url:
-        return settings.database_url, None
+    """The LogStore's URL, or the embedded server's (started here) when no database is
+    configured. Empty when Dify's workflow_runs is the only source."""
+    if settings.database_url or settings.dify_database_url:
+        return settings.database_url or "", None
     from app.embedded import DEMO_RUNS, start_embedded
 
-    server, url = start_embedded(settings.data_dir, demo_runs=DEMO_RUNS if demo else 0)
+    server, url = start_embedded(
+        settings.data_dir, demo_runs=DEMO_RUNS if demo else 0, split_at=settings.logstore_since
+    )
     return url, server
 
 
@@ -66,7 +87,12 @@ def _serve(settings: Settings) -> int:
     url, server = _database_url(settings)
     if server is not None:
         _announce_demo(url, settings)
-    app = create_app(settings, Backend(url, settings))
+    logstore = Backend(url, settings) if url else None
+    dify_url = settings.dify_database_url or (url if settings.two_sources else None)
+    workflow_runs = (
+        Backend(dify_url, settings, dialect="postgres", name="workflow_runs") if dify_url else None
+    )
+    app = create_app(settings, logstore, workflow_runs)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
     return 0
 
@@ -76,6 +102,18 @@ def _announce_demo(url: str, settings: Settings) -> None:
 
     with psycopg.connect(url) as conn:
         found = busiest_app(conn)
+        split_but_empty = (
+            settings.two_sources and conn.execute("SELECT 1 FROM workflow_runs LIMIT 1").fetchone() is None
+        )
+    if split_but_empty and settings.logstore_since is not None:
+        since = settings.logstore_since.isoformat()
+        print(
+            "dify-stats: STATS_LOGSTORE_SINCE is set but the embedded workflow_runs is empty, so runs "
+            "before it are missing. Load a split demo first:\n"
+            f"  python -m app demo-data --replace --split-at {since}",
+            file=sys.stderr,
+            flush=True,
+        )
     if found:
         tenant_id, app_id = found
         url = f"http://{settings.host}:{settings.port}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
@@ -86,22 +124,38 @@ def _announce_demo(url: str, settings: Settings) -> None:
         )
 
 
-def _demo_data(settings: Settings, runs: int, days: int, seed: int, replace: bool) -> int:
+def _demo_data(
+    settings: Settings, runs: int, days: int, seed: int, replace: bool, split_at: datetime | None
+) -> int:
     import time
 
-    from app.demo import copy_rows, generate_rows
-    from app.embedded import ensure_schema
+    from app.demo import generate_rows
+    from app.embedded import ensure_schema, load_demo
 
     if settings.dialect == "sls":
         print("dify-stats: demo-data writes with COPY; SLS is read-only here", file=sys.stderr)
+        return 2
+    if settings.dify_database_url:
+        print(
+            "dify-stats: demo-data never writes into Dify's database; unset STATS_DIFY_DATABASE_URL",
+            file=sys.stderr,
+        )
         return 2
     url, _server = _database_url(settings, demo=False)
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         if replace:
-            conn.execute("TRUNCATE workflow_execution")
-        rows = copy_rows(conn, generate_rows(runs, days=days, seed=seed))
-        conn.execute("VACUUM ANALYZE workflow_execution")
-    print(f"loaded {runs} runs ({rows} rows) in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+            conn.execute("TRUNCATE workflow_execution, workflow_runs")
+        rows = load_demo(conn, generate_rows(runs, days=days, seed=seed), split_at)
+    print(
+        f"loaded {runs} runs ({rows} LogStore rows) in {time.perf_counter() - started:.1f} s", file=sys.stderr
+    )
+    if split_at is not None:
+        print(
+            "dify-stats: split demo loaded (workflow_runs + LogStore). Serve it as a migrating deployment:\n"
+            + ("  STATS_DIFY_DATABASE_URL=<the same database URL> " if settings.database_url else "  ")
+            + f"STATS_LOGSTORE_SINCE={split_at.isoformat()} make run",
+            file=sys.stderr,
+        )
     return 0

@@ -65,8 +65,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def embedded(self) -> bool:
-        """No backend configured: serve the embedded PostgreSQL with demo data."""
+        """No backend configured: serve the embedded PostgreSQL with demo data (split into both
+        sources at STATS_LOGSTORE_SINCE when it is set)."""
         return self.database_url is None and self.dify_database_url is None
+
+    @property
+    def two_sources(self) -> bool:
+        """A migration: workflow_runs before STATS_LOGSTORE_SINCE, the LogStore from it on."""
+        return self.logstore_since is not None
 
     def redacted_database_url(self) -> str:
         return redact_url(self.database_url) if self.database_url else "embedded"
@@ -139,9 +145,28 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     values["auth"] = auth_setting == "on" or (auth_setting == "" and bool(values["api_keys"]))
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_auth(settings)
-    if settings.logstore_since is not None and settings.dify_database_url is None:
-        raise ConfigError("STATS_LOGSTORE_SINCE needs STATS_DIFY_DATABASE_URL (the workflow_runs side)")
+    _check_sources(settings)
     return settings
+
+
+def _check_sources(settings: Settings) -> None:
+    """SPEC 2's source combinations: the LogStore, workflow_runs, or both split at an instant.
+
+    The embedded default may be split too (both tables in the embedded server, for the demo)."""
+    logstore, workflow_runs = settings.database_url is not None, settings.dify_database_url is not None
+    since = settings.logstore_since is not None
+    if since and logstore and not workflow_runs:
+        raise ConfigError("STATS_LOGSTORE_SINCE needs STATS_DIFY_DATABASE_URL (the workflow_runs side)")
+    if since and workflow_runs and not logstore:
+        raise ConfigError(
+            "STATS_LOGSTORE_SINCE needs the LogStore too (STATS_DATABASE_URL or ALIYUN_SLS_*); "
+            "without it, unset STATS_LOGSTORE_SINCE to serve workflow_runs alone"
+        )
+    if logstore and workflow_runs and not since:
+        raise ConfigError(
+            "STATS_DATABASE_URL and STATS_DIFY_DATABASE_URL together need STATS_LOGSTORE_SINCE "
+            "(the instant runs start being read from the LogStore)"
+        )
 
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:

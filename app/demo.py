@@ -174,3 +174,71 @@ def copy_rows(conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]]) ->
             copy.write_row(row)
             count += 1
     return count
+
+
+# --- a migrating deployment: the same history split between workflow_runs and the LogStore ----
+
+WORKFLOW_RUNS_COLUMNS = (
+    "id", "tenant_id", "app_id", "workflow_id", "type", "triggered_from", "version", "graph", "inputs",
+    "status", "outputs", "error", "elapsed_time", "total_tokens", "total_steps", "created_by_role",
+    "created_by", "created_at", "finished_at", "exceptions_count",
+)  # fmt: skip
+DUAL_WRITE_DAYS = 7
+
+
+def _utc_naive(text: str) -> datetime:
+    moment = datetime.fromisoformat(text)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
+def workflow_runs_row(latest: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Dify's `workflow_runs` row for a run whose latest LogStore version is `latest`."""
+    row = dict(zip(COLUMNS, latest, strict=True))
+    created = _utc_naive(row["created_at"] or row["started_at"])
+    finished = _utc_naive(row["finished_at"]) if row["finished_at"] else None
+    elapsed = row["elapsed_time"]
+    if elapsed is None:
+        started = _utc_naive(row["started_at"])
+        elapsed = (finished - started).total_seconds() if finished else 0.0
+    values = {
+        **row,
+        "error": row["error_message"] or None,
+        "elapsed_time": elapsed,
+        "created_at": created,
+        "finished_at": finished,
+    }
+    return tuple(values[column] for column in WORKFLOW_RUNS_COLUMNS)
+
+
+def split_rows(
+    rows: Iterable[tuple[Any, ...]], split_at: datetime, dual_write_days: int = DUAL_WRITE_DAYS
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(LogStore rows, workflow_runs rows) of a deployment that reads the LogStore from `split_at`.
+
+    Dify began dual writing `dual_write_days` before the switch and still does: workflow_runs
+    has every run (its latest state), the LogStore every version written since dual writing
+    began. The service must read each run from one side only."""
+    split = split_at.astimezone(UTC).replace(tzinfo=None)
+    dual_from = split - timedelta(days=dual_write_days)
+    runs: dict[str, list[tuple[Any, ...]]] = {}
+    for row in rows:
+        runs.setdefault(row[1], []).append(row)
+    logstore: list[tuple[Any, ...]] = []
+    workflow_runs: list[tuple[Any, ...]] = []
+    for versions in runs.values():
+        latest = max(versions, key=lambda version: (version[2], version[0]))  # log_version, __time__
+        created = _utc_naive(latest[20] or latest[21])  # created_at, else started_at
+        workflow_runs.append(workflow_runs_row(latest))  # Dify's table has every run
+        if created >= dual_from:  # the LogStore has what was written since dual writing began
+            logstore += versions
+    return logstore, workflow_runs
+
+
+def copy_workflow_runs(conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
+    count = 0
+    columns = ", ".join(WORKFLOW_RUNS_COLUMNS)
+    with conn.cursor().copy(f"COPY workflow_runs ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row(row)
+            count += 1
+    return count

@@ -6,6 +6,8 @@ Created and filled on first start only; later starts reuse the data directory as
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,14 +15,19 @@ from typing import Any
 import psycopg
 import structlog
 
-from app.demo import copy_rows, generate_rows
+from app.demo import copy_rows, copy_workflow_runs, generate_rows, split_rows
 
 log = structlog.get_logger("dify_stats.embedded")
 DEMO_RUNS = 20_000
 
 
-def start_embedded(data_dir: str, *, demo_runs: int = DEMO_RUNS) -> tuple[Any, str]:
-    """Start (or reuse) the embedded server; returns (server handle, connection URL)."""
+def start_embedded(
+    data_dir: str, *, demo_runs: int = DEMO_RUNS, split_at: datetime | None = None
+) -> tuple[Any, str]:
+    """Start (or reuse) the embedded server; returns (server handle, connection URL).
+
+    With `split_at` (STATS_LOGSTORE_SINCE), a first start loads the demo as a migrating
+    deployment holds it: Dify's workflow_runs plus the LogStore (app/demo.split_rows)."""
     try:
         import pgserver
     except ImportError as error:  # installed by the `embedded` extra
@@ -37,18 +44,36 @@ def start_embedded(data_dir: str, *, demo_runs: int = DEMO_RUNS) -> tuple[Any, s
         empty = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workflow_execution)").fetchone() == (True,)
         if empty and demo_runs:
             started = time.perf_counter()
-            rows = copy_rows(conn, generate_rows(demo_runs))
-            conn.execute("VACUUM ANALYZE workflow_execution")
+            rows = load_demo(conn, generate_rows(demo_runs), split_at)
             log.info(
-                "demo_data_loaded", runs=demo_runs, rows=rows, seconds=round(time.perf_counter() - started, 1)
-            )
+                "demo_data_loaded", runs=demo_runs, rows=rows, split=split_at is not None,
+                seconds=round(time.perf_counter() - started, 1),
+            )  # fmt: skip
         elif not empty:
             log.info("embedded_data_reused", data_dir=str(root))
     return server, url
 
 
+def load_demo(
+    conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]], split_at: datetime | None
+) -> int:
+    """COPY a generated history into the LogStore table, or split across both tables; returns
+    the number of LogStore rows."""
+    if split_at is None:
+        count = copy_rows(conn, rows)
+    else:
+        logstore, workflow_runs = split_rows(rows, split_at)
+        count = copy_rows(conn, logstore)
+        copy_workflow_runs(conn, workflow_runs)
+        conn.execute("VACUUM ANALYZE workflow_runs")
+    conn.execute("VACUUM ANALYZE workflow_execution")
+    return count
+
+
 def ensure_schema(conn: psycopg.Connection[Any]) -> None:
-    conn.execute(resources.files("queries").joinpath("schema.sql").read_text())
+    """The LogStore table, and Dify's workflow_runs for split demos (empty otherwise)."""
+    for name in ("schema.sql", "workflow_runs_schema.sql"):
+        conn.execute(resources.files("queries").joinpath(name).read_text())
 
 
 def busiest_app(conn: psycopg.Connection[Any]) -> tuple[str, str] | None:

@@ -24,27 +24,34 @@ from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.runs import RunsController
 from app.routes.statistics import statistics_router
 from app.service import StatsService
+from app.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
 
 
-def create_app(settings: Settings, backend: Backend) -> Litestar:
-    """`backend` is opened on start-up and closed on shutdown."""
+def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backend | None = None) -> Litestar:
+    """`backend` reads the LogStore, `workflow_runs` Dify's own table (either may be the only
+    source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown."""
+    sources = build_sources(settings, backend, workflow_runs)
+    repository = StatsRepository(sources, settings)
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max)
-    service = StatsService(StatsRepository(backend, settings), cache, settings)
+    service = StatsService(repository, cache, settings)
     authorizer = ConsoleAuthorizer(settings)
     metrics = Metrics()
-    backend.metrics = metrics
-    metrics.watch_pool(backend.pool)
+    for source in sources:
+        source.backend.metrics = metrics
+    metrics.watch_pools({source.name: source.backend.pool for source in sources})
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
-        await backend.open()
+        for source in sources:
+            await source.backend.open()
         try:
             yield
         finally:
             await authorizer.close()
-            await backend.close()
+            for source in sources:
+                await source.backend.close()
 
     app = Litestar(
         route_handlers=[
@@ -60,7 +67,7 @@ def create_app(settings: Settings, backend: Backend) -> Litestar:
         state=State({"settings": settings, "metrics": metrics}),
         dependencies={
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
-            "backend": Provide(lambda: backend, use_cache=True, sync_to_thread=False),
+            "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
         },

@@ -45,22 +45,23 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         self.backend = Histogram(
-            "dify_stats_backend_query_seconds", "Backend query time", ["plan"], buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
+            "dify_stats_backend_query_seconds", "Backend query time", ["source", "plan"],
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
 
-    def watch_pool(self, pool: AsyncConnectionPool[Any]) -> None:
-        self.registry.register(_PoolCollector(pool))
+    def watch_pools(self, pools: dict[str, AsyncConnectionPool[Any]]) -> None:
+        """Pool gauges labelled by source (`logstore`, `workflow_runs`)."""
+        self.registry.register(_PoolCollector(pools))
 
 
 class _PoolCollector(Collector):
     """psycopg_pool's own statistics: size, idle connections, waiting requests, time waited."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
-        self.pool = pool
+    def __init__(self, pools: dict[str, AsyncConnectionPool[Any]]) -> None:
+        self.pools = pools
 
     def collect(self) -> Iterator[Metric]:
-        stats = self.pool.get_stats()
+        stats = {source: pool.get_stats() for source, pool in self.pools.items()}
         for name, key, text in (
             ("dify_stats_pool_size", "pool_size", "Connections open or being opened"),
             ("dify_stats_pool_available", "pool_available", "Idle connections"),
@@ -68,4 +69,7 @@ class _PoolCollector(Collector):
             ("dify_stats_pool_requests_wait_ms", "requests_wait_ms", "Total time requests waited (ms)"),
             ("dify_stats_pool_requests_queued", "requests_queued", "Requests that had to wait"),
         ):
-            yield GaugeMetricFamily(name, text, value=stats.get(key, 0))
+            family = GaugeMetricFamily(name, text, labels=["source"])
+            for source, values in stats.items():
+                family.add_metric([source], values.get(key, 0))
+            yield family

@@ -36,6 +36,7 @@ from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.repository import StatsRepository  # noqa: E402
 from app.service import StatsService  # noqa: E402
+from app.sources import build_sources  # noqa: E402
 from bench.dify_sql import dify_daily, dify_run_page, dify_status_counts  # noqa: E402
 from queries.planner import Planner  # noqa: E402
 from queries.runs import RunPage  # noqa: E402
@@ -185,7 +186,10 @@ async def measure_service(url: str, now_s: int, dify_90d_ms: float) -> dict[str,
     await backend.open()
     app = demo_apps()[0]
     service = StatsService(
-        StatsRepository(backend, settings), AnswerCache(10_000, 600), settings, lambda: now_s + 6 * 3600
+        StatsRepository(build_sources(settings, backend, None), settings),
+        AnswerCache(10_000, 600),
+        settings,
+        lambda: now_s + 6 * 3600,
     )
     request = DailyRequest(
         tenant_id=app.tenant_id, app_id=app.app_id, triggered_from="app-run", timezone="UTC",

@@ -49,7 +49,7 @@ ORDER BY 1"""
     return Query(sql, scope.params())
 
 
-def _per_version_daily(scope: RunScope, zone: str, aggregates: str) -> Query:
+def _per_version_daily(scope: RunScope, zone: str, aggregates: str, group_by: str = "1") -> Query:
     """Parse every version and count distinct ids/users per day (SLS's columnar strength)."""
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
@@ -59,20 +59,20 @@ FROM (
     WHERE {app_rows_where(scope, with_trigger=True)}
 ) AS versions
 WHERE {created_range_where(scope)}
-GROUP BY 1
-ORDER BY 1"""
+GROUP BY {group_by}
+ORDER BY {group_by}"""
     return Query(sql, scope.params())
 
 
-def _windowed_daily(scope: RunScope, zone: str, aggregates: str) -> Query:
+def _windowed_daily(scope: RunScope, zone: str, aggregates: str, group_by: str = "1") -> Query:
     """The general plan: keep each run's latest version, then filter and group that."""
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM ({latest_versions_sql(scope, ("created_by", "total_tokens"))}
 ) AS latest
 WHERE {created_range_where(scope)}
-GROUP BY 1
-ORDER BY 1"""
+GROUP BY {group_by}
+ORDER BY {group_by}"""
     return Query(sql, scope.params())
 
 
@@ -128,3 +128,14 @@ def daily_interactions_shortcut(scope: RunScope, zone: str) -> Query:
 
 def daily_interactions_windowed(scope: RunScope, zone: str) -> Query:
     return _windowed_daily(scope, zone, "count(*) AS runs, count(DISTINCT created_by) AS users")
+
+
+# --- users per day: (day, created_by), to unite the users of two sources on one day ------------
+
+
+def day_users_shortcut(scope: RunScope, zone: str) -> Query:
+    return _per_version_daily(scope, zone, "created_by", group_by="1, 2")
+
+
+def day_users_windowed(scope: RunScope, zone: str) -> Query:
+    return _windowed_daily(scope, zone, "created_by", group_by="1, 2")

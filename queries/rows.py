@@ -56,7 +56,9 @@ def daily_interactions(rows: Sequence[Row]) -> list[DailyInteractions]:
 
 
 def run_counts(rows: Sequence[Row]) -> RunCounts:
-    by_status = {str(status): int(count) for status, count in rows}
+    by_status: dict[str, int] = {}
+    for status, count in rows:  # a status may come once per source
+        by_status[str(status)] = by_status.get(str(status), 0) + int(count)
     return RunCounts(
         total=sum(by_status.values()),
         running=by_status.get("running", 0),

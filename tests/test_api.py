@@ -277,7 +277,7 @@ def test_metrics_count_requests_cache_results_and_backend_time(client: TestClien
     )
     assert 'dify_stats_cache_results_total{result="hit"} 1.0' in text
     assert 'dify_stats_cache_results_total{result="miss"} 1.0' in text
-    assert 'dify_stats_backend_query_seconds_count{plan="shortcut"} 1.0' in text
+    assert 'dify_stats_backend_query_seconds_count{plan="shortcut",source="logstore"} 1.0' in text
     assert "dify_stats_pool_requests_waiting" in text
 
 

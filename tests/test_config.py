@@ -75,7 +75,18 @@ def test_incomplete_dify_sls_variables_name_what_is_missing() -> None:
         ({"STATS_AUTH": "on"}, "STATS_AUTH=on needs STATS_API_KEYS"),
         ({"STATS_API_KEYS": "short=*"}, "at least 16"),
         ({"STATS_API_KEYS": f"{KEY}"}, "key=tenant_id"),
-        ({"STATS_LOGSTORE_SINCE": "2025-06-01T00:00:00+00:00"}, "needs STATS_DIFY_DATABASE_URL"),
+        (
+            {"STATS_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "2025-06-01T00:00:00+00:00"},
+            "needs STATS_DIFY_DATABASE_URL",
+        ),
+        (
+            {"STATS_DIFY_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "2025-06-01T00:00:00Z"},
+            "needs the LogStore too",
+        ),
+        (
+            {"STATS_DATABASE_URL": "postgresql://x/y", "STATS_DIFY_DATABASE_URL": "postgresql://x/z"},
+            "need STATS_LOGSTORE_SINCE",
+        ),
         ({"STATS_DIFY_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "yesterday"}, "ISO-8601"),
         ({"STATS_DIFY_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "2025-06-01"}, "offset"),
     ],

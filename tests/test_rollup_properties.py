@@ -17,6 +17,7 @@ from app.cache import AnswerCache
 from app.config import load_settings
 from app.repository import StatsRepository
 from app.service import StatsService
+from app.sources import build_sources
 from schemas.requests import DailyRequest
 from tests import reference
 from tests.db import load_history
@@ -39,7 +40,7 @@ def loop_and_repository(
     backend = Backend(database_url, settings)
     loop.run_until_complete(backend.open())
     try:
-        yield loop, StatsRepository(backend, settings), settings
+        yield loop, StatsRepository(build_sources(settings, backend, None), settings), settings
     finally:
         loop.run_until_complete(backend.close())
         loop.close()

@@ -9,7 +9,8 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.backend import Backend, BackendUnavailable
+from app.backend import BackendUnavailable
+from app.repository import StatsRepository
 
 
 class Health(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -34,10 +35,10 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/readyz", summary="The backend answers a trivial query", tags=["operations"])
-async def readyz(backend: NamedDependency[Backend]) -> Response[Health]:
+@get("/readyz", summary="Every backend answers a trivial query", tags=["operations"])
+async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
     try:
-        await backend.ping()
+        await repository.ping()
     except BackendUnavailable as error:
         return Response(Health(status="unavailable", reason=f"backend: {error}"), status_code=503)
     return Response(Health(status="ok"))
