@@ -53,6 +53,7 @@ def database_url(pg_server: Any) -> str:
     url: str = pg_server.get_uri(TEST_DATABASE)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql_resource("schema.sql"))
+        conn.execute(sql_resource("workflow_runs_schema.sql"))
         conn.execute(sql_resource("sls_compat.sql"))
     return url
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from app.demo import COLUMNS, copy_rows
 from queries.scope import Query
-from tests.reference import Version
+from tests.reference import EPOCH, Version, created_us, iso_to_us
 
 
 def version_tuple(row: Version) -> tuple[Any, ...]:
@@ -29,3 +30,43 @@ def fetch(conn: psycopg.Connection[Any], query: Query) -> Sequence[tuple[Any, ..
     with psycopg.ClientCursor(conn) as cursor:
         cursor.execute(query.sql, query.params)
         return cursor.fetchall()
+
+
+WORKFLOW_RUNS_COLUMNS = (
+    "id", "tenant_id", "app_id", "workflow_id", "type", "triggered_from", "version", "graph", "inputs",
+    "status", "outputs", "error", "elapsed_time", "total_tokens", "total_steps", "created_by_role",
+    "created_by", "created_at", "finished_at", "exceptions_count",
+)  # fmt: skip
+
+
+def _naive_utc(us: int) -> datetime:
+    return (EPOCH + timedelta(microseconds=us)).replace(tzinfo=None)
+
+
+def workflow_runs_tuple(run: Version) -> tuple[Any, ...]:
+    """Dify's workflow_runs row holding `run` (a version) as the run's state; written here from
+    the reference's own parsing, independently of app/demo.py."""
+    finished_us = iso_to_us(run.finished_at) if run.finished_at else None
+    elapsed = run.elapsed_time
+    if elapsed is None:
+        elapsed = (finished_us - iso_to_us(run.started_at)) / 1e6 if finished_us is not None else 0.0
+    values = {
+        **{field: getattr(run, field) for field in Version.__struct_fields__},
+        "error": run.error_message or None,
+        "elapsed_time": elapsed,
+        "created_at": _naive_utc(created_us(run)),
+        "finished_at": _naive_utc(finished_us) if finished_us is not None else None,
+    }
+    return tuple(values[column] for column in WORKFLOW_RUNS_COLUMNS)
+
+
+def load_two_sources(
+    conn: psycopg.Connection[Any], logstore: Iterable[Version], workflow_runs: Iterable[Version]
+) -> None:
+    """Replace both tables: LogStore versions, and workflow_runs rows (one state per run)."""
+    conn.execute("TRUNCATE workflow_execution, workflow_runs")
+    copy_rows(conn, (version_tuple(row) for row in logstore))
+    columns = ", ".join(WORKFLOW_RUNS_COLUMNS)
+    with conn.cursor().copy(f"COPY workflow_runs ({columns}) FROM STDIN") as copy:
+        for run in workflow_runs:
+            copy.write_row(workflow_runs_tuple(run))

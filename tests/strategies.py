@@ -9,11 +9,12 @@ times written with and without fractions and offsets, and empty created_at (olde
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from hypothesis import strategies as st
 
-from tests.reference import Version, iso_to_us
+from tests.reference import Version, created_us, iso_to_us, latest_versions
 
 ZONES = (
     "UTC",
@@ -177,3 +178,39 @@ def created_ranges(draw: st.DrawFn, zone: str | None = None) -> tuple[int | None
 
 
 zones = st.sampled_from(ZONES)
+
+
+class SplitHistory(NamedTuple):
+    """One history as a migrating deployment holds it (SPEC 2, "Two sources")."""
+
+    history: list[Version]  # every version of every run: the truth is computed from this
+    since_us: int  # STATS_LOGSTORE_SINCE
+    logstore: list[Version]
+    workflow_runs: list[Version]  # one row per run: the version Dify's table holds
+
+
+@st.composite
+def split_histories(draw: st.DrawFn, zone: str | None = None) -> SplitHistory:
+    """Runs created before `since` are in workflow_runs as their latest version; the LogStore
+    has every version of the later runs, plus dual-written copies of earlier runs (any subset of
+    their versions, so possibly stale); workflow_runs may also hold later runs, in any state."""
+    history = draw(histories(zone=zone))
+    created = sorted({created_us(row) for row in history})
+    since = draw(st.sampled_from(created)) if created and draw(st.booleans()) else draw(instants(zone))
+    versions: dict[str, list[Version]] = {}
+    for row in history:
+        versions.setdefault(row.id, []).append(row)
+    logstore: list[Version] = []
+    workflow_runs: list[Version] = []
+    for run in latest_versions(history):
+        own = versions[run.id]
+        if created_us(run) >= since:
+            logstore += own
+            if draw(st.integers(0, 2)) == 0:  # Dify still dual-writes its table
+                workflow_runs.append(draw(st.sampled_from(own)))
+            continue
+        workflow_runs.append(run)
+        if draw(st.integers(0, 2)) == 0:  # dual-written before the switch
+            picked = draw(st.lists(st.sampled_from(range(len(own))), min_size=1, unique=True))
+            logstore += [own[position] for position in picked]
+    return SplitHistory(history, since, draw(st.permutations(logstore)), workflow_runs)

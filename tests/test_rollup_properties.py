@@ -4,7 +4,7 @@ was cached before, for every daily measure, with some days settled and some live
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import Any
 
 import psycopg
@@ -46,13 +46,15 @@ def loop_and_repository(
         loop.close()
 
 
-@given(data=st.data(), zone=zones)
-def test_rollup_answers_equal_the_reference(
-    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, data: st.DataObject, zone: str
+def check_rollups(
+    run: Callable[[Coroutine[Any, Any, Any]], Any],
+    repository: StatsRepository,
+    settings: Any,
+    history: list[reference.Version],
+    data: st.DataObject,
+    zone: str,
 ) -> None:
-    loop, repository, settings = loop_and_repository
-    history = data.draw(histories(zone=zone))
-    load_history(pg_conn, history)
+    """A sequence of overlapping ranges through one service: each answer equals the reference."""
     (tenant_id, app_id), trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
     now_us = data.draw(st.sampled_from(ZONE_ANCHORS_US[zone])) + data.draw(st.integers(0, 3 * 86_400_000_000))
     service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: now_us / 1e6)
@@ -73,8 +75,18 @@ def test_rollup_answers_equal_the_reference(
             start_us=start,
             end_us=end,
         )
-        answer, _ = loop.run_until_complete(service.daily(measure, request))  # type: ignore[arg-type]
+        answer, _ = run(service.daily(measure, request))  # type: ignore[arg-type]
         truth = reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end)
         expected = [(day.isoformat(), value) for day, value in MEASURES[measure](truth, zone)]
-        got = [(item.date, getattr(item, item.__struct_fields__[1])) for item in answer]  # type: ignore[attr-defined]
+        got = [(item.date, getattr(item, item.__struct_fields__[1])) for item in answer]
         assert got == expected, (measure, start, end)
+
+
+@given(data=st.data(), zone=zones)
+def test_rollup_answers_equal_the_reference(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, data: st.DataObject, zone: str
+) -> None:
+    loop, repository, settings = loop_and_repository
+    history = data.draw(histories(zone=zone))
+    load_history(pg_conn, history)
+    check_rollups(loop.run_until_complete, repository, settings, history, data, zone)

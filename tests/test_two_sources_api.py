@@ -1,0 +1,160 @@
+"""A migrating deployment end to end: the demo history split by `app/demo.split_rows` (what
+`python -m app demo-data --split-at` loads) and served from both sources gives the console,
+Grafana and curl exactly the answers the same history gives from the LogStore alone.
+
+The single-source answers are themselves checked against the reference elsewhere
+(test_query_properties, test_api, test_grafana, test_console); here every route is compared
+route by route, with a boundary in the middle of a local day in each zone asked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+
+from app.backend import Backend
+from app.config import load_settings
+from app.demo import copy_rows, demo_apps, generate_rows, split_rows
+from app.embedded import load_demo
+from app.main import create_app
+from tests.fake_dify import Account, serve_fake_dify
+
+NOW = datetime(2025, 11, 6, 9, 30, tzinfo=UTC)
+SINCE = datetime(2025, 11, 2, 6, 45, 30, 500_000, tzinfo=UTC)  # New York's fall-back day, mid-day
+ZONES = ("UTC", "Asia/Kolkata", "America/New_York")
+APPS = demo_apps()[:2]
+KEY = "two-sources-key-0123456789"
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+ACCOUNTS = {
+    "kolkata-token": Account(
+        tenant_id=APPS[0].tenant_id, timezone="Asia/Kolkata", apps=frozenset({APPS[0].app_id})
+    )
+}
+STATISTICS = ("daily-runs", "daily-terminals", "token-costs", "average-interactions")
+CONSOLE_STATISTICS = ("daily-conversations", "daily-terminals", "token-costs", "average-app-interactions")
+SERIES = ("daily_runs", "daily_terminals", "token_costs", "average_interactions", "runs_by_status")
+
+
+def _rows() -> list[tuple[Any, ...]]:
+    return list(generate_rows(1500, days=10, now=NOW))
+
+
+def _client(database_url: str, dify_url: str, **env: str) -> TestClient[Any]:
+    settings = load_settings(
+        {
+            "STATS_DATABASE_URL": database_url,
+            "STATS_API_KEYS": f"{KEY}=*",
+            "DIFY_CONSOLE_API_URL": dify_url,
+            **env,
+        }
+    )
+    workflow_runs = (
+        Backend(database_url, settings, dialect="postgres", name="workflow_runs")
+        if settings.dify_database_url
+        else None
+    )
+    return TestClient(app=create_app(settings, Backend(database_url, settings), workflow_runs))
+
+
+def _all_pages(client: TestClient[Any], base: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    runs: list[dict[str, Any]] = []
+    while True:
+        page = client.get(f"{base}/runs", params=params, headers=HEADERS)
+        assert page.status_code == 200, page.text
+        runs += page.json()["data"]
+        if not page.json()["has_more"]:
+            return runs
+        params = {**params, "last_id": runs[-1]["id"]}
+
+
+def collect(client: TestClient[Any]) -> dict[str, Any]:
+    """Every route's answer for the demo apps, keyed by what was asked."""
+    answers: dict[str, Any] = {}
+    window = {"start": (NOW - timedelta(days=11)).isoformat(), "end": NOW.isoformat()}
+    for app in APPS:
+        base = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}"
+        for zone in ZONES:
+            for trigger in ("app-run", "debugging"):
+                for path in STATISTICS:
+                    params = {**window, "timezone": zone, "triggered_from": trigger}
+                    answer = client.get(f"{base}/statistics/{path}", params=params, headers=HEADERS)
+                    assert answer.status_code == 200, answer.text
+                    answers[f"{app.app_id} {zone} {trigger} {path}"] = answer.json()["data"]
+        for trigger in ("app-run", "debugging"):
+            answers[f"{app.app_id} {trigger} count"] = client.get(
+                f"{base}/runs/count", params={"triggered_from": trigger}, headers=HEADERS
+            ).json()
+            for status in (None, "succeeded", "running"):
+                params = {"triggered_from": trigger, "limit": 7, **({"status": status} if status else {})}
+                runs = _all_pages(client, base, params)
+                answers[f"{app.app_id} {trigger} {status} runs"] = runs
+            for run in runs[::5]:
+                answers[f"detail {run['id']}"] = client.get(
+                    f"{base}/runs/{run['id']}", headers=HEADERS
+                ).json()
+        targets = [
+            {"refId": name, "target": name, "payload": {"app_id": app.app_id, "timezone": "Asia/Kolkata"}}
+            for name in SERIES
+        ]
+        body = {"range": {"from": window["start"], "to": window["end"]}, "targets": targets}
+        answers[f"{app.app_id} grafana"] = client.post("/grafana/query", json=body, headers=HEADERS).json()
+    kolkata = {"Authorization": "Bearer kolkata-token"}
+    console_window = {"start": "2025-10-27 00:00", "end": "2025-11-06 15:00"}
+    for path in CONSOLE_STATISTICS:
+        answer = client.get(
+            f"/console/api/apps/{APPS[0].app_id}/workflow/statistics/{path}",
+            params=console_window,
+            headers=kolkata,
+        )
+        assert answer.status_code == 200, answer.text
+        answers[f"console {path}"] = answer.json()
+    console_runs = client.get(
+        f"/console/api/apps/{APPS[0].app_id}/workflow-runs", params={"limit": 100}, headers=kolkata
+    )
+    answers["console runs"] = console_runs.json()
+    return answers
+
+
+@pytest.fixture
+def dify_url() -> Iterator[str]:
+    with serve_fake_dify(ACCOUNTS) as (url, _calls):
+        yield url
+
+
+def test_split_history_answers_equal_the_logstore_alone(
+    database_url: str, pg_conn: psycopg.Connection[Any], dify_url: str
+) -> None:
+    pg_conn.execute("TRUNCATE workflow_execution, workflow_runs")
+    copy_rows(pg_conn, _rows())
+    with _client(database_url, dify_url) as alone:
+        expected = collect(alone)
+
+    pg_conn.execute("TRUNCATE workflow_execution, workflow_runs")
+    load_demo(pg_conn, _rows(), SINCE)
+    two = {"STATS_DIFY_DATABASE_URL": database_url, "STATS_LOGSTORE_SINCE": SINCE.isoformat()}
+    with _client(database_url, dify_url, **two) as split:
+        got = collect(split)
+
+    assert got.keys() == expected.keys()
+    assert all(expected[f"{app.app_id} {zone} app-run daily-runs"] for app in APPS for zone in ZONES)
+    assert all(expected[f"{app.app_id} app-run None runs"] for app in APPS)
+    for key, answer in expected.items():
+        assert got[key] == answer, key
+
+
+def test_the_split_is_a_real_migration(pg_conn: psycopg.Connection[Any]) -> None:
+    """The comparison above means something: both sides hold runs of the boundary day, the
+    LogStore holds dual-written copies of older runs and Dify's table newer ones."""
+    logstore, workflow_runs = split_rows(_rows(), SINCE)
+    since = SINCE.replace(tzinfo=None)
+    older_in_logstore = {row[1] for row in logstore if datetime.fromisoformat(row[21]) < since}
+    newer_in_dify = [row for row in workflow_runs if row[17] >= since]
+    same_day_before = [row for row in workflow_runs if since - timedelta(hours=6) <= row[17] < since]
+    same_day_after = [
+        row for row in logstore if since <= datetime.fromisoformat(row[21]) < since + timedelta(hours=6)
+    ]
+    assert older_in_logstore and newer_in_dify and same_day_before and same_day_after
