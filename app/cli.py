@@ -117,8 +117,13 @@ def _announce_demo(url: str, settings: Settings) -> None:
     if found:
         tenant_id, app_id = found
         url = f"http://{settings.host}:{settings.port}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
+        split = (
+            f" (workflow_runs before {settings.logstore_since.isoformat()}, the LogStore from then on)"
+            if settings.logstore_since is not None
+            else ""
+        )
         print(
-            f"dify-stats: embedded demo data ready. Try:\n  curl '{url}?timezone=Asia/Shanghai'",
+            f"dify-stats: embedded demo data ready{split}. Try:\n  curl '{url}?timezone=Asia/Shanghai'",
             file=sys.stderr,
             flush=True,
         )
