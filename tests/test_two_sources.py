@@ -111,23 +111,34 @@ def _values(answer: Any) -> list[tuple[str, Any]]:
     return [(item.date, getattr(item, item.__struct_fields__[1])) for item in answer]
 
 
+def check_daily_measures(
+    harness: Harness,
+    repositories: dict[Any, StatsRepository],
+    history: list[reference.Version],
+    data: st.DataObject,
+    zone: str,
+) -> None:
+    """Every daily measure, for a drawn app, trigger and range, equals the reference."""
+    tenant_id, app_id, trigger = _scope(data, history)
+    start, end = data.draw(created_ranges(zone))
+    truth = reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end)
+    request = DailyRequest(
+        tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, timezone=zone, start_us=start, end_us=end
+    )
+    for combination, repository in repositories.items():
+        for measure, expected in MEASURES.items():
+            answer = harness.run(repository.daily(measure, request))  # type: ignore[arg-type]
+            want = [(day.isoformat(), value) for day, value in expected(truth, zone)]
+            assert _values(answer) == want, (combination, measure)
+
+
 @given(data=st.data(), zone=zones)
 def test_daily_measures_across_the_boundary(
     pg_conn: psycopg.Connection[Any], harness: Harness, data: st.DataObject, zone: str
 ) -> None:
     split = data.draw(split_histories(zone=zone))
     _load(pg_conn, split)
-    tenant_id, app_id, trigger = _scope(data, split.history)
-    start, end = data.draw(created_ranges(zone))
-    truth = reference.runs_in_scope(split.history, tenant_id, app_id, trigger, start, end)
-    request = DailyRequest(
-        tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, timezone=zone, start_us=start, end_us=end
-    )
-    for combination, repository in harness.repositories(split.since_us).items():
-        for measure, expected in MEASURES.items():
-            answer = harness.run(repository.daily(measure, request))  # type: ignore[arg-type]
-            want = [(day.isoformat(), value) for day, value in expected(truth, zone)]
-            assert _values(answer) == want, (combination, measure)
+    check_daily_measures(harness, harness.repositories(split.since_us), split.history, data, zone)
 
 
 @given(
@@ -258,21 +269,17 @@ def test_workflow_runs_alone_answers_every_measure(
     split = data.draw(split_histories(zone=zone))
     latest = reference.latest_versions(split.history)
     load_two_sources(pg_conn, split.logstore, latest)  # the LogStore's rows must not matter
+    repository = harness.workflow_runs_only()
+    check_daily_measures(harness, {"workflow_runs": repository}, split.history, data, zone)
     tenant_id, app_id, trigger = _scope(data, split.history)
     start, end = data.draw(created_ranges(zone))
-    repository = harness.workflow_runs_only()
-    truth = reference.runs_in_scope(split.history, tenant_id, app_id, trigger, start, end)
-    daily = DailyRequest(
-        tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, timezone=zone, start_us=start, end_us=end
-    )
-    for measure, expected in MEASURES.items():
-        answer = harness.run(repository.daily(measure, daily))  # type: ignore[arg-type]
-        assert _values(answer) == [(day.isoformat(), value) for day, value in expected(truth, zone)], measure
     count_request = CountRequest(
         tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, status=None, start_us=start, end_us=end
     )
     counts = harness.run(repository.counts(count_request))
+    truth = reference.runs_in_scope(split.history, tenant_id, app_id, trigger, start, end)
     assert counts.total == len(truth)
+    assert counts.succeeded == sum(run.status == "succeeded" for run in truth)
     pages = RunListRequest(
         tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, status=None,
         limit=data.draw(st.integers(1, 3)), last_id=None,
