@@ -76,13 +76,15 @@ class StatsRepository:
             request.tenant_id, request.app_id, request.triggered_from, request.start_us, request.end_us
         )
         zone = request.timezone
-        found = await asyncio.gather(
+        measured = asyncio.gather(
             *(source.backend.fetch(getattr(source.queries, measure)(scope, zone)) for source, scope in parts)
         )
         if len(parts) == 1:
-            return DAILY_CONVERTERS[measure](found[0])
-        users = await self._boundary_users(parts, zone) if measure in USERS_COLUMN else {}
-        return DAILY_CONVERTERS[measure](combine_daily_rows(found, users, USERS_COLUMN.get(measure)))
+            return DAILY_CONVERTERS[measure]((await measured)[0])
+        if measure not in USERS_COLUMN:
+            return DAILY_CONVERTERS[measure](combine_daily_rows(await measured, {}, None))
+        found, users = await asyncio.gather(measured, self._boundary_users(parts, zone))
+        return DAILY_CONVERTERS[measure](combine_daily_rows(found, users, USERS_COLUMN[measure]))
 
     async def _boundary_users(self, parts: list[tuple[Source, RunScope]], zone: str) -> dict[int, set[str]]:
         """Users per day, near each source's boundary, of the days more than one source has."""

@@ -5,7 +5,8 @@ bench/data (reused when already loaded), then for the busiest app measures, per 
 range, the median backend time of: our shortcut, our windowed plan, Dify's SQL (bench/dify_sql.py)
 and a plain scan of the same rows (the floor). Then, at the largest size: a warm dashboard
 refresh through the service (day rollups cached), service time uncached vs the same SQL run
-directly, and cached throughput vs a bare litestar route. Writes bench/results.json and
+directly, cached throughput vs a bare litestar route, and the migration case of two sources
+(bench/two_sources.py). Writes bench/results.json and
 bench/RESULTS.md and prints the tables. Medians of 3 after a warm-up (2 when a run takes > 1 s).
 """
 
@@ -37,6 +38,7 @@ from app.main import create_app  # noqa: E402
 from app.repository import StatsRepository  # noqa: E402
 from app.service import StatsService  # noqa: E402
 from app.sources import build_sources  # noqa: E402
+from bench import two_sources  # noqa: E402
 from bench.dify_sql import dify_daily, dify_run_page, dify_status_counts  # noqa: E402
 from queries.planner import Planner  # noqa: E402
 from queries.runs import RunPage  # noqa: E402
@@ -330,6 +332,8 @@ def markdown(results: dict[str, Any]) -> str:
     )
     lines.append(f"- Loading (COPY, generation and VACUUM included): {loads}.")
     lines += ["", *scaling_lines(results["records"]), "", *target_lines(results)]
+    if "two_sources" in results:
+        lines += ["", *two_sources.markdown_lines(results["two_sources"])]
     return "\n".join(lines) + "\n"
 
 
@@ -419,6 +423,7 @@ def main() -> int:
         "warm_refresh": asyncio.run(measure_service(url, now_s, dify_90d)),
         "overhead": measure_overhead(url, now_s),
         "throughput": measure_throughput(url, now_s),
+        "two_sources": asyncio.run(two_sources.measure(url, now_s)),
         "load_seconds": load_seconds,
     }
     (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -138,7 +138,7 @@ def run_page(scope: RunScope, limit: int, status: str | None, after: RunPage | N
 SELECT {_columns(SUMMARY_COLUMNS)}, {CREATED_US} AS created_us
 FROM {TABLE}
 WHERE {where}
-ORDER BY created_at DESC, id DESC
+ORDER BY workflow_runs.created_at DESC, workflow_runs.id DESC  -- the columns, not the text forms above
 LIMIT %(limit)s"""
     return Query(sql, params)
 
