@@ -83,7 +83,7 @@ def dataset(admin_url: str, name: str, runs: int) -> tuple[str, int, float]:
             conn.execute("VACUUM ANALYZE workflow_execution")
             return url, int(meta[1]), 0.0
         now = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        conn.execute("DROP TABLE IF EXISTS workflow_execution")
+        conn.execute("DROP TABLE IF EXISTS workflow_execution, workflow_runs")
         conn.execute("DELETE FROM bench_meta")
         started = time.perf_counter()
         ensure_schema(conn)
