@@ -217,3 +217,40 @@ def test_the_embedded_demo_serves_a_split_history(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_dify_database_down_fails_only_what_needs_it(
+    database_url: str, pg_conn: psycopg.Connection[Any], tmp_path: Path
+) -> None:
+    """Ranges the LogStore owns are still answered; a range reaching before the instant, a
+    run list reaching into Dify's table and /readyz answer 503 naming nothing secret."""
+    pg_conn.execute("TRUNCATE workflow_execution, workflow_runs")
+    load_demo(pg_conn, _rows(), SINCE)
+    settings = load_settings(
+        {
+            "STATS_DATABASE_URL": database_url,
+            "STATS_DIFY_DATABASE_URL": "postgresql://nobody:secret@dify-db/dify",
+            "STATS_LOGSTORE_SINCE": SINCE.isoformat(),
+            "STATS_QUERY_TIMEOUT": "0.5",
+        }
+    )
+    dead = Backend(
+        f"postgresql://nobody:secret@/dify?host={tmp_path}&connect_timeout=1",
+        settings, dialect="postgres", name="workflow_runs",
+    )  # fmt: skip
+    app = APPS[0]
+    base = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}"
+    with TestClient(app=create_app(settings, Backend(database_url, settings), dead)) as client:
+        after = {"start": (SINCE + timedelta(days=1)).isoformat(), "end": NOW.isoformat()}
+        answer = client.get(f"{base}/statistics/daily-runs", params=after)
+        assert answer.status_code == 200 and answer.json()["data"], answer.text
+        spanning = {"start": (SINCE - timedelta(days=2)).isoformat(), "end": NOW.isoformat()}
+        down = client.get(f"{base}/statistics/daily-terminals", params=spanning)
+        assert down.status_code == 503 and down.json()["code"] == "backend_unavailable"
+        assert (
+            client.get(f"{base}/runs", params={"triggered_from": "debugging", "limit": 100}).status_code
+            == 503
+        )
+        ready = client.get("/readyz")
+        assert ready.status_code == 503 and "workflow_runs" in ready.json()["reason"]
+        assert "secret" not in ready.text + down.text
