@@ -45,17 +45,28 @@ def overlap(
 def build_sources(
     settings: Settings, logstore: Backend | None, workflow_runs: Backend | None
 ) -> tuple[Source, ...]:
-    """The configured sources, newest created times first (the run list reads them in order)."""
-    if logstore is not None:
-        planner = Planner(plan=settings.query_plan, dialect=logstore.dialect)
+    """The configured sources, newest created times first (the run list reads them in order).
+
+    One backend: it answers everything. Both: split at STATS_LOGSTORE_SINCE (load_settings has
+    checked that it is set)."""
     if workflow_runs is None:
-        assert logstore is not None, "no source configured"
-        return (Source("logstore", logstore, planner),)
+        if logstore is None:
+            raise ValueError("no source configured")
+        return (_logstore(settings, logstore),)
     if logstore is None:
-        return (Source("workflow_runs", workflow_runs, WorkflowRunsPlanner()),)
-    assert settings.logstore_since is not None, "two sources need STATS_LOGSTORE_SINCE"
+        return (_workflow_runs(workflow_runs),)
+    if settings.logstore_since is None:
+        raise ValueError("two sources need STATS_LOGSTORE_SINCE")
     since_us = to_epoch_us(settings.logstore_since)
     return (
-        Source("logstore", logstore, planner, start_us=since_us),
-        Source("workflow_runs", workflow_runs, WorkflowRunsPlanner(), end_us=since_us),
+        _logstore(settings, logstore)._replace(start_us=since_us),
+        _workflow_runs(workflow_runs)._replace(end_us=since_us),
     )
+
+
+def _logstore(settings: Settings, backend: Backend) -> Source:
+    return Source("logstore", backend, Planner(plan=settings.query_plan, dialect=backend.dialect))
+
+
+def _workflow_runs(backend: Backend) -> Source:
+    return Source("workflow_runs", backend, WorkflowRunsPlanner())
