@@ -42,12 +42,17 @@ DAILY_CONVERTERS: dict[str, Converter] = {
 USERS_COLUMN = {"daily_terminals": 0, "daily_interactions": 1}
 # The day holding the boundary lies within a day (+ DST hour) of it; users are fetched this wide.
 BOUNDARY_WINDOW_US = 2 * 86_400 * 1_000_000
+# Run list pages on the LogStore try these created-time windows below the cursor (or now) first.
+PAGE_WINDOWS_US = (86_400 * 1_000_000, 8 * 86_400 * 1_000_000)
 
 
 class StatsRepository:
-    def __init__(self, sources: Sequence[Source], settings: Settings) -> None:
+    def __init__(
+        self, sources: Sequence[Source], settings: Settings, wall_clock: Callable[[], float] = time.time
+    ) -> None:
         self.sources = tuple(sources)
         self.settings = settings
+        self.wall_clock = wall_clock
 
     def _parts(
         self, tenant_id: str, app_id: str, triggered_from: str, start_us: int | None, end_us: int | None
@@ -111,7 +116,7 @@ class StatsRepository:
     async def counts(self, request: CountRequest) -> RunCounts:
         start_us, end_us = request.start_us, request.end_us
         if request.time_range_s is not None:
-            start_us = time.time_ns() // 1000 - request.time_range_s * 1_000_000
+            start_us = int(self.wall_clock() * 1_000_000) - request.time_range_s * 1_000_000
         parts = self._parts(request.tenant_id, request.app_id, request.triggered_from, start_us, end_us)
         found = await asyncio.gather(
             *(
@@ -140,14 +145,33 @@ class StatsRepository:
                 break
             if after is not None and source.start_us is not None and after.after_created_us < source.start_us:
                 continue  # everything this source owns sorts before the cursor
-            page += await source.backend.fetch(
-                source.queries.run_page(scope, wanted - len(page), request.status, after)
-            )
+            page += await self._newest_runs(source, scope, wanted - len(page), request.status, after)
         return RunPageAnswer(
             limit=request.limit,
             has_more=len(page) > request.limit,
             data=[rows.run_summary(row) for row in page[: request.limit]],
         )
+
+    async def _newest_runs(
+        self, source: Source, scope: RunScope, limit: int, status: str | None, after: RunPage | None
+    ) -> Sequence[Row]:
+        """Up to `limit` runs of the source in list order, after the cursor.
+
+        On the LogStore, a page without a created range scans the app's whole history. Runs
+        created before a window's start sort after every run inside it, so when the runs created
+        in a recent window (from a day before the cursor, or before now) fill the page, they are
+        exactly the page; only a sparse app widens the window, then drops it."""
+        if source.name == "logstore":
+            top_us = after.after_created_us if after is not None else int(self.wall_clock() * 1_000_000)
+            for window_us in PAGE_WINDOWS_US:
+                window = overlap(scope.start_us, scope.end_us, top_us - window_us, None)
+                if window is None or window[0] == scope.start_us:
+                    break  # the window already covers the whole scope: no narrower query to try
+                narrowed = msgspec.structs.replace(scope, start_us=window[0], end_us=window[1])
+                found = await source.backend.fetch(source.queries.run_page(narrowed, limit, status, after))
+                if len(found) >= limit:
+                    return found
+        return await source.backend.fetch(source.queries.run_page(scope, limit, status, after))
 
     async def _cursor(self, parts: list[tuple[Source, RunScope]], last_id: str) -> RunPage:
         for source, scope in parts:

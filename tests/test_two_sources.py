@@ -10,6 +10,8 @@ the boundary usually has users on both sides."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import date
 from typing import Any, TypeVar
@@ -28,8 +30,16 @@ from app.sources import build_sources
 from queries.timezones import from_epoch_us
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
-from tests.db import load_two_sources
-from tests.strategies import SplitHistory, created_ranges, instants, scope_of, split_histories, zones
+from tests.db import load_history, load_two_sources
+from tests.strategies import (
+    SplitHistory,
+    created_ranges,
+    histories,
+    instants,
+    scope_of,
+    split_histories,
+    zones,
+)
 from tests.test_rollup_properties import check_rollups
 
 T = TypeVar("T")
@@ -70,12 +80,25 @@ class Harness:
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(work)
 
-    def repositories(self, since_us: int) -> dict[tuple[str, str], StatsRepository]:
+    def repositories(
+        self, since_us: int, now_us: int | None = None
+    ) -> dict[tuple[str, str], StatsRepository]:
+        """Split at `since_us`; `now_us` is the wall clock (run list pages probe windows below it)."""
         since = from_epoch_us(since_us)
+        clock = (lambda: now_us / 1e6) if now_us is not None else time.time
         found = {}
         for key, settings in self.settings.items():
             split = msgspec.structs.replace(settings, logstore_since=since)
-            found[key] = StatsRepository(build_sources(split, self.logstores[key], self.workflow_runs), split)
+            sources = build_sources(split, self.logstores[key], self.workflow_runs)
+            found[key] = StatsRepository(sources, split, wall_clock=clock)
+        return found
+
+    def logstore_only(self, now_us: int) -> dict[tuple[str, str], StatsRepository]:
+        found = {}
+        for key, settings in self.settings.items():
+            one = msgspec.structs.replace(settings, dify_database_url=None, logstore_since=None)
+            sources = build_sources(one, self.logstores[key], None)
+            found[key] = StatsRepository(sources, one, wall_clock=lambda: now_us / 1e6)
         return found
 
     def workflow_runs_only(self) -> StatsRepository:
@@ -166,6 +189,15 @@ def test_counts_across_the_boundary(
                 assert getattr(answer, name.replace("-", "_")) == want.get(name, 0), (combination, name)
 
 
+def _now_near(data: st.DataObject, history: list[reference.Version]) -> int:
+    """A wall clock at or near some run's created time, so that recent windows hold runs and
+    runs created "in the future" (clock skew) exist too."""
+    if not history or data.draw(st.integers(0, 3)) == 0:
+        return data.draw(instants())
+    created = reference.created_us(data.draw(st.sampled_from(history)))
+    return created + data.draw(st.sampled_from((0, 1, -1, 3_600_000_000, -3_600_000_000, 86_400_000_000)))
+
+
 def _walk(harness: Harness, repository: StatsRepository, request: RunListRequest) -> list[str]:
     """Every page as a client follows them: the last id shown is the next cursor."""
     seen: list[str] = []
@@ -195,7 +227,35 @@ def test_run_list_pages_across_the_boundary(
     request = RunListRequest(
         tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, status=status, limit=limit, last_id=None
     )
-    for combination, repository in harness.repositories(split.since_us).items():
+    now_us = _now_near(data, split.history)
+    for combination, repository in harness.repositories(split.since_us, now_us).items():
+        assert _walk(harness, repository, request) == want, combination
+
+
+@given(
+    data=st.data(),
+    limit=st.integers(1, 4),
+    status=st.none() | st.sampled_from(("running", "paused", "succeeded")),
+)
+def test_run_list_pages_probing_recent_windows_on_the_logstore_alone(
+    pg_conn: psycopg.Connection[Any], harness: Harness, data: st.DataObject, limit: int, status: str | None
+) -> None:
+    """Pages first try the runs created in the day (then 8 days) below the cursor or now."""
+    history = data.draw(histories(max_runs=30, zone=data.draw(zones)))
+    load_history(pg_conn, history)
+    scopes = Counter(
+        (run.tenant_id, run.app_id, run.triggered_from) for run in reference.latest_versions(history)
+    )
+    busiest = scopes.most_common(1)[0][0] if scopes else None
+    tenant_id, app_id, trigger = busiest if busiest and data.draw(st.booleans()) else _scope(data, history)
+    want = [
+        run.id
+        for run in reference.run_list(reference.runs_in_scope(history, tenant_id, app_id, trigger), status)
+    ]
+    request = RunListRequest(
+        tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, status=status, limit=limit, last_id=None
+    )
+    for combination, repository in harness.logstore_only(_now_near(data, history)).items():
         assert _walk(harness, repository, request) == want, combination
 
 
