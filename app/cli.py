@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import structlog
 
-from app.config import ConfigError, Settings, load_settings
+from app.config import ConfigError, Settings, load_settings, parse_instant
 
 log = structlog.get_logger("dify_stats.cli")
 
@@ -57,12 +57,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def _instant(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an ISO-8601 instant") from None
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"{text!r} needs an offset, e.g. 2025-06-01T00:00:00+00:00")
-    return value
+        return parse_instant(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _database_url(settings: Settings, *, demo: bool = True) -> tuple[str, Any]:
@@ -100,13 +97,13 @@ def _serve(settings: Settings) -> int:
 def _announce_demo(url: str, settings: Settings) -> None:
     from app.embedded import busiest_app
 
+    since = settings.logstore_since.isoformat() if settings.logstore_since is not None else None
     with psycopg.connect(url) as conn:
         found = busiest_app(conn)
         split_but_empty = (
-            settings.two_sources and conn.execute("SELECT 1 FROM workflow_runs LIMIT 1").fetchone() is None
+            since is not None and conn.execute("SELECT 1 FROM workflow_runs LIMIT 1").fetchone() is None
         )
-    if split_but_empty and settings.logstore_since is not None:
-        since = settings.logstore_since.isoformat()
+    if split_but_empty:
         print(
             "dify-stats: STATS_LOGSTORE_SINCE is set but the embedded workflow_runs is empty, so runs "
             "before it are missing. Load a split demo first:\n"
@@ -117,11 +114,7 @@ def _announce_demo(url: str, settings: Settings) -> None:
     if found:
         tenant_id, app_id = found
         url = f"http://{settings.host}:{settings.port}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
-        split = (
-            f" (workflow_runs before {settings.logstore_since.isoformat()}, the LogStore from then on)"
-            if settings.logstore_since is not None
-            else ""
-        )
+        split = f" (workflow_runs before {since}, the LogStore from then on)" if since is not None else ""
         print(
             f"dify-stats: embedded demo data ready{split}. Try:\n  curl '{url}?timezone=Asia/Shanghai'",
             file=sys.stderr,

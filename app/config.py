@@ -89,6 +89,17 @@ def redact_url(url: str) -> str:
     return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
 
 
+def parse_instant(text: str) -> datetime:
+    """An ISO-8601 instant with an offset (`Z` allowed); ValueError saying what is wrong."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO-8601 instant") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} needs an offset (e.g. 2025-06-01T00:00:00+00:00)")
+    return value
+
+
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -273,9 +284,6 @@ class _EnvReader:
         if raw is None:
             return None
         try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not an ISO-8601 instant") from None
-        if value.tzinfo is None:
-            raise ConfigError(f"{name}={raw!r} needs an offset (e.g. 2025-06-01T00:00:00+00:00)")
-        return value
+            return parse_instant(raw)
+        except ValueError as error:
+            raise ConfigError(f"{name}={error}") from None

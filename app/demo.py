@@ -167,9 +167,15 @@ def _tokens_of(
     return tokens if position == first_final else tokens + rng.randrange(1, 50)
 
 
-def copy_rows(conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
+def copy_rows(
+    conn: psycopg.Connection[Any],
+    rows: Iterable[tuple[Any, ...]],
+    table: str = "workflow_execution",
+    columns: tuple[str, ...] = COLUMNS,
+) -> int:
+    """COPY rows (in `columns` order) into `table`; returns how many."""
     count = 0
-    with conn.cursor().copy(f"COPY workflow_execution ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+    with conn.cursor().copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
             count += 1
@@ -235,10 +241,4 @@ def split_rows(
 
 
 def copy_workflow_runs(conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
-    count = 0
-    columns = ", ".join(WORKFLOW_RUNS_COLUMNS)
-    with conn.cursor().copy(f"COPY workflow_runs ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
-    return count
+    return copy_rows(conn, rows, "workflow_runs", WORKFLOW_RUNS_COLUMNS)

@@ -161,7 +161,7 @@ class StatsRepository:
         created before a window's start sort after every run inside it, so when the runs created
         in a recent window (from a day before the cursor, or before now) fill the page, they are
         exactly the page; only a sparse app widens the window, then drops it."""
-        if source.name == "logstore":
+        if source.pages_by_window:
             top_us = after.after_created_us if after is not None else int(self.wall_clock() * 1_000_000)
             for window_us in PAGE_WINDOWS_US:
                 window = overlap(scope.start_us, scope.end_us, top_us - window_us, None)

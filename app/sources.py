@@ -24,6 +24,9 @@ class Source(NamedTuple):
     queries: RunQueries
     start_us: int | None = None
     end_us: int | None = None
+    # Run list pages first try recent created-time windows: a store that cannot walk runs in
+    # created order (the LogStore) otherwise reads an app's whole history for one page.
+    pages_by_window: bool = False
 
     def clip(self, start_us: int | None, end_us: int | None) -> tuple[int | None, int | None] | None:
         """The part of [start_us, end_us) this source answers, or None when there is none."""
@@ -65,7 +68,8 @@ def build_sources(
 
 
 def _logstore(settings: Settings, backend: Backend) -> Source:
-    return Source("logstore", backend, Planner(plan=settings.query_plan, dialect=backend.dialect))
+    planner = Planner(plan=settings.query_plan, dialect=backend.dialect)
+    return Source("logstore", backend, planner, pages_by_window=True)
 
 
 def _workflow_runs(backend: Backend) -> Source:

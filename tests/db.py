@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from app.demo import COLUMNS, copy_rows
+from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
 from queries.scope import Query
 from tests.reference import EPOCH, Version, created_us, iso_to_us
 
@@ -30,13 +30,6 @@ def fetch(conn: psycopg.Connection[Any], query: Query) -> Sequence[tuple[Any, ..
     with psycopg.ClientCursor(conn) as cursor:
         cursor.execute(query.sql, query.params)
         return cursor.fetchall()
-
-
-WORKFLOW_RUNS_COLUMNS = (
-    "id", "tenant_id", "app_id", "workflow_id", "type", "triggered_from", "version", "graph", "inputs",
-    "status", "outputs", "error", "elapsed_time", "total_tokens", "total_steps", "created_by_role",
-    "created_by", "created_at", "finished_at", "exceptions_count",
-)  # fmt: skip
 
 
 def _naive_utc(us: int) -> datetime:
@@ -66,7 +59,4 @@ def load_two_sources(
     """Replace both tables: LogStore versions, and workflow_runs rows (one state per run)."""
     conn.execute("TRUNCATE workflow_execution, workflow_runs")
     copy_rows(conn, (version_tuple(row) for row in logstore))
-    columns = ", ".join(WORKFLOW_RUNS_COLUMNS)
-    with conn.cursor().copy(f"COPY workflow_runs ({columns}) FROM STDIN") as copy:
-        for run in workflow_runs:
-            copy.write_row(workflow_runs_tuple(run))
+    copy_workflow_runs(conn, (workflow_runs_tuple(run) for run in workflow_runs))
