@@ -8,6 +8,7 @@ same service (and so the same cache and day rollups) as the native API.
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import date
 from typing import Any
 
@@ -59,6 +60,25 @@ COMMON_ZONES = (
     "Australia/Sydney",
 )
 FILTER_KEYS = {"triggered_from": TRIGGER_SOURCES, "status": STATUSES}
+REGEX_ESCAPE = re.compile(r"\\([\\^$*+?.()|\[\]{}/])")
+MULTI_VALUE = re.compile(r"\((.*\|.*)\)")
+
+
+def payload_value(payload: dict[str, Any], name: str, default: str = "") -> str:
+    """One payload value, with Grafana's regex escaping undone.
+
+    The plugin interpolates dashboard variables in builder payloads with Grafana's `regex` format,
+    so `$timezone` arrives as `America\\/New_York` and a multi-value `$app` as `(id1|id2)`. No
+    valid app id, trigger or zone holds a backslash, so no valid value is changed by this.
+    """
+    value = payload.get(name) or default
+    if isinstance(value, str) and (alternatives := MULTI_VALUE.fullmatch(value)):
+        value = alternatives.group(1).split("|")
+    if isinstance(value, list):  # a multi-value dashboard variable
+        if len(value) != 1:
+            raise BadParameter(name, "choose exactly one value per query")
+        value = value[0]
+    return REGEX_ESCAPE.sub(r"\1", str(value))
 
 
 def metric_catalogue() -> list[MetricInfo]:
@@ -127,18 +147,13 @@ class GrafanaQuery:
 
     async def _target(self, target: Target) -> TimeSeries | Table:
         payload = target.payload or {}
-        chosen = payload.get("app_id") or ""
-        if isinstance(chosen, list):  # a multi-value dashboard variable
-            if len(chosen) != 1:
-                raise BadParameter("app_id", "choose exactly one app per query")
-            chosen = chosen[0]
-        app_id = uuid_param("app_id", str(chosen))
+        app_id = uuid_param("app_id", payload_value(payload, "app_id"))
         tenant_id = self.tenants.get(app_id)
         if tenant_id is None:
             raise BadParameter("app_id", "is not an app this key may read (or it had no runs in 90 days)")
-        trigger = self.filters.get("triggered_from") or str(payload.get("triggered_from") or "app-run")
+        trigger = self.filters.get("triggered_from") or payload_value(payload, "triggered_from", "app-run")
         trigger = choice_param("triggered_from", trigger, TRIGGER_SOURCES)
-        zone = zone_param("timezone", str(payload.get("timezone") or "UTC"))
+        zone = zone_param("timezone", payload_value(payload, "timezone", "UTC"))
         if target.target in SERIES:
             return await self._series(
                 target.target, SERIES[target.target][1], tenant_id, app_id, trigger, zone

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -214,6 +215,49 @@ def test_recent_runs_table(grafana: TestClient[Any], spec: dict[str, Any]) -> No
     table = answer.json()[0]
     assert 0 < len(table["rows"]) <= 50 and {row[2] for row in table["rows"]} == {"succeeded"}
     assert [row[0] for row in table["rows"]] == sorted((row[0] for row in table["rows"]), reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("zone", "trigger"), [("America/New_York", "app-run"), ("Etc/GMT+8", "rag-pipeline-run")]
+)
+def test_payload_values_regex_escaped_by_grafana_are_read_as_the_plain_value(
+    grafana: TestClient[Any], zone: str, trigger: str
+) -> None:
+    """Grafana interpolates `$timezone` in a builder payload with its regex format (seen by running
+    the plugin's DataSource.ts with Grafana's scenes interpolator): `America/New_York` arrives as
+    `America\\/New_York`. The answer must be that of the plain value."""
+    app = APPS[0]
+    start, end, _ = _range(10, zone)
+
+    def series(payload: dict[str, Any]) -> Any:
+        body = {
+            "range": {"from": start, "to": end},
+            "targets": [{"target": "daily_runs", "payload": payload}],
+        }
+        answer = grafana.post("/grafana/query", json=body, headers=ALL)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    escaped = {
+        "app_id": app.app_id,
+        "timezone": re.sub(r"([\\^$*+?.()|\[\]{}/])", r"\\\1", zone),
+        "triggered_from": trigger,
+    }
+    assert "\\" in escaped["timezone"]
+    plain = series({"app_id": app.app_id, "timezone": zone, "triggered_from": trigger})
+    assert series(escaped) == plain
+
+
+def test_a_multi_value_app_variable_is_a_400_naming_app_id(grafana: TestClient[Any]) -> None:
+    start, end, _ = _range(1, "UTC")
+    for chosen in (f"({APPS[0].app_id}|{APPS[1].app_id})", [APPS[0].app_id, APPS[1].app_id]):
+        body = {
+            "range": {"from": start, "to": end},
+            "targets": [{"target": "daily_runs", "payload": {"app_id": chosen}}],
+        }
+        answer = grafana.post("/grafana/query", json=body, headers=ALL)
+        assert answer.status_code == 400
+        assert answer.json()["message"] == "app_id: choose exactly one value per query"
 
 
 @pytest.mark.parametrize(
