@@ -15,5 +15,5 @@ RUN pip install . && useradd --system --uid 10001 --home-dir /srv/dify-stats sta
 USER stats
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
+    CMD python -c "import os, sys, urllib.request; port = os.environ.get('STATS_PORT', '8000'); sys.exit(0 if urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=2).status == 200 else 1)"
 CMD ["python", "-m", "app", "serve", "--host", "0.0.0.0"]

@@ -46,6 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dify-stats: configuration error: {error}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    try:
+        return _run(args, settings)
+    except ConfigError as error:  # found once the command runs, e.g. no database to start
+        print(f"dify-stats: configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _serve(settings)
     if args.command == "demo-data":

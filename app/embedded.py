@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 import structlog
 
+from app.config import ConfigError
 from app.demo import copy_rows, copy_workflow_runs, generate_rows, split_rows
 
 log = structlog.get_logger("dify_stats.embedded")
@@ -30,10 +31,10 @@ def start_embedded(
     deployment holds it: Dify's workflow_runs plus the LogStore (app/demo.split_rows)."""
     try:
         import pgserver
-    except ImportError as error:  # installed by the `embedded` extra
-        raise RuntimeError(
+    except ImportError as error:  # installed by the `embedded` extra, not in the Docker image
+        raise ConfigError(
             "no database configured and the embedded PostgreSQL is not installed: "
-            "set STATS_DATABASE_URL, or install dify-stats[embedded]"
+            "set STATS_DATABASE_URL (or STATS_DIFY_DATABASE_URL), or install dify-stats[embedded]"
         ) from error
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
