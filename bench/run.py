@@ -308,6 +308,12 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {r['dify_ms']} | "
             f"{r['scan_ms']} | {r['dify_over_ours']}x | {r['windowed_over_ours']}x | {r['ours_over_scan']}x |"
         )
+    lines += [
+        "",
+        "`run_page_*` time the plan's page query over the app's whole history. The service first "
+        "asks the runs created in the last day (then 8 days) below the cursor, which answers a "
+        "busy app's first page without that scan: see `run_list_first_page` under Two sources.",
+    ]
     refresh, overhead, throughput = results["warm_refresh"], results["overhead"], results["throughput"]
     lines += ["", "## Service", ""]
     lines.append(
