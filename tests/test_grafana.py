@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,7 @@ from litestar.testing import TestClient
 from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows, demo_apps, generate_rows
+from app.grafana import SERIES
 from app.main import create_app
 
 REFERENCE = (
@@ -327,3 +329,33 @@ def test_reversed_or_too_long_ranges_name_the_range_field(grafana: TestClient[An
     ):
         answer = grafana.post("/grafana/query", json={"range": window, "targets": target}, headers=ALL)
         assert answer.status_code == 400 and needle in answer.json()["message"]
+
+
+PLUGIN_REQUESTS = json.loads((Path(__file__).parent / "data" / "grafana_plugin_requests.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "recorded",
+    PLUGIN_REQUESTS["requests"],
+    ids=[f"{item['url']}-{n}" for n, item in enumerate(PLUGIN_REQUESTS["requests"])],
+)
+def test_requests_recorded_from_the_plugin_get_the_answers_they_got(
+    grafana: TestClient[Any], spec: dict[str, Any], recorded: dict[str, Any]
+) -> None:
+    """Bodies the plugin's own code sent (see the file's `about`), with the range moved to now:
+    each gets the status it got then, answers conform to the reference, series cover the range."""
+    body = recorded.get("body")
+    if body and "range" in body:
+        start, end, _ = _range(30, "UTC")
+        body = {**body, "range": {**body["range"], "from": start, "to": end}}
+    answer = grafana.request(recorded["method"], recorded["url"], json=body, headers=ALL)
+    assert answer.status_code == recorded["status"], answer.text
+    if answer.status_code != 200:
+        assert "timezone" in answer.json()["message"]
+        return
+    path = recorded["url"].removeprefix("/grafana") or "/"
+    if "content" in spec["paths"][path]["get" if path == "/" else "post"]["responses"]["200"]:
+        conforms(spec, path, answer.json())  # the reference gives no schema for `/` and `/tag-values`
+    if recorded["url"] == "/grafana/query" and body["targets"][0]["target"] in SERIES:
+        zone = body["targets"][0]["payload"]["timezone"].replace("\\", "")
+        assert len(answer.json()[0]["datapoints"]) == len(_range(30, zone)[2])
