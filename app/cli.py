@@ -42,13 +42,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
-    except ConfigError as error:
-        print(f"dify-stats: configuration error: {error}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    try:
+        configure_logging(settings.log_level)
         return _run(args, settings)
-    except ConfigError as error:  # found once the command runs, e.g. no database to start
+    except ConfigError as error:  # from the settings, or once a command runs (no database to start)
         print(f"dify-stats: configuration error: {error}", file=sys.stderr)
         return 2
 

@@ -13,11 +13,9 @@ import json
 import os
 import shlex
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.live import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "docker-test-key-0123456789"
@@ -44,9 +44,8 @@ def only(name: str) -> str:
     return values[0]
 
 
-def ignored(relative: Path) -> bool:
+def ignored(relative: Path, patterns: list[str]) -> bool:
     """Docker's .dockerignore matching, for the patterns we use (`name`, `dir/name`, `**/name`)."""
-    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()]
     parts = relative.parts
     prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
     return any(
@@ -62,6 +61,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """WORKDIR as the image has it: every COPY source, less what .dockerignore leaves out."""
     target = tmp_path_factory.mktemp("image") / "srv"
     target.mkdir()
+    dockerignore = (ROOT / ".dockerignore").read_text().splitlines()
+    patterns = [line.strip() for line in dockerignore if line.strip()]
     for instruction, arguments in instructions():
         if instruction != "COPY":
             continue
@@ -72,7 +73,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 shutil.copy2(path, into / path.name if destination.endswith("/") else into)
                 continue
             for file in path.rglob("*"):
-                if file.is_file() and not ignored(file.relative_to(ROOT)):
+                if file.is_file() and not ignored(file.relative_to(ROOT), patterns):
                     copied = into / file.relative_to(path)
                     copied.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(file, copied)
@@ -144,12 +145,6 @@ def container_env(port: int, blocker: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def container(python: str, workdir: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
     command = [python if part == "python" else part for part in json.loads(only("CMD"))]
@@ -170,13 +165,7 @@ def test_the_container_serves_and_passes_its_healthcheck(
     )
     with container(image_python, workdir, env) as process:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_answering(f"{base}/healthz", 60, process)
         assert process.poll() is None, process.stderr.read() if process.stderr else ""
         healthcheck = only("HEALTHCHECK").split(" CMD ", 1)[1]
         checked = subprocess.run(  # noqa: S603 - the Dockerfile's own check, as Docker runs it

@@ -9,10 +9,8 @@ answer by answer, with the boundary in the middle of a local day in each zone as
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +27,7 @@ from app.demo import copy_rows, demo_apps, generate_rows, split_rows
 from app.embedded import load_demo
 from app.main import create_app
 from tests.fake_dify import Account, serve_fake_dify
+from tests.live import free_port, wait_until_answering
 
 NOW = datetime(2025, 11, 6, 9, 30, tzinfo=UTC)
 SINCE = datetime(2025, 11, 2, 6, 45, 30, 500_000, tzinfo=UTC)  # New York's fall-back day, mid-day
@@ -165,12 +164,6 @@ def test_the_split_is_a_real_migration(pg_conn: psycopg.Connection[Any]) -> None
     assert older_in_logstore and newer_in_dify and same_day_before and same_day_after
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_the_embedded_demo_serves_a_split_history(tmp_path: Path) -> None:
     """`python -m app demo-data --split-at` then `serve` with STATS_LOGSTORE_SINCE, as the README
     says: counts include the runs only Dify's table holds (every run is in it in the demo)."""
@@ -182,20 +175,14 @@ def test_the_embedded_demo_serves_a_split_history(tmp_path: Path) -> None:
     )  # fmt: skip
     assert loaded.returncode == 0, loaded.stderr
     assert f"STATS_LOGSTORE_SINCE={since} make run" in loaded.stderr
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(  # noqa: S603
         [sys.executable, "-m", "app", "serve", "--port", str(port)],
         env={**env, "STATS_LOGSTORE_SINCE": since}, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.2)
+        wait_until_answering(f"{base}/readyz", 60, server)
         app = demo_apps()[0]
         route = f"{base}/v1/tenants/{app.tenant_id}/apps/{app.app_id}/runs/count"
         served = httpx.get(route, params={"triggered_from": "app-run"}, timeout=10).json()
