@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import msgspec
 
 from app import answers
+from app.backend import Backend
 from app.config import Settings
 from app.measures import DailyMeasure
 from app.params import BadParameter
@@ -29,10 +31,11 @@ from app.sources import Source, overlap
 from queries import apps, counts, daily, runs
 from queries.rows import AppRow, CursorRow, DailyRow, DayUserRow, RunDetailRow, RunPageRow, StatusCountRow
 from queries.runs import RunCursor
-from queries.scope import RunScope
+from queries.scope import Query, RunScope
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
+Row = TypeVar("Row")
 # The day holding the boundary lies within a day (+ DST hour) of it; users are fetched this wide.
 BOUNDARY_WINDOW_US = 2 * 86_400 * 1_000_000
 # Run list pages on the LogStore try these created-time windows below the cursor (or now) first.
@@ -98,7 +101,12 @@ class StatsRepository:
 
         found = await asyncio.gather(
             *(
-                source.backend.fetch(daily.day_users(near_boundary(source, scope), zone), DayUserRow)
+                read_pages(
+                    source.backend,
+                    partial(daily.day_users, near_boundary(source, scope), zone),
+                    DayUserRow,
+                    lambda row: (row.day, row.created_by),
+                )
                 for source, scope in parts
             )
         )
@@ -113,7 +121,12 @@ class StatsRepository:
         parts = self._parts(request.tenant_id, request.app_id, request.triggered_from, start_us, end_us)
         found = await asyncio.gather(
             *(
-                source.backend.fetch(counts.status_counts(scope, request.status), StatusCountRow)
+                read_pages(
+                    source.backend,
+                    partial(counts.status_counts, scope, request.status),
+                    StatusCountRow,
+                    lambda row: row.status,
+                )
                 for source, scope in parts
             )
         )
@@ -179,7 +192,12 @@ class StatsRepository:
         By write time on the LogStore: a picker's ranking may count a dual-written older run twice."""
         found = await asyncio.gather(
             *(
-                source.backend.fetch(apps.apps_with_runs(source.plan, since_epoch_s, source.end_us), AppRow)
+                read_pages(
+                    source.backend,
+                    partial(apps.apps_with_runs, source.plan, since_epoch_s, source.end_us),
+                    AppRow,
+                    lambda row: (row.tenant_id, row.app_id),
+                )
                 for source in self.sources
             )
         )
@@ -202,6 +220,22 @@ class StatsRepository:
         """A trivial query on every source, for /readyz."""
         for source in self.sources:
             await source.backend.ping()
+
+
+async def read_pages(
+    backend: Backend, build: Callable[[Any], Query], row_type: type[Row], key: Callable[[Row], Any]
+) -> list[Row]:
+    """Every row of a statement read in keyset pages: `build(None)` is the first page's
+    statement, `build(key(last row))` the next one's, until a page is not full."""
+    rows: list[Row] = []
+    after = None
+    while True:
+        query = build(after)
+        page = await backend.fetch(query, row_type)
+        rows += page
+        if query.page_size is None or len(page) < query.page_size:
+            return rows
+        after = key(page[-1])
 
 
 def _users_by_day(user_rows: Sequence[DayUserRow]) -> dict[int, set[str]]:

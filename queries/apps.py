@@ -1,4 +1,4 @@
-"""Rows `(tenant_id, app_id, runs)` of the apps with runs, busiest first, for app pickers.
+"""Rows `(tenant_id, app_id, runs)` of the apps with runs, for app pickers.
 
 Tenant and app never change between versions, so both LogStore plans read it the same way:
 distinct ids of the rows written since the instant (a picker lists live apps). Dify's table counts
@@ -7,23 +7,24 @@ the runs created since the instant and, during a migration, before the LogStore'
 
 from __future__ import annotations
 
-from queries.scope import LOGSTORE_TABLE, Plan, Query
+from queries.scope import LOGSTORE_TABLE, Plan, Query, keyset_page
 from queries.workflow_runs import WORKFLOW_RUNS_TABLE, naive_utc
 
-APPS_LIMIT = 500
+APPS_PAGE = 10_000
 
 
-def apps_with_runs(plan: Plan, since_epoch_s: int, before_us: int | None = None) -> Query:
+def apps_with_runs(
+    plan: Plan, since_epoch_s: int, before_us: int | None = None, after: tuple[str, str] | None = None
+) -> Query:
+    """A page of apps in (tenant_id, app_id) order after `after`; the caller ranks them."""
     if plan != "workflow_runs":
         sql = f"""
 SELECT tenant_id, app_id, count(DISTINCT id) AS runs
 FROM {LOGSTORE_TABLE}
 WHERE __time__ >= %(since)s
-GROUP BY tenant_id, app_id
-ORDER BY runs DESC, app_id
-LIMIT %(limit)s"""
-        return Query(sql, {"since": int(since_epoch_s), "limit": APPS_LIMIT})
-    params: dict[str, object] = {"since": naive_utc(since_epoch_s * 1_000_000), "limit": APPS_LIMIT}
+GROUP BY tenant_id, app_id"""
+        return keyset_page(sql, {"since": int(since_epoch_s)}, ("tenant_id", "app_id"), after, APPS_PAGE)
+    params: dict[str, object] = {"since": naive_utc(since_epoch_s * 1_000_000)}
     before = ""
     if before_us is not None:
         before = " AND created_at < %(before)s"
@@ -32,7 +33,5 @@ LIMIT %(limit)s"""
 SELECT CAST(tenant_id AS text) AS tenant_id, CAST(app_id AS text) AS app_id, count(*) AS runs
 FROM {WORKFLOW_RUNS_TABLE}
 WHERE created_at >= %(since)s{before}
-GROUP BY tenant_id, app_id
-ORDER BY runs DESC, app_id
-LIMIT %(limit)s"""
-    return Query(sql, params)
+GROUP BY tenant_id, app_id"""
+    return keyset_page(sql, params, ("tenant_id", "app_id"), after, APPS_PAGE)

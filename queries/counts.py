@@ -1,5 +1,5 @@
 """Counts by status: rows `(status, runs)` for runs created in the scope's range, ordered by
-status. With `status`, only that status' row comes back.
+status, in keyset pages. With `status`, only that status' row comes back.
 
 - shortcut: each run's status from one GROUP BY id (queries/versions.py says why that is exact);
 - windowed: the latest version of every run;
@@ -8,12 +8,14 @@ status. With `status`, only that status' row comes back.
 
 from __future__ import annotations
 
-from queries.scope import Query, RunScope, created_range_where
+from queries.scope import Query, RunScope, created_range_where, keyset_page
 from queries.versions import latest_versions_sql, run_states_sql
 from queries.workflow_runs import WORKFLOW_RUNS_TABLE, workflow_runs_where
 
+STATUS_PAGE = 100  # far above the six statuses a writer uses: one page
 
-def status_counts(scope: RunScope, status: str | None = None) -> Query:
+
+def status_counts(scope: RunScope, status: str | None = None, after: str | None = None) -> Query:
     if scope.plan == "workflow_runs":
         table_where, params = workflow_runs_where(scope)
         runs_sql, created_where = f"SELECT status FROM {WORKFLOW_RUNS_TABLE} WHERE {table_where}", "1 = 1"
@@ -32,6 +34,5 @@ SELECT status, count(*) AS runs
 FROM ({runs_sql}
 ) AS runs
 WHERE {created_where}{status_filter}
-GROUP BY status
-ORDER BY status"""
-    return Query(sql, params)
+GROUP BY status"""
+    return keyset_page(sql, params, ("status",), (after,) if after is not None else None, STATUS_PAGE)

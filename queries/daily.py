@@ -1,5 +1,6 @@
 """Daily measures: rows `(day, runs | users | tokens ...)` per local day, ascending, one per day
-that has runs (`day` = days since 1970-01-01 in the requested zone; see queries/timezones.py).
+that has runs (`day` = days since 1970-01-01 in the requested zone; see queries/timezones.py),
+read in keyset pages of days (queries/scope.keyset_page).
 
 A measure is its SQL aggregates (`DailyAggregates`, declared with the measure in app/measures.py);
 this module wraps them in each plan's statement. The plans, side by side:
@@ -22,7 +23,7 @@ from __future__ import annotations
 import msgspec
 
 from queries.dialects import created_text_sql, epoch_us_sql, latest_value_sql, parse_once_fence
-from queries.scope import LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where
+from queries.scope import LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where, keyset_page
 from queries.timezones import local_day_sql, offset_segments
 from queries.versions import latest_versions_sql
 from queries.workflow_runs import CREATED_US, WORKFLOW_RUNS_TABLE, workflow_runs_where
@@ -41,26 +42,35 @@ class DailyAggregates(msgspec.Struct, frozen=True):
     reads_tokens: bool = False
 
 
-def daily(scope: RunScope, zone: str, aggregates: DailyAggregates) -> Query:
-    """One daily measure over the scope, in the scope's plan."""
+DAY_PAGE = 1_000  # days per statement: a range of up to STATS_MAX_RANGE_DAYS is one page
+USER_PAGE = 10_000  # (day, user) rows per statement
+
+
+def daily(scope: RunScope, zone: str, aggregates: DailyAggregates, after_day: int | None = None) -> Query:
+    """One daily measure over the scope, in the scope's plan: a page of days after `after_day`."""
     if scope.plan == "workflow_runs":
-        return _workflow_runs_daily(scope, zone, aggregates.over_runs)
-    if scope.plan == "windowed":
-        return _windowed_daily(scope, zone, aggregates.over_runs)
-    if scope.dialect == "sls" and aggregates.over_versions is not None:
-        return _per_version_daily(scope, zone, aggregates.over_versions)
-    return _per_run_daily(scope, zone, aggregates.over_runs, with_tokens=aggregates.reads_tokens)
+        query = _workflow_runs_daily(scope, zone, aggregates.over_runs)
+    elif scope.plan == "windowed":
+        query = _windowed_daily(scope, zone, aggregates.over_runs)
+    elif scope.dialect == "sls" and aggregates.over_versions is not None:
+        query = _per_version_daily(scope, zone, aggregates.over_versions)
+    else:
+        query = _per_run_daily(scope, zone, aggregates.over_runs, with_tokens=aggregates.reads_tokens)
+    after = (after_day,) if after_day is not None else None
+    return keyset_page(query.sql, query.params, ("day",), after, DAY_PAGE)
 
 
-def day_users(scope: RunScope, zone: str) -> Query:
+def day_users(scope: RunScope, zone: str, after: tuple[int, str] | None = None) -> Query:
     """Rows `(day, created_by)` of every user with runs in the scope, to unite the users of two
-    sources on the day holding the boundary between them."""
+    sources on the day holding the boundary between them; a page after the row `after`."""
     users = "created_by"
     if scope.plan == "workflow_runs":
-        return _workflow_runs_daily(scope, zone, users, group_by="1, 2")
-    if scope.plan == "windowed":
-        return _windowed_daily(scope, zone, users, group_by="1, 2")
-    return _per_version_daily(scope, zone, users, group_by="1, 2")
+        query = _workflow_runs_daily(scope, zone, users, group_by="1, 2")
+    elif scope.plan == "windowed":
+        query = _windowed_daily(scope, zone, users, group_by="1, 2")
+    else:
+        query = _per_version_daily(scope, zone, users, group_by="1, 2")
+    return keyset_page(query.sql, query.params, ("day", "created_by"), after, USER_PAGE)
 
 
 def _day_column(scope: RunScope, zone: str) -> str:
@@ -83,8 +93,7 @@ FROM (
     ) AS per_run{parse_once_fence(scope.dialect)}
 ) AS runs
 WHERE {created_range_where(scope)}
-GROUP BY 1
-ORDER BY 1"""
+GROUP BY 1"""
     return Query(sql, scope.params())
 
 
@@ -98,8 +107,7 @@ FROM (
     WHERE {app_rows_where(scope)}
 ) AS versions
 WHERE {created_range_where(scope)}
-GROUP BY {group_by}
-ORDER BY {group_by}"""
+GROUP BY {group_by}"""
     return Query(sql, scope.params())
 
 
@@ -110,8 +118,7 @@ SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM ({latest_versions_sql(scope, ("created_by", "total_tokens"))}
 ) AS latest
 WHERE {created_range_where(scope)}
-GROUP BY {group_by}
-ORDER BY {group_by}"""
+GROUP BY {group_by}"""
     return Query(sql, scope.params())
 
 
@@ -125,6 +132,5 @@ FROM (
     FROM {WORKFLOW_RUNS_TABLE}
     WHERE {where}
 ) AS runs
-GROUP BY {group_by}
-ORDER BY {group_by}"""
+GROUP BY {group_by}"""
     return Query(sql, params)

@@ -42,15 +42,27 @@ def epoch_us_sql(dialect: Dialect, text: str) -> str:
     return f"({whole_seconds} * 1000000 + {micros})"
 
 
-def latest_value_sql(dialect: Dialect, column: str) -> str:
-    """Aggregate giving `column` of the latest version within a GROUP BY id.
+def latest_key_sql(value: str = "''") -> str:
+    """A text that sorts as the truth's order of versions: log_version, then __time__, then
+    total_tokens, then `value`, each number as fixed-width digits. Its `max` is the latest
+    version's key: a plain aggregate, fully specified in every engine (Presto leaves `max_by`
+    among equal keys unspecified, and Dify's retries do write versions sharing a log_version)."""
+    return (
+        "concat(lpad(CAST(log_version AS varchar), 20, '0'), lpad(CAST(__time__ AS varchar), 12, '0'), "
+        f"lpad(CAST(coalesce(total_tokens, 0) AS varchar), 20, '0'), {value})"
+    )
 
-    The sls form is Presto's `max_by`; log_version is `time.time_ns()` at write, so two versions
-    of a run never share one (a re-sent identical row may, and then the value is the same).
-    """
+
+LATEST_KEY_PREFIX = 52  # characters before `value` in latest_key_sql; total_tokens is 33..52
+
+
+def latest_value_sql(dialect: Dialect, column: str) -> str:
+    """Aggregate giving total_tokens of the latest version within a GROUP BY id (the truth's
+    order: log_version, __time__, then the larger value)."""
     if dialect == "postgres":
-        return f"(array_agg({column} ORDER BY log_version DESC, __time__ DESC))[1]"
-    return f"max_by({column}, log_version)"
+        return f"(array_agg({column} ORDER BY log_version DESC, __time__ DESC, {column} DESC))[1]"
+    assert column == "total_tokens", "the key carries total_tokens only"
+    return "CAST(substr(max(" + latest_key_sql() + "), 33, 20) AS bigint)"
 
 
 def parse_once_fence(dialect: Dialect) -> str:

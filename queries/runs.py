@@ -17,7 +17,15 @@ import msgspec
 
 from queries.dialects import created_text_sql, epoch_us_sql
 from queries.rows import DETAIL_COLUMNS, SUMMARY_COLUMNS
-from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where
+from queries.scope import (
+    LATEST_FIRST,
+    LOGSTORE_TABLE,
+    Query,
+    RunScope,
+    app_rows_where,
+    created_range_where,
+    time_where,
+)
 from queries.versions import latest_versions_sql, run_states_sql
 from queries.workflow_runs import (
     CREATED_US,
@@ -46,14 +54,14 @@ def run_page(scope: RunScope, limit: int, status: str | None, after: RunCursor |
 
 
 def _page_where(scope: RunScope, status: str | None, after: RunCursor | None) -> str:
-    clauses = [created_range_where(scope)] if scope.start_us is not None or scope.end_us is not None else []
+    clauses = [created_range_where(scope)]
     if status is not None:
         clauses.append("status = %(status)s")
     if after is not None:
         clauses.append(
             "(created_us < %(after_created_us)s OR (created_us = %(after_created_us)s AND id < %(after_id)s))"
         )
-    return " AND ".join(clauses) or "1 = 1"
+    return " AND ".join(clauses)
 
 
 def _page_params(
@@ -85,11 +93,13 @@ FROM (
     SELECT {", ".join(SUMMARY_COLUMNS)},
            ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
     FROM {LOGSTORE_TABLE}
-    WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND id IN (SELECT id FROM page)
+    WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND {time_where(scope)}
+      AND id IN (SELECT id FROM page)
 ) AS latest
 JOIN page ON page.id = latest.id
 WHERE latest.version_rank = 1
-ORDER BY page.created_us DESC, page.id DESC"""
+ORDER BY page.created_us DESC, page.id DESC
+LIMIT %(limit)s"""
     return Query(sql, _page_params(scope, limit, status, after))
 
 
@@ -132,7 +142,8 @@ def run_cursor(scope: RunScope, run_id: str) -> Query:
         sql = f"""
 SELECT {CREATED_US} AS created_us
 FROM {WORKFLOW_RUNS_TABLE}
-WHERE {where} AND id = %(run_id)s"""
+WHERE {where} AND id = %(run_id)s
+LIMIT 1"""
     else:
         params = scope.params()
         sql = f"""
@@ -143,7 +154,8 @@ FROM (
     WHERE {app_rows_where(scope)} AND id = %(run_id)s
     LIMIT 1
 ) AS run
-WHERE {created_range_where(scope)}"""
+WHERE {created_range_where(scope)}
+LIMIT 1"""
     params["run_id"] = run_id
     return Query(sql, params)
 
@@ -158,9 +170,10 @@ def run_detail(scope: RunScope, run_id: str) -> Query:
         sql = f"""
 SELECT {as_logstore_columns(DETAIL_COLUMNS)}
 FROM {WORKFLOW_RUNS_TABLE}
-WHERE {where} AND id = %(run_id)s"""
+WHERE {where} AND id = %(run_id)s
+LIMIT 1"""
         return Query(sql, params)
-    clauses = ["tenant_id = %(tenant_id)s", "app_id = %(app_id)s", "id = %(run_id)s"]
+    clauses = ["tenant_id = %(tenant_id)s", "app_id = %(app_id)s", "id = %(run_id)s", time_where(scope)]
     created_us = epoch_us_sql(scope.dialect, created_text_sql())
     if scope.start_us is not None:
         clauses.append(f"{created_us} >= %(start_us)s")
@@ -178,7 +191,8 @@ FROM (
     FROM {LOGSTORE_TABLE}
     WHERE {where}
 ) AS versions
-WHERE version_rank = 1"""
+WHERE version_rank = 1
+LIMIT 1"""
     else:
         sql = f"""
 SELECT {columns}

@@ -21,15 +21,47 @@ LOGSTORE_TABLE = "workflow_execution"
 # - workflow_runs: Dify's own PostgreSQL table, whose row *is* the run (nothing to choose).
 Plan = Literal["shortcut", "windowed", "workflow_runs"]
 
-# Latest version first: the truth is the row with the largest log_version (then __time__).
-LATEST_FIRST = "log_version DESC, __time__ DESC"
+# Latest version first: the truth is the row with the largest log_version, then __time__; past
+# those, tokens and status make the order complete, so no result depends on how rows arrive.
+LATEST_FIRST = "log_version DESC, __time__ DESC, total_tokens DESC, status DESC"
 
 
 class Query(NamedTuple):
-    """SQL text with `%(name)s` placeholders and the values to bind."""
+    """SQL text with `%(name)s` placeholders and the values to bind.
+
+    `page_size`: the statement reads one keyset page of that many rows (its top-level LIMIT);
+    a full page means there may be more, read with the next page's statement."""
 
     sql: str
     params: dict[str, object]
+    page_size: int | None = None
+
+
+def keyset_page(
+    sql: str, params: dict[str, object], key: tuple[str, ...], after: tuple[object, ...] | None, size: int
+) -> Query:
+    """One page of `sql`'s rows in `key` order, after the key values `after` (None: the first).
+
+    SLS answers at most the LIMIT a statement states, so a result that may be long is read in
+    pages; the key must be unique among the rows, so pages neither skip nor repeat one."""
+    where = "1 = 1"
+    values = dict(params)
+    if after is not None:
+        alternatives = []
+        for position, column in enumerate(key):
+            equal = [f"{key[n]} = %(after_{n})s" for n in range(position)]
+            alternatives.append(" AND ".join([*equal, f"{column} > %(after_{position})s"]))
+        where = " OR ".join(f"({alternative})" for alternative in alternatives)
+        values.update({f"after_{n}": value for n, value in enumerate(after)})
+    order = ", ".join(key)
+    paged = f"""
+SELECT *
+FROM ({sql}
+) AS result
+WHERE {where}
+ORDER BY {order}
+LIMIT {int(size)}"""
+    return Query(paged, values, page_size=size)
 
 
 class RunScope(msgspec.Struct, frozen=True, kw_only=True):
@@ -54,22 +86,28 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
         return values
 
 
+def time_where(scope: RunScope) -> str:
+    """The `__time__` condition every LogStore statement carries (SLS's own reader always sends
+    one; `__time__ > 0` asks for everything). Every row of a run is written at or after its
+    created time (up to clock skew), so rows before start - slack cannot matter."""
+    return "__time__ >= %(min_time)s" if scope.start_us is not None else "__time__ > 0"
+
+
 def app_rows_where(scope: RunScope, *, with_trigger: bool = True) -> str:
-    """Row filter on immutable fields, plus `__time__` pruning: every row of a run is written at or
-    after its created time (up to clock skew), so rows before start - slack cannot matter."""
+    """Row filter on immutable fields, plus `__time__` pruning."""
     clauses = ["tenant_id = %(tenant_id)s", "app_id = %(app_id)s"]
     if with_trigger and scope.triggered_from is not None:
         clauses.append("triggered_from = %(triggered_from)s")
-    if scope.start_us is not None:
-        clauses.append("__time__ >= %(min_time)s")
+    clauses.append(time_where(scope))
     return " AND ".join(clauses)
 
 
 def created_range_where(scope: RunScope, column: str = "created_us") -> str:
-    """Created time in [start, end), on the integer µs epoch (`1 = 1` when unbounded)."""
-    clauses = []
+    """Created time in [start, end), on the integer µs epoch; a run whose created time does not
+    parse (NULL) is in no range."""
+    clauses = [f"{column} IS NOT NULL"]
     if scope.start_us is not None:
         clauses.append(f"{column} >= %(start_us)s")
     if scope.end_us is not None:
         clauses.append(f"{column} < %(end_us)s")
-    return " AND ".join(clauses) or "1 = 1"
+    return " AND ".join(clauses)

@@ -3,8 +3,9 @@
 - `run_states_sql` (shortcut): one GROUP BY id over the versions, no window. A run's status is
   the status of any finished version (finished statuses are final and agree:
   the writer's invariant 2, queries/README.md);
-  a run with no finished version is `paused` if its latest unfinished version is a pause,
-  else `running` (inv. 3: unfinished versions are running or paused).
+  a run with no finished version has the status of its latest unfinished version, `paused` or
+  `running` (inv. 3), found with a plain `max` over a text that sorts as the truth's order of
+  versions (dialects.latest_key_sql), so ties of log_version resolve as the truth does.
 - `latest_versions_sql` (windowed): ROW_NUMBER() over every version, keep the latest. Needs no
   invariant except that tenant and app never change; the fallback for any other writer.
 
@@ -13,23 +14,29 @@ Both yield `id`, `status` and `created_us` (created time as an integer µs epoch
 
 from __future__ import annotations
 
-from queries.dialects import created_text_sql, epoch_us_sql, parse_once_fence
+from queries.dialects import (
+    LATEST_KEY_PREFIX,
+    created_text_sql,
+    epoch_us_sql,
+    latest_key_sql,
+    parse_once_fence,
+)
 from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, RunScope, app_rows_where
 
 
 def run_states_sql(scope: RunScope) -> str:
+    unfinished = "coalesce(finished_at, '') = ''"  # SLS may send NULL or '' for an empty text
     return f"""
     SELECT id,
            CASE WHEN finished_status IS NOT NULL THEN finished_status
-                WHEN coalesce(last_paused, -1) > coalesce(last_running, -1) THEN 'paused'
+                WHEN substr(latest_unfinished, {LATEST_KEY_PREFIX + 1}) = 'paused' THEN 'paused'
                 ELSE 'running' END AS status,
            {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
         SELECT id,
                min({created_text_sql()}) AS created_text,
-               max(CASE WHEN finished_at <> '' THEN status END) AS finished_status,
-               max(CASE WHEN finished_at = '' AND status = 'paused' THEN log_version END) AS last_paused,
-               max(CASE WHEN finished_at = '' AND status <> 'paused' THEN log_version END) AS last_running
+               max(CASE WHEN NOT ({unfinished}) THEN status END) AS finished_status,
+               max(CASE WHEN {unfinished} THEN {latest_key_sql("status")} END) AS latest_unfinished
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id

@@ -62,11 +62,17 @@ def local_date(us: int, zone: str) -> date:
     return (EPOCH + timedelta(microseconds=us)).astimezone(ZoneInfo(zone)).date()
 
 
+def _order(row: Version) -> tuple[int, int, int, str]:
+    return (row.log_version, row.time, row.total_tokens, row.status)
+
+
 def latest_versions(rows: Iterable[Version]) -> list[Version]:
     best: dict[str, Version] = {}
     for row in rows:
         current = best.get(row.id)
-        if current is None or (row.log_version, row.time) > (current.log_version, current.time):
+        # The truth's order: log_version, then __time__; then tokens and status, so that versions
+        # tying on both are still ordered, whatever order they arrive in.
+        if current is None or _order(row) > _order(current):
             best[row.id] = row
     return list(best.values())
 

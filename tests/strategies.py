@@ -123,13 +123,20 @@ def run_versions(draw: st.DrawFn, run_id: str, created_pool: list[int], zone: st
     }
     created_s = created // 1_000_000
     log_version = created * 1000 + draw(st.integers(0, 999))
-    rows = []
+    rows: list[Version] = []
     for position, status in enumerate(statuses):
-        log_version += draw(st.integers(1, 10**9))
         finished = status in FINISHED
+        # Versions of one kind (retried finished ones, or a pause and a resume) may share a
+        # log_version, and then sometimes __time__ too: the truth's order must decide, never the
+        # order rows arrive in. A finished and an unfinished version never tie (finished is final).
+        tie = bool(rows) and (rows[-1].status in FINISHED) == finished and draw(st.integers(0, 3)) == 0
+        log_version += 0 if tie else draw(st.integers(1, 10**9))
+        time = created_s + draw(st.integers(-5, 7200))  # arrival order need not follow log_version
+        if tie and draw(st.booleans()):
+            time = rows[-1].time
         rows.append(
             Version(
-                time=created_s + draw(st.integers(-5, 7200)),  # arrival order need not follow log_version
+                time=time,
                 log_version=log_version,
                 status=status,
                 total_tokens=draw(st.integers(0, 5000)) if position else 0,
