@@ -8,7 +8,7 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 
-from app.backend import BackendUnavailable
+from app.backend import BackendUnavailable, TooManyQueries
 from app.console_auth import DifyDenied, DifyUnavailable
 from app.params import BadParameter
 
@@ -41,6 +41,11 @@ def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Re
         "the statistics backend is not answering; try again shortly",
         {"Retry-After": "5"},
     )
+
+
+def too_many_queries(_: Request[Any, Any, Any], error: TooManyQueries) -> Response[dict[str, object]]:
+    """A 400, not a 503: the same request would exceed the cap again, so retrying cannot help."""
+    return error_response(400, "too_many_queries", str(error))
 
 
 def dify_denied(_: Request[Any, Any, Any], error: DifyDenied) -> Response[Any]:
@@ -77,6 +82,7 @@ EXCEPTION_HANDLERS = {
     BadParameter: bad_parameter,
     ValidationException: validation_failed,
     BackendUnavailable: backend_unavailable,
+    TooManyQueries: too_many_queries,
     DifyDenied: dify_denied,
     DifyUnavailable: dify_unavailable,
     HTTPException: http_error,
