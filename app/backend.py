@@ -116,7 +116,10 @@ class Backend:
             name=f"dify-stats-{name}",
         )
         self._conninfo, self._connect_kwargs = conninfo, kwargs
-        self.breaker = CircuitBreaker(name, self._probe, settings.probe_interval)
+        # Back from an outage, the pool's idle connections are dead: psycopg_pool's check on
+        # getconn discards them one by one with a growing back-off (30 s for 8 was measured),
+        # so they are all checked, and replaced, before the circuit closes.
+        self.breaker = CircuitBreaker(name, self._probe, settings.probe_interval, recovered=self.pool.check)
         self.tenant_slots = TenantSlots(settings.tenant_pool_slots)
         self._returning: set[asyncio.Future[None]] = set()
 

@@ -32,9 +32,11 @@ class CircuitBreaker:
         name: str,
         probe: Callable[[], Awaitable[None]],
         interval: float,
+        recovered: Callable[[], Awaitable[None]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.name = name
+        self._recovered = recovered
         self.interval = interval
         self._probe = probe
         self._clock = clock
@@ -107,6 +109,12 @@ class CircuitBreaker:
             await asyncio.sleep(self.interval)
             if await self._probe_once():
                 break
+        if self._recovered is not None:
+            try:
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    await self._recovered()
+            except Exception as error:
+                log.debug("recovery_step_failed", source=self.name, error_type=type(error).__name__)
         down_for = self._clock() - (self.opened_at or self._clock())
         self.state, self.opened_at = "closed", None
         log.info("circuit_closed", source=self.name, open_s=round(down_for, 2))

@@ -37,7 +37,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share)
-    gate = InflightGate(settings.max_inflight)
+    gate = InflightGate(settings.max_inflight, settings.tenant_share)
     service = StatsService(repository, cache, settings)
     authorizer = ConsoleAuthorizer(settings)
     metrics = Metrics()

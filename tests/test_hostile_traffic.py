@@ -244,7 +244,12 @@ def test_an_outage_fails_fast_and_recovery_takes_seconds(tmp_path: Path) -> None
 
 
 def test_excess_requests_are_turned_away_while_health_answers(database_url: str) -> None:
-    env = {"STATS_DATABASE_URL": database_url, "STATS_MAX_INFLIGHT": "2", "STATS_QUERY_TIMEOUT": "3"}
+    env = {
+        "STATS_DATABASE_URL": database_url,
+        "STATS_MAX_INFLIGHT": "2",
+        "STATS_TENANT_SHARE": "1",  # the whole limit for one tenant here
+        "STATS_QUERY_TIMEOUT": "3",
+    }
     settings = load_settings(env)
     with serve(create_app(settings, Backend(database_url, settings))) as base_url:
 
