@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -87,10 +88,11 @@ async def worker(
     latencies: dict[str, list[float]],
     errors: list[str],
     cache: dict[str, int],
+    choose: Callable[[random.Random], tuple[str, str, dict[str, object] | None]] = next_request,
 ) -> None:
     rng = random.Random(seed)  # noqa: S311 - a reproducible traffic mix, not a secret
     while time.monotonic() < until:
-        kind, path, body = next_request(rng)
+        kind, path, body = choose(rng)
         started = time.perf_counter()
         try:
             answer = await (client.post(path, json=body) if body is not None else client.get(path))
@@ -208,7 +210,7 @@ async def hostile_mix(base_url: str, port: int, seconds: float) -> dict[str, obj
         await asyncio.gather(
             *(slow_client(port, until) for _ in range(SLOW_CLIENTS)),
             *(flooder(flood_client, seed, until, flood) for seed in range(FLOOD_CLIENTS)),
-            *(quiet_worker(quiet_client, 1000 + seed, until, latencies, errors, cache)
+            *(worker(quiet_client, 1000 + seed, until, latencies, errors, cache, quiet_request)
               for seed in range(QUIET_CLIENTS)),
             health_poller(health_client, until, health),
         )  # fmt: skip
@@ -223,28 +225,6 @@ async def hostile_mix(base_url: str, port: int, seconds: float) -> dict[str, obj
         "healthz_max_ms": round(max(health), 1) if health else None,
         "healthz_p99_ms": round(percentile(health, 0.99), 1) if health else None,
     }
-
-
-async def quiet_worker(
-    client: httpx.AsyncClient,
-    seed: int,
-    until: float,
-    latencies: dict[str, list[float]],
-    errors: list[str],
-    cache: dict[str, int],
-) -> None:
-    rng = random.Random(seed)  # noqa: S311 - a reproducible traffic mix, not a secret
-    while time.monotonic() < until:
-        kind, path, _ = quiet_request(rng)
-        started = time.perf_counter()
-        try:
-            answer = await client.get(path)
-            if answer.status_code != 200:
-                errors.append(f"{kind} {answer.status_code}")
-            cache[answer.headers.get("x-cache", "none")] += 1
-        except httpx.HTTPError as error:
-            errors.append(f"{kind} {type(error).__name__}")
-        latencies[kind].append((time.perf_counter() - started) * 1000)
 
 
 def outage(base_url: str) -> dict[str, object]:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from tests import examples
 from tests.db import load_history
 from tests.live import serve
 from tests.test_backend_down import own_database
+from tests.test_reliability import table_locked
 
 T, U, A = examples.T, examples.U, examples.A
 BASE = f"/v1/tenants/{T}/apps/{A}"
@@ -35,17 +34,6 @@ ZONES = ("UTC", "Asia/Tokyo", "Europe/Paris", "Asia/Dubai", "America/New_York", 
 @pytest.fixture(autouse=True)
 def example_history(pg_conn: psycopg.Connection[Any]) -> None:
     load_history(pg_conn, examples.history())
-
-
-@contextmanager
-def table_locked(database_url: str) -> Iterator[None]:
-    """Every query on workflow_execution waits inside PostgreSQL until the lock is released."""
-    with psycopg.connect(database_url) as locker:
-        locker.execute("LOCK TABLE workflow_execution IN ACCESS EXCLUSIVE MODE")
-        try:
-            yield
-        finally:
-            locker.rollback()
 
 
 def running_queries(database_url: str, like: str | None = None) -> int:
