@@ -27,7 +27,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py
 
 load: $(STAMP)
-	$(PY) bench/load.py
+	$(PY) bench/load.py --hostile
 
 check-sls: $(STAMP)
 	$(PY) -m app check-sls

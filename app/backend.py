@@ -8,7 +8,10 @@ PostgreSQL gets the same treatment plus a server-side statement_timeout.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import msgspec
@@ -17,16 +20,56 @@ import structlog
 from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from app.breaker import CircuitBreaker
 from app.config import Dialect, Settings
+from app.fairness import TenantSlots, current_tenant
 from app.metrics import Metrics, current_figures
 from queries.scope import Query
 
 log = structlog.get_logger("dify_stats.backend")
 Row = TypeVar("Row")
 
+# How long a query waits for a pooled connection before the breaker is asked whether the store
+# answers at all (it then keeps waiting, up to the query timeout, only if it does).
+FIRST_WAIT = 0.5
+# psycopg_pool retries a failed connection with a doubling back-off for `reconnect_timeout`
+# (default 5 minutes: 46 s to recover was measured). Giving up after 2 s keeps every retry
+# delay under a second; the next query then starts a fresh attempt at once.
+RECONNECT_TIMEOUT = 2.0
+# How long the end of a request waits for its cancelled statements to be cancelled on the server.
+CANCEL_WAIT = 5.0
+
+# The tasks running a statement for the current request (or shared cache load): whatever is
+# still running when it ends is cancelled, and psycopg then cancels the statement on the server.
+running_statements: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar(
+    "running_statements", default=None
+)
+
 
 class BackendUnavailable(RuntimeError):
     """The backend did not answer (down, pool exhausted, or too slow); the API answers 503."""
+
+
+class TooManyQueries(RuntimeError):
+    """A request needs more backend statements than STATS_MAX_QUERIES_PER_REQUEST; a 400."""
+
+
+@asynccontextmanager
+async def statement_scope() -> AsyncIterator[None]:
+    """Statements started inside end with it: on the way out any still running (the sibling of a
+    failed `gather`, a query of a request whose client went away) is cancelled, and waited for
+    a bounded time so that the server is free of it when the scope is left."""
+    running: set[asyncio.Task[Any]] = set()
+    token = running_statements.set(running)
+    try:
+        yield
+    finally:
+        running_statements.reset(token)
+        leftovers = [task for task in running if not task.done()]
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            await asyncio.wait(leftovers, timeout=CANCEL_WAIT)
 
 
 class Backend:
@@ -72,13 +115,22 @@ class Backend:
             open=False,
             timeout=settings.query_timeout,
             check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=RECONNECT_TIMEOUT,
             name=f"dify-stats-{name}",
         )
+        self._conninfo, self._connect_kwargs = conninfo, kwargs
+        # Back from an outage, the pool's idle connections are dead: psycopg_pool's check on
+        # getconn discards them one by one with a growing back-off (30 s for 8 was measured),
+        # so they are all checked, and replaced, before the circuit closes.
+        self.breaker = CircuitBreaker(name, self._probe, settings.probe_interval, recovered=self.pool.check)
+        self.tenant_slots = TenantSlots(settings.tenant_pool_slots)
+        self._returning: set[asyncio.Future[None]] = set()
 
     async def open(self) -> None:
         await self.pool.open(wait=False)
 
     async def close(self) -> None:
+        await self.breaker.close()
         await self.pool.close()
 
     async def fetch(self, query: Query, row_type: type[Row]) -> list[Row]:
@@ -86,28 +138,88 @@ class Backend:
         answered in time.
 
         The client-side timeout is what bounds a query on SLS (no statement_timeout there): when
-        it fires, psycopg cancels the running statement on the server before giving the
-        connection back (tests/test_reliability.py checks pg_stat_activity)."""
+        it fires, or the request ends first, psycopg cancels the running statement on the server
+        before giving the connection back (tests/test_reliability.py checks pg_stat_activity).
+        The request's tenant (`current_tenant`, else the tenant the statement is bound to) holds
+        one of its pool slots meanwhile."""
+        figures = current_figures.get()
+        if figures is not None:
+            figures.backend_queries += 1
+            if figures.backend_queries > self.settings.max_queries_per_request:
+                raise TooManyQueries(
+                    f"this request needs more than {self.settings.max_queries_per_request} backend "
+                    "queries (STATS_MAX_QUERIES_PER_REQUEST); ask for fewer targets or a shorter range"
+                )
+        if self.breaker.is_open:
+            raise BackendUnavailable(f"{self.name}: not answering (circuit open)")
+        tenant = current_tenant.get() or _bound_tenant(query)
+        running, task = running_statements.get(), asyncio.current_task()
+        if running is not None and task is not None:
+            running.add(task)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.settings.query_timeout + 1):
-                async with (
-                    self.pool.connection() as conn,
-                    conn.cursor(row_factory=class_row(row_type)) as cursor,
-                ):
-                    await cursor.execute(query.sql, query.params)
-                    rows = await cursor.fetchall()
+            async with asyncio.timeout(self.settings.query_timeout + 1), self.tenant_slots.hold(tenant):
+                conn = await self._connection()
+                try:
+                    async with conn.cursor(row_factory=class_row(row_type)) as cursor:
+                        await cursor.execute(query.sql, query.params)
+                        rows = await cursor.fetchall()
+                finally:
+                    await self.pool.putconn(conn)
         except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
+            if _connection_failed(error):
+                self.breaker.suspect()
             log.warning("backend_unavailable", source=self.name, error_type=type(error).__name__)
             raise BackendUnavailable(f"{self.name}: {type(error).__name__}") from error
+        finally:
+            if running is not None and task is not None:
+                running.discard(task)
+        self.breaker.answered()
         elapsed = time.perf_counter() - started
         if self.metrics is not None:
             self.metrics.backend.labels(source=self.name, plan=self.plan_label).observe(elapsed)
-        figures = current_figures.get()
         if figures is not None:
             figures.backend_ms += elapsed * 1000
-            figures.backend_queries += 1
         return rows
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """A pooled connection, waited for in the pool's queue. Every FIRST_WAIT of waiting the
+        breaker is asked whether the store answers at all: while it is down this fails in about
+        a second instead of after the whole query timeout."""
+        getting = asyncio.ensure_future(self.pool.getconn())
+        try:
+            while True:
+                done, _ = await asyncio.wait({getting}, timeout=FIRST_WAIT)
+                if done:
+                    return getting.result()
+                if not await self.breaker.confirm():
+                    raise BackendUnavailable(f"{self.name}: not answering (circuit open)")
+        except BaseException:
+            getting.cancel()
+            getting.add_done_callback(self._give_back)
+            raise
+
+    def _give_back(self, getting: asyncio.Future[psycopg.AsyncConnection[Any]]) -> None:
+        """A connection the pool handed over just as its caller gave up goes back to the pool."""
+        if not getting.cancelled() and getting.exception() is None:
+            self._returning.add(task := asyncio.ensure_future(self.pool.putconn(getting.result())))
+            task.add_done_callback(self._returning.discard)
+
+    async def _probe(self) -> None:
+        """One fresh connection (not the pool's, whose reconnect back-off must not delay
+        recovery) and a trivial statement."""
+        kwargs = {**self._connect_kwargs, "application_name": "dify-stats-probe"}
+        conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
+        try:
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
+
+    async def ready(self) -> None:
+        """For /readyz: BackendUnavailable unless the store answered lately or answers a probe now;
+        never waits behind the pool."""
+        if self.breaker.is_open or not (self.breaker.answered_lately() or await self.breaker.confirm()):
+            raise BackendUnavailable(f"{self.name}: not answering (circuit {self.breaker.state})")
 
     async def ping(self) -> None:
         """A trivial query, for /readyz."""
@@ -116,3 +228,13 @@ class Backend:
 
 class _Ok(msgspec.Struct):
     ok: int
+
+
+def _bound_tenant(query: Query) -> str | None:
+    tenant = query.params.get("tenant_id")
+    return tenant if isinstance(tenant, str) else None
+
+
+def _connection_failed(error: Exception) -> bool:
+    """A lost or refused connection (the store may be down), not a slow or cancelled statement."""
+    return isinstance(error, psycopg.OperationalError) and not isinstance(error, psycopg.errors.QueryCanceled)

@@ -2,9 +2,13 @@
 
 - Bounded (`STATS_CACHE_MAX_ENTRIES`, least recently used goes first) and keyed by the caller on
   route + tenant + app + every normalized parameter, so tenants never share an entry.
+- Fair: each tenant holds at most STATS_TENANT_SHARE of the entries; a tenant at its quota
+  evicts its own least recently used entry, so one tenant's flood cannot flush the others.
 - Each entry has its own freshness (live vs settled answers) and is kept until
   `STATS_STALE_MAX` past it, so a failing backend can still be answered with `stale`.
-- Single flight: concurrent misses on one key share one backend call.
+- Single flight: concurrent misses on one key share one load, which runs in a task of its own
+  for as long as any of its callers still waits, and is cancelled (its statements with it) when
+  the last one has gone.
 """
 
 from __future__ import annotations
@@ -12,14 +16,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Any, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from cachetools import LRUCache
 
-from app.backend import BackendUnavailable
+from app.backend import BackendUnavailable, statement_scope
 
 T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 CacheResult = Literal["hit", "miss", "stale", "partial"]
 
 
@@ -29,60 +35,128 @@ class _Entry(msgspec.Struct):
     stale_until: float
 
 
+class _EvictingLRU(LRUCache[K, V], Generic[K, V]):
+    """An LRUCache that reports each entry it evicts to make room."""
+
+    def __init__(self, maxsize: int, evicted: Callable[[K], None]) -> None:
+        super().__init__(maxsize=maxsize)
+        self._evicted = evicted
+
+    def popitem(self) -> tuple[K, V]:
+        key, value = super().popitem()
+        self._evicted(key)
+        return key, value
+
+
+class _Load:
+    """One running load and how many callers still wait for it."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Any] | None = None
+        self.waiters = 0
+
+
 class AnswerCache:
     def __init__(
-        self, max_entries: int, stale_max: float, clock: Callable[[], float] = time.monotonic
+        self,
+        max_entries: int,
+        stale_max: float,
+        tenant_share: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: LRUCache[Hashable, _Entry] = LRUCache(maxsize=max_entries)
-        self._in_flight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._entries: _EvictingLRU[tuple[str, Hashable], _Entry] = _EvictingLRU(
+            max_entries, self._evicted_globally
+        )
+        self._tenant_quota = max(1, int(max_entries * tenant_share))
+        self._by_tenant: dict[str, _EvictingLRU[Hashable, None]] = {}  # each tenant's own LRU order
+        self._in_flight: dict[tuple[str, Hashable], _Load] = {}
         self._stale_max = stale_max
         self._clock = clock
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def peek(self, key: Hashable) -> Any | None:
+    def tenant_entries(self, tenant: str) -> int:
+        keys = self._by_tenant.get(tenant)
+        return 0 if keys is None else len(keys)
+
+    def peek(self, key: Hashable, *, tenant: str) -> Any | None:
         """A fresh value, or None; no loading."""
-        entry = self._entries.get(key)
+        entry = self._get(tenant, key)
         return entry.value if entry is not None and self._clock() < entry.fresh_until else None
 
-    def put(self, key: Hashable, value: Any, ttl: float) -> None:
+    def put(self, key: Hashable, value: Any, ttl: float, *, tenant: str) -> None:
         now = self._clock()
-        self._entries[key] = _Entry(value, now + ttl, now + ttl + self._stale_max)
+        keys = self._by_tenant.get(tenant)
+        if keys is None:
+            keys = self._by_tenant[tenant] = _EvictingLRU(
+                self._tenant_quota, lambda own: self._forget(tenant, own)
+            )
+        keys[key] = None  # first: a tenant at its quota evicts its own entry, nobody else's
+        self._entries[(tenant, key)] = _Entry(value, now + ttl, now + ttl + self._stale_max)
 
     async def get_or_load(
-        self, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]]
+        self, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]], *, tenant: str
     ) -> tuple[T, CacheResult]:
-        entry = self._entries.get(key)
+        entry = self._get(tenant, key)
         now = self._clock()
         if entry is not None and now < entry.fresh_until:
             return entry.value, "hit"
         try:
-            return await self._load_once(key, ttl, load), "miss"
+            return await self._load_once(tenant, key, ttl, load), "miss"
         except BackendUnavailable:
             if entry is not None and self._clock() < entry.stale_until:
                 return entry.value, "stale"
             raise
 
-    async def _load_once(self, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]]) -> T:
-        running = self._in_flight.get(key)
-        if running is not None:
-            result: T = await asyncio.shield(running)
-            return result
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
+    def _get(self, tenant: str, key: Hashable) -> _Entry | None:
+        entry = self._entries.get((tenant, key))
+        if entry is not None:
+            self._by_tenant[tenant][key]
+        return entry
+
+    def _forget(self, tenant: str, key: Hashable) -> None:
+        self._entries.pop((tenant, key), None)
+
+    def _evicted_globally(self, slot: tuple[str, Hashable]) -> None:
+        tenant, key = slot
+        keys = self._by_tenant.get(tenant)
+        if keys is not None:
+            keys.pop(key, None)
+            if not keys:
+                del self._by_tenant[tenant]
+
+    async def _load_once(self, tenant: str, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]]) -> T:
+        slot = (tenant, key)
+        running = self._in_flight.get(slot)
+        if running is None:
+            running = self._in_flight[slot] = _Load()
+            running.task = asyncio.create_task(self._load(slot, running, ttl, load))
+            # Its callers receive its failure; one left in the same instant must not be warned about.
+            running.task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        task = running.task
+        assert task is not None
+        running.waiters += 1
         try:
-            value = await load()
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as error:
-            future.set_exception(error)
-            future.exception()  # mark retrieved: followers re-raise it, nobody else must
-            raise
-        else:
-            self.put(key, value, ttl)
-            future.set_result(value)
+            result: T = await asyncio.shield(task)
+            return result
+        finally:
+            running.waiters -= 1
+            if running.waiters == 0 and not task.done():
+                # The last caller has gone (failed, or its client disconnected): nobody needs
+                # the answer any more, so its statements stop too.
+                task.cancel()
+                if self._in_flight.get(slot) is running:
+                    del self._in_flight[slot]
+
+    async def _load(
+        self, slot: tuple[str, Hashable], running: _Load, ttl: float, load: Callable[[], Awaitable[T]]
+    ) -> T:
+        try:
+            async with statement_scope():
+                value = await load()
+            self.put(slot[1], value, ttl, tenant=slot[0])
             return value
         finally:
-            del self._in_flight[key]
+            if self._in_flight.get(slot) is running:
+                del self._in_flight[slot]

@@ -58,6 +58,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     settled_ttl: float = 3_600.0
     stale_max: float = 600.0
 
+    # Hostile and heavy traffic (docs/reliability.md)
+    max_queries_per_request: int = 64
+    tenant_share: float = 0.5
+    max_inflight: int = 128
+    probe_interval: float = 1.0
+
     dify_database_url: str | None = None
     logstore_since: datetime | None = None
 
@@ -73,6 +79,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def two_sources(self) -> bool:
         """A migration: workflow_runs before STATS_LOGSTORE_SINCE, the LogStore from it on."""
         return self.logstore_since is not None
+
+    @property
+    def tenant_pool_slots(self) -> int:
+        """Connections one tenant may hold at once: its share of the pool, at least one."""
+        return max(1, int(self.pool_size * self.tenant_share))
 
     def redacted_database_url(self) -> str:
         return redact_url(self.database_url) if self.database_url else "embedded"
@@ -147,6 +158,10 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "settle_after": reader.number("STATS_SETTLE_AFTER", 86_400.0, 0.0, 86_400.0 * 30),
         "settled_ttl": reader.number("STATS_SETTLED_TTL", 3_600.0, 0.0, 86_400.0 * 30),
         "stale_max": reader.number("STATS_STALE_MAX", 600.0, 0.0, 86_400.0),
+        "max_queries_per_request": reader.integer("STATS_MAX_QUERIES_PER_REQUEST", 64, 1, 10_000),
+        "tenant_share": reader.number("STATS_TENANT_SHARE", 0.5, 0.01, 1.0),
+        "max_inflight": reader.integer("STATS_MAX_INFLIGHT", 128, 1, 100_000),
+        "probe_interval": reader.number("STATS_PROBE_INTERVAL", 1.0, 0.1, 60.0),
         "dify_database_url": reader.text("STATS_DIFY_DATABASE_URL"),
         "logstore_since": reader.instant("STATS_LOGSTORE_SINCE"),
         "log_level": reader.choice("STATS_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),

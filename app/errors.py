@@ -9,7 +9,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import ResponseSpec
 
-from app.backend import BackendUnavailable
+from app.backend import BackendUnavailable, TooManyQueries
 from app.console_auth import DifyDenied, DifyUnavailable
 from app.params import BadParameter
 from schemas.errors import ErrorBody
@@ -57,6 +57,11 @@ def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Re
     )
 
 
+def too_many_queries(_: Request[Any, Any, Any], error: TooManyQueries) -> Response[ErrorBody]:
+    """A 400, not a 503: the same request would exceed the cap again, so retrying cannot help."""
+    return error_response(400, "too_many_queries", str(error))
+
+
 def dify_denied(_: Request[Any, Any, Any], error: DifyDenied) -> Response[Any]:
     """Dify's own verdict, as Dify sent it."""
     return Response(error.body, status_code=error.status_code)
@@ -99,6 +104,7 @@ EXCEPTION_HANDLERS = {
     BadParameter: bad_parameter,
     ValidationException: validation_failed,
     BackendUnavailable: backend_unavailable,
+    TooManyQueries: too_many_queries,
     DifyDenied: dify_denied,
     DifyUnavailable: dify_unavailable,
     HTTPException: http_error,

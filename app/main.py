@@ -8,17 +8,19 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from app.admission import InflightGate, admission_middleware
 from app.backend import Backend
 from app.cache import AnswerCache
 from app.config import Settings
 from app.console_auth import ConsoleAuthorizer
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
-from app.middleware import request_id_middleware
+from app.middleware import cancel_on_disconnect_middleware, request_id_middleware
 from app.repository import StatsRepository
 from app.routes.console import console_router
 from app.routes.grafana import grafana_router
@@ -51,7 +53,8 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
-    cache = AnswerCache(settings.cache_max_entries, settings.stale_max)
+    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share)
+    gate = InflightGate(settings.max_inflight, settings.tenant_share)
     service = StatsService(repository, cache, settings)
     authorizer = ConsoleAuthorizer(settings)
     metrics = Metrics()
@@ -87,10 +90,15 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        middleware=[request_id_middleware],
+        middleware=[
+            request_id_middleware,
+            DefineMiddleware(admission_middleware, gate=gate),
+            cancel_on_disconnect_middleware,
+        ],
         lifespan=[backend_lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         openapi_config=OPENAPI_CONFIG,
     )
     app.state.service = service  # for operations and tests that need to reach it
+    app.state.inflight = gate
     return app

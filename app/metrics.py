@@ -22,7 +22,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 class RequestFigures(msgspec.Struct):
     backend_ms: float = 0.0
-    backend_queries: int = 0
+    backend_queries: int = 0  # statements started, counted against STATS_MAX_QUERIES_PER_REQUEST
+    client_gone: bool = False  # the client disconnected before the answer was complete
 
 
 current_figures: contextvars.ContextVar[RequestFigures | None] = contextvars.ContextVar(

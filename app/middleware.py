@@ -1,15 +1,18 @@
-"""Request id and one structured log line per request (route template, status, time)."""
+"""Request id and one structured log line per request (route template, status, time); a
+request's work stops when its client goes away."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 
+from app.backend import statement_scope
 from app.metrics import Metrics, RequestFigures, current_figures
 
 log = structlog.get_logger("dify_stats.http")
@@ -33,7 +36,7 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, cache_result
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not figures.client_gone:
                 status = message["status"]
                 headers = dict(message.get("headers", []))
                 cache_result = headers.get(b"x-cache", b"").decode() or None
@@ -46,6 +49,8 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 await app(scope, receive, send_with_id)
             finally:
                 current_figures.reset(token)
+                if figures.client_gone:
+                    status = 499  # nginx's name for a request its client abandoned
                 elapsed = time.perf_counter() - started
                 metrics.requests.labels(route=route, status=str(status)).inc()
                 metrics.latency.labels(route=route).observe(elapsed)
@@ -61,5 +66,61 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                     backend_ms=round(figures.backend_ms, 2),
                     backend_queries=figures.backend_queries,
                 )
+
+    return middleware
+
+
+def cancel_on_disconnect_middleware(app: ASGIApp) -> ASGIApp:
+    """Run the request in a task of its own and cancel it when the client disconnects before
+    the answer is complete; its statements still running are then cancelled on the server, as
+    are those left behind when a request ends any other way (app/backend.statement_scope).
+
+    ASGI servers do not cancel a handler whose client left; they report `http.disconnect` on
+    `receive`, which is watched here while the handler runs (its own `receive` calls are fed
+    from the same messages)."""
+
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await app(scope, receive, send)
+            return
+        messages: asyncio.Queue[ReceiveMessage] = asyncio.Queue()
+        answered = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = True
+            await send(message)
+
+        async def receive_queued() -> ReceiveMessage:
+            return await messages.get()
+
+        async def handle() -> None:
+            await app(scope, receive_queued, send_tracking)
+
+        async with statement_scope():
+            handling = asyncio.create_task(handle())
+
+            async def watch_client() -> None:
+                while True:
+                    message = await receive()
+                    await messages.put(message)
+                    if message["type"] == "http.disconnect":
+                        if not answered and not handling.done():
+                            figures = current_figures.get()
+                            if figures is not None:
+                                figures.client_gone = True
+                            handling.cancel()
+                        return
+
+            watching = asyncio.create_task(watch_client())
+            try:
+                await asyncio.wait({handling})
+            finally:
+                watching.cancel()
+                if not handling.done():  # this middleware itself was cancelled
+                    handling.cancel()
+            if not handling.cancelled():
+                handling.result()  # re-raise what the handler raised
 
     return middleware

@@ -79,6 +79,7 @@ class StatsService:
                 (measure.name, request),
                 self._ttl(request.end_us),
                 lambda: self.repository.daily(measure, request),
+                tenant=request.tenant_id,
             )
         outcome: list[CacheResult] = ["miss"]
 
@@ -87,7 +88,7 @@ class StatsService:
             return answer
 
         answer, result = await self.cache.get_or_load(
-            (measure.name, request), self._ttl(request.end_us), from_rollups
+            (measure.name, request), self._ttl(request.end_us), from_rollups, tenant=request.tenant_id
         )
         return answer, outcome[0] if result == "miss" else result
 
@@ -101,7 +102,7 @@ class StatsService:
             return ("day", measure.name, request.tenant_id, request.app_id, request.triggered_from,
                     request.timezone, span.day)  # fmt: skip
 
-        cached = {span.day: self.cache.peek(day_key(span)) for span in spans}
+        cached = {span.day: self.cache.peek(day_key(span), tenant=request.tenant_id) for span in spans}
         have = {day: value for day, value in cached.items() if value is not None}
         # The backend covers everything not answered by cached whole days, as one range.
         uncovered_start, uncovered_end = request.start_us, request.end_us
@@ -120,7 +121,10 @@ class StatsService:
             for span in spans:
                 if uncovered_start <= span.start_us and span.end_us <= uncovered_end:
                     self.cache.put(
-                        day_key(span), fetched.get(span.day.isoformat(), _NO_RUNS), self._ttl(span.end_us)
+                        day_key(span),
+                        fetched.get(span.day.isoformat(), _NO_RUNS),
+                        self._ttl(span.end_us),
+                        tenant=request.tenant_id,
                     )
         from_cache = {
             span.day.isoformat(): have[span.day]
@@ -135,22 +139,36 @@ class StatsService:
 
     async def counts(self, request: CountRequest) -> tuple[RunCounts, CacheResult]:
         return await self.cache.get_or_load(
-            ("counts", request), self.settings.cache_ttl, lambda: self.repository.counts(request)
+            ("counts", request),
+            self.settings.cache_ttl,
+            lambda: self.repository.counts(request),
+            tenant=request.tenant_id,
         )
 
     async def run_page(self, request: RunListRequest) -> tuple[RunPageAnswer, CacheResult]:
         return await self.cache.get_or_load(
-            ("runs", request), self.settings.cache_ttl, lambda: self.repository.run_page(request)
+            ("runs", request),
+            self.settings.cache_ttl,
+            lambda: self.repository.run_page(request),
+            tenant=request.tenant_id,
         )
 
     async def apps(self) -> tuple[list[tuple[str, str, int]], CacheResult]:
         """Apps with runs in the last 90 days (for pickers); refreshed every 5 minutes."""
         since = int(self.wall_clock()) - APPS_WINDOW_S
-        return await self.cache.get_or_load(("apps",), 300, lambda: self.repository.apps(since))
+        return await self.cache.get_or_load(
+            ("apps",),
+            300,
+            lambda: self.repository.apps(since),
+            tenant="",  # every tenant's apps
+        )
 
     async def run_detail(self, request: RunDetailRequest) -> tuple[RunDetail | None, CacheResult]:
         return await self.cache.get_or_load(
-            ("run", request), self.settings.cache_ttl, lambda: self.repository.run_detail(request)
+            ("run", request),
+            self.settings.cache_ttl,
+            lambda: self.repository.run_detail(request),
+            tenant=request.tenant_id,
         )
 
 

@@ -243,12 +243,12 @@ def test_stale_answer_when_the_backend_fails() -> None:
         async def broken() -> str:
             raise BackendUnavailable("down")
 
-        results = [await cache.get_or_load("k", 30, good)]
+        results = [await cache.get_or_load("k", 30, good, tenant="t")]
         now[0] += 31  # expired, within stale_max
-        results.append(await cache.get_or_load("k", 30, broken))
+        results.append(await cache.get_or_load("k", 30, broken, tenant="t"))
         now[0] += 600  # beyond stale_max
         try:
-            await cache.get_or_load("k", 30, broken)
+            await cache.get_or_load("k", 30, broken, tenant="t")
         except BackendUnavailable:
             results.append("unavailable")
         return results
@@ -261,7 +261,7 @@ def test_cache_is_bounded() -> None:
 
     cache = AnswerCache(max_entries=3, stale_max=0)
     for n in range(10):
-        cache.put(n, msgspec.UNSET, 60)
+        cache.put(n, msgspec.UNSET, 60, tenant="t")
     assert len(cache) == 3
 
 

@@ -137,3 +137,20 @@ def test_check_sls_says_it_skipped_without_credentials() -> None:
     done = run_cli("check-sls")
     assert done.returncode == 0
     assert "SKIPPED" in done.stdout
+
+
+def test_hostile_traffic_limits_are_checked_and_named() -> None:
+    settings = load_settings(
+        {"STATS_POOL_SIZE": "8", "STATS_TENANT_SHARE": "0.25", "STATS_MAX_INFLIGHT": "10"}
+    )
+    assert (settings.tenant_pool_slots, settings.max_inflight) == (2, 10)
+    assert load_settings({"STATS_POOL_SIZE": "1"}).tenant_pool_slots == 1  # at least one slot
+    for name, value in (
+        ("STATS_TENANT_SHARE", "0"),
+        ("STATS_TENANT_SHARE", "1.5"),
+        ("STATS_MAX_INFLIGHT", "0"),
+        ("STATS_MAX_QUERIES_PER_REQUEST", "0"),
+        ("STATS_PROBE_INTERVAL", "x"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: value})

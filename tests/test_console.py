@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from litestar.testing import TestClient
@@ -16,6 +20,7 @@ from app.main import create_app
 from tests import examples
 from tests.db import load_history
 from tests.fake_dify import Account, serve_fake_dify
+from tests.live import serve
 
 A = examples.A
 OTHER_APP = "a9000000-0000-4000-8000-0000000000a9"
@@ -165,3 +170,105 @@ def test_parallel_dashboard_requests_cost_dify_one_round(
             answers = asyncio.run(get_all(base_url, [(f"{STATS}/{path}", ADA) for path in paths]))
     assert [answer.status_code for answer in answers] == [200] * 4
     assert (calls.count("app"), calls.count("workspace"), calls.count("profile")) == (1, 1, 1)
+
+
+def test_stats_dify_timeout_bounds_the_whole_check(database_url: str) -> None:
+    """Three calls of 0.4 s each against a 1 s budget: a 503 after about 1 s, not a grant at 1.2 s."""
+    with serve_fake_dify(ACCOUNTS) as (dify_url, calls):
+        env = {
+            "STATS_DATABASE_URL": database_url,
+            "DIFY_CONSOLE_API_URL": dify_url,
+            "STATS_DIFY_TIMEOUT": "1",
+        }
+        settings = load_settings(env)
+        with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+            started = time.perf_counter()
+            answer = client.get(f"{STATS}/token-costs", headers={"Authorization": "Bearer sluggish"})
+            waited = time.perf_counter() - started
+    assert answer.status_code == 503 and answer.json()["code"] == "dify_unavailable"
+    assert waited < 1.5 and calls[:2] == ["app", "workspace"]
+
+
+@contextmanager
+def trickling_server(seconds: float) -> Iterator[str]:
+    """A server on 127.0.0.1 that answers every request with headers, then one body byte every
+    0.2 s, for at most `seconds`: no single read ever waits long enough to time out."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def trickle(conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+            until = time.monotonic() + seconds
+            while not stop.is_set() and time.monotonic() < until:
+                try:
+                    conn.sendall(b" ")
+                except OSError:
+                    return
+                time.sleep(0.2)
+
+    def accept() -> None:
+        until = time.monotonic() + seconds
+        while not stop.is_set() and time.monotonic() < until:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        acceptor.join(timeout=2)
+        listener.close()
+
+
+def test_a_dify_trickling_bytes_is_cut_off_at_the_deadline(database_url: str) -> None:
+    with trickling_server(seconds=15) as dify_url:
+        env = {
+            "STATS_DATABASE_URL": database_url,
+            "DIFY_CONSOLE_API_URL": dify_url,
+            "STATS_DIFY_TIMEOUT": "1",
+        }
+        settings = load_settings(env)
+        with serve(create_app(settings, Backend(database_url, settings))) as base_url:
+            started = time.perf_counter()
+            answer = httpx.get(base_url + f"{STATS}/token-costs", headers=ADA, timeout=20)
+            waited = time.perf_counter() - started
+    assert answer.status_code == 503 and answer.json()["code"] == "dify_unavailable"
+    assert waited < 2
+
+
+def test_several_cookie_headers_reach_dify_joined_and_our_api_key_never_does(
+    database_url: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    load_history(pg_conn, examples.history())
+    key = "dify-stats-key-0123456789"
+    received: list[dict[str, str]] = []
+    with serve_fake_dify(ACCOUNTS, received) as (dify_url, _):
+        env = {
+            "STATS_DATABASE_URL": database_url,
+            "DIFY_CONSOLE_API_URL": dify_url,
+            "STATS_API_KEYS": f"{key}=*",
+        }
+        settings = load_settings(env)
+        with serve(create_app(settings, Backend(database_url, settings))) as base_url:
+            headers = [
+                ("Cookie", "access_token=ada-token"),
+                ("Cookie", "csrf_token=abc123"),
+                ("X-CSRF-Token", "abc123"),
+                ("Authorization", f"Bearer {key}"),
+            ]
+            answer = httpx.get(base_url + f"{STATS}/daily-terminals", headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert received and all(
+        seen.get("cookie") == "access_token=ada-token; csrf_token=abc123" for seen in received
+    )
+    assert all(key not in str(seen) and "authorization" not in seen for seen in received)

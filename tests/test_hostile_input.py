@@ -90,7 +90,7 @@ def test_over_a_real_socket(database_url: str, pg_conn: psycopg.Connection[Any])
     settings = load_settings({"STATS_DATABASE_URL": database_url})
     app = create_app(settings, Backend(database_url, settings))
     with serve(app) as base_url, httpx.Client(base_url=base_url, timeout=10) as http:
-        assert http.get("/readyz").json() == {"status": "ok"}
+        assert http.get("/readyz").json() == {"status": "ok", "circuits": {"logstore": "closed"}}
         runs = http.get(f"{BASE}/statistics/daily-runs", params={"timezone": "Asia/Shanghai"})
         assert runs.json() == {"data": [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]}
         assert runs.headers["x-cache"] == "miss" and runs.headers["x-request-id"]

@@ -20,7 +20,7 @@ ROUTE = f"/v1/tenants/{examples.T}/apps/{examples.A}/statistics/daily-runs"
 def test_healthz_and_readyz(client: TestClient[Any]) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ok"})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "circuits": {"logstore": "closed"}})
     assert ready.headers["x-request-id"]
 
 

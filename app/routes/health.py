@@ -1,7 +1,8 @@
-"""Liveness and readiness."""
+"""Liveness and readiness; both answer at once, whatever the load or the stores' state."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -12,10 +13,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.backend import BackendUnavailable
 from app.repository import StatsRepository
 
+# /readyz answers within this, however the stores behave (orchestrators time out at ~2-3 s).
+READY_WITHIN_S = 1.8
+
 
 class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     reason: str | None = None
+    circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
 
 
 @get("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
@@ -35,10 +40,22 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/readyz", summary="Every backend answers a trivial query", tags=["operations"])
+@get("/readyz", summary="Every backend answers (lately, or a probe now)", tags=["operations"])
 async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
+    """A store that answered a query within the last probe interval is ready; otherwise one
+    shared probe on a fresh connection decides, so this never queues behind a busy pool and
+    an open circuit answers at once."""
+    backends = [source.backend for source in repository.sources]
+    reason = None
     try:
-        await repository.ping()
+        async with asyncio.timeout(READY_WITHIN_S):
+            for backend in backends:
+                await backend.ready()
     except BackendUnavailable as error:
-        return Response(Health(status="unavailable", reason=f"backend: {error}"), status_code=503)
-    return Response(Health(status="ok"))
+        reason = f"backend: {error}"
+    except TimeoutError:
+        reason = f"backend: no answer within {READY_WITHIN_S} s"
+    circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
+    if reason is not None:
+        return Response(Health(status="unavailable", reason=reason, circuits=circuits), status_code=503)
+    return Response(Health(status="ok", circuits=circuits))
