@@ -24,6 +24,7 @@ from app.breaker import CircuitBreaker
 from app.config import Dialect, Settings
 from app.fairness import TenantSlots, current_tenant
 from app.metrics import Metrics, current_figures
+from queries.literals import with_literals
 from queries.scope import Query
 
 log = structlog.get_logger("dify_stats.backend")
@@ -47,7 +48,36 @@ running_statements: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = cont
 
 
 class BackendUnavailable(RuntimeError):
-    """The backend did not answer (down, pool exhausted, or too slow); the API answers 503."""
+    """The backend did not answer (down, pool exhausted, too slow, or out of its query quota); the
+    API answers 503, or a stale answer."""
+
+
+class BackendFailed(RuntimeError):
+    """The backend refused the statement itself (bad SQL, a value it cannot parse): a defect, not
+    an outage; the API answers 500 and the log says which kind."""
+
+
+# SLS's "too many queries" answers: a short retry, then a 503 (never a 500).
+QUOTA_RETRY_DELAYS = (0.2, 0.6)
+# SLS does not document the text of its quota errors; these words, or PostgreSQL's classes 53
+# (insufficient resources) and 54 (program limit exceeded), mean one.
+_QUOTA_WORDS = ("quota", "too many", "concurren", "exceed", "throttl")
+
+
+def error_kind(error: Exception) -> str:
+    """unavailable, quota, bad_sql, bad_data or other: what failed, for logs, metrics and the
+    answer (only unavailable and quota are the store's fault and worth a retry or a stale answer)."""
+    sqlstate = str(getattr(error, "sqlstate", "") or "")
+    message = str(error).lower()
+    if sqlstate[:2] in ("53", "54") or any(word in message for word in _QUOTA_WORDS):
+        return "quota"
+    if isinstance(error, PoolTimeout | TimeoutError | psycopg.OperationalError | BackendUnavailable):
+        return "unavailable"
+    if sqlstate.startswith("42") or isinstance(error, psycopg.ProgrammingError):
+        return "bad_sql"
+    if sqlstate.startswith("22") or isinstance(error, psycopg.DataError):
+        return "bad_data"
+    return "other"
 
 
 class TooManyQueries(RuntimeError):
@@ -70,6 +100,13 @@ async def statement_scope() -> AsyncIterator[None]:
             task.cancel()
         if leftovers:
             await asyncio.wait(leftovers, timeout=CANCEL_WAIT)
+
+
+class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
+    @staticmethod
+    async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
+        """`SELECT 1`, not psycopg_pool's empty statement, which SLS does not document."""
+        await conn.execute("SELECT 1")
 
 
 class Backend:
@@ -107,14 +144,14 @@ class Backend:
         }
         if options:
             kwargs["options"] = options
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = _Pool(
             conninfo,
             min_size=1,
             max_size=settings.pool_size,
             kwargs=kwargs,
             open=False,
             timeout=settings.query_timeout,
-            check=AsyncConnectionPool.check_connection,
+            check=_Pool.check_connection,
             reconnect_timeout=RECONNECT_TIMEOUT,
             name=f"dify-stats-{name}",
         )
@@ -158,19 +195,21 @@ class Backend:
             running.add(task)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self.settings.query_timeout + 1), self.tenant_slots.hold(tenant):
-                conn = await self._connection()
+            for retry_delay in (*QUOTA_RETRY_DELAYS, None):
                 try:
-                    async with conn.cursor(row_factory=class_row(row_type)) as cursor:
-                        await cursor.execute(query.sql, query.params)
-                        rows = await cursor.fetchall()
-                finally:
-                    await self.pool.putconn(conn)
-        except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
-            if _connection_failed(error):
-                self.breaker.suspect()
-            log.warning("backend_unavailable", source=self.name, error_type=type(error).__name__)
-            raise BackendUnavailable(f"{self.name}: {type(error).__name__}") from error
+                    rows = await self._execute(query, row_type, tenant)
+                    break
+                except (PoolTimeout, TimeoutError, psycopg.Error) as error:
+                    kind = error_kind(error)
+                    self._count_error(kind, error)
+                    if kind == "quota" and retry_delay is not None:
+                        await asyncio.sleep(retry_delay)  # the store's shared budget frees up quickly
+                        continue
+                    if kind == "unavailable" and _connection_failed(error):
+                        self.breaker.suspect()
+                    if kind in ("unavailable", "quota"):
+                        raise BackendUnavailable(f"{self.name}: {kind}") from error
+                    raise BackendFailed(f"{self.name}: {kind} ({type(error).__name__})") from error
         finally:
             if running is not None and task is not None:
                 running.discard(task)
@@ -181,6 +220,30 @@ class Backend:
         if figures is not None:
             figures.backend_ms += elapsed * 1000
         return rows
+
+    async def _execute(self, query: Query, row_type: type[Row], tenant: str | None) -> list[Row]:
+        """One attempt; SLS gets the statement with its values written in (queries/literals.py),
+        PostgreSQL binds them on the client."""
+        async with asyncio.timeout(self.settings.query_timeout + 1), self.tenant_slots.hold(tenant):
+            conn = await self._connection()
+            try:
+                async with conn.cursor(row_factory=class_row(row_type)) as cursor:
+                    if self.dialect == "sls":
+                        await cursor.execute(with_literals(query))
+                    else:
+                        await cursor.execute(query.sql, query.params)
+                    return await cursor.fetchall()
+            finally:
+                await self.pool.putconn(conn)
+
+    def _count_error(self, kind: str, error: Exception) -> None:
+        """One log line and one metric per failed attempt; never the statement or its values."""
+        sqlstate = getattr(error, "sqlstate", None)
+        log.warning(
+            "backend_error", source=self.name, kind=kind, error_type=type(error).__name__, sqlstate=sqlstate
+        )
+        if self.metrics is not None:
+            self.metrics.backend_errors.labels(source=self.name, kind=kind).inc()
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         """A pooled connection, waited for in the pool's queue. Every FIRST_WAIT of waiting the

@@ -127,7 +127,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
 
     database_url = reader.text("STATS_DATABASE_URL") or _sls_url_from_dify_vars(reader)
     dialect = reader.choice("STATS_DIALECT", ("postgres", "sls"), _default_dialect(database_url))
-    pool_default = reader.integer("ALIYUN_SLS_PG_POOL_SIZE", 8, 1, 1000)
+    # SLS allows 15 concurrent queries per project, shared with Dify's own readers: take a third.
+    pool_default = reader.integer("ALIYUN_SLS_PG_POOL_SIZE", 5 if dialect == "sls" else 8, 1, 1000)
     pool_size = reader.integer("STATS_POOL_SIZE", pool_default, 1, 1000)
     if dialect == "sls" and pool_size > SLS_MAX_CONCURRENCY:
         raise ConfigError(

@@ -49,6 +49,10 @@ class Metrics:
             "dify_stats_backend_query_seconds", "Backend query time", ["source", "plan"],
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.backend_errors = Counter(
+            "dify_stats_backend_errors", "Backend statements that failed, by kind "
+            "(unavailable, quota, bad_sql, bad_data, other)", ["source", "kind"], registry=self.registry,
+        )  # fmt: skip
 
     def watch_pools(self, pools: dict[str, AsyncConnectionPool[Any]]) -> None:
         """Pool gauges labelled by source (`logstore`, `workflow_runs`)."""
