@@ -26,6 +26,7 @@ from tests import examples, reference
 from tests.db import load_history, load_two_sources
 from tests.strategies import APPS, instants, split_histories
 from tests.test_two_sources import Harness
+from tests.test_two_sources import harness as harness  # its module-scoped fixture: backends opened once
 
 T, U, A = examples.T, examples.U, examples.A
 KEY_T = "discovery-key-tenant-t-0123"
@@ -141,15 +142,6 @@ def _since(data: st.DataObject, history: list[reference.Version]) -> int:
 
 def _rows(found: list[AppActivityRow]) -> list[tuple[str, str, int, int]]:
     return [(row.tenant_id, row.app_id, row.runs, row.last_created_us) for row in found]
-
-
-@pytest.fixture(scope="module")
-def harness(database_url: str) -> Iterator[Harness]:
-    found = Harness(database_url)
-    try:
-        yield found
-    finally:
-        found.close()
 
 
 @given(
