@@ -8,7 +8,8 @@ from typing import Any
 
 from app.days import day_number_to_date, iso_to_epoch_us
 from app.measures import DailyMeasure
-from queries.rows import DailyRow, RunDetailRow, RunRow, StatusCountRow
+from queries.rows import AppActivityRow, DailyRow, RunDetailRow, RunRow, StatusCountRow
+from schemas.discovery import AppRuns, TenantRuns
 from schemas.runs import RunCounts, RunDetail, RunSummary
 
 
@@ -28,6 +29,34 @@ def run_counts(rows: Iterable[StatusCountRow]) -> RunCounts:
         stopped=by_status.get("stopped", 0),
         partial_succeeded=by_status.get("partial-succeeded", 0),
     )
+
+
+def busiest_apps(rows: Iterable[AppActivityRow]) -> list[AppRuns]:
+    """One tenant's apps, busiest first, then by app id (a unique, stable order)."""
+    ranked = sorted(rows, key=lambda row: (-int(row.runs), str(row.app_id)))
+    return [
+        AppRuns(app_id=row.app_id, runs=int(row.runs), last_run_at=_floor_s(row.last_created_us))
+        for row in ranked
+    ]
+
+
+def busiest_tenants(rows: Iterable[AppActivityRow]) -> list[TenantRuns]:
+    """Apps grouped by tenant (each app once: the repository already merged the sources),
+    busiest first, then by tenant id."""
+    tenants: dict[str, TenantRuns] = {}
+    for row in rows:
+        seen = tenants.get(row.tenant_id, TenantRuns(tenant_id=row.tenant_id, apps=0, runs=0, last_run_at=0))
+        tenants[row.tenant_id] = TenantRuns(
+            tenant_id=row.tenant_id,
+            apps=seen.apps + 1,
+            runs=seen.runs + int(row.runs),
+            last_run_at=max(seen.last_run_at, _floor_s(row.last_created_us)),
+        )
+    return sorted(tenants.values(), key=lambda tenant: (-tenant.runs, tenant.tenant_id))
+
+
+def _floor_s(us: int) -> int:
+    return int(us) // 1_000_000
 
 
 def _epoch_seconds(text: str | None) -> int | None:

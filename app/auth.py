@@ -44,3 +44,10 @@ def api_key_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseR
     tenant_id = str(connection.path_params.get("tenant_id", "")).lower()
     if tenant_id and not may_read(key, tenant_id):
         raise PermissionDeniedException("this API key may not read this tenant")
+
+
+def every_tenant_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+    """After api_key_guard: listing tenants needs a key for every tenant (`key=*`), or auth off."""
+    key: ApiKey | None = connection.state.api_key
+    if key is not None and key.tenants is not None:
+        raise PermissionDeniedException("only a key for every tenant (key=*) may list tenants")

@@ -1,4 +1,4 @@
-"""`python -m app serve|demo-data|check-sls`."""
+"""`python -m app serve|demo-data|check-sls|query`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import psycopg
 import structlog
 
 from app.config import ConfigError, Settings, load_settings, parse_instant
+from app.query_cli import add_query_parser, run_query
 
 log = structlog.get_logger("dify_stats.cli")
 
@@ -36,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         "from this ISO-8601 instant on (serve with STATS_LOGSTORE_SINCE set to it)",
     )
     commands.add_parser("check-sls", help="run every sls-dialect query once against SLS (needs ALIYUN_SLS_*)")
+    add_query_parser(commands)
     args = parser.parse_args(argv)
 
     from app.logging import configure_logging
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         return _serve(settings)
+    if args.command == "query":
+        return run_query(args, settings)
     if args.command == "demo-data":
         return _demo_data(settings, args.runs, args.days, args.seed, args.replace, args.split_at)
     from app.live_check import check_sls

@@ -23,6 +23,7 @@ from app.metrics import Metrics
 from app.middleware import cancel_on_disconnect_middleware, request_id_middleware
 from app.repository import StatsRepository
 from app.routes.console import console_router
+from app.routes.discovery import discovery_router
 from app.routes.grafana import grafana_router
 from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.native import native_router
@@ -79,6 +80,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
             readyz,
             prometheus_metrics,
             native_router,
+            discovery_router,
             console_router,
             grafana_router,
         ],

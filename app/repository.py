@@ -9,7 +9,9 @@ answers the created times it owns and the answers are combined exactly:
 - counts add up per status (every run is in exactly one source);
 - the run list reads the sources newest first: every LogStore run was created after every
   workflow_runs run, so concatenating the pages keeps the keyset order without gaps;
-- run detail looks in the source that owns the run's created time.
+- run detail looks in the source that owns the run's created time;
+- apps with runs add up per app (each source counts the runs it owns), the newest run is the
+  newest of either side.
 """
 
 from __future__ import annotations
@@ -29,7 +31,17 @@ from app.measures import DailyMeasure
 from app.params import BadParameter
 from app.sources import Source, overlap
 from queries import apps, counts, daily, runs
-from queries.rows import AppRow, CursorRow, DailyRow, DayUserRow, RunDetailRow, RunPageRow, StatusCountRow
+from queries.app_activity import APP_ACTIVITY_PAGE, ActivityScope, AppKey, app_activity
+from queries.rows import (
+    AppActivityRow,
+    AppRow,
+    CursorRow,
+    DailyRow,
+    DayUserRow,
+    RunDetailRow,
+    RunPageRow,
+    StatusCountRow,
+)
 from queries.runs import RunCursor
 from queries.scope import Query, RunScope
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
@@ -208,6 +220,53 @@ class StatsRepository:
                 runs_by_app[key] = runs_by_app.get(key, 0) + int(row.runs)
         ranked = sorted(runs_by_app.items(), key=lambda item: (-item[1], item[0][1], item[0][0]))
         return [(tenant, app, count) for (tenant, app), count in ranked]
+
+    async def app_activity(
+        self, tenant_id: str | None, since_us: int, page_rows: int = APP_ACTIVITY_PAGE
+    ) -> list[AppActivityRow]:
+        """Per app of the tenant (None: every tenant), the runs created since the instant and the
+        newest one's created time, over every source; ordered by (tenant_id, app_id)."""
+        found = await asyncio.gather(
+            *(self._app_activity(source, tenant_id, since_us, page_rows) for source in self.sources)
+        )
+        merged: dict[tuple[str, str], AppActivityRow] = {}
+        for source_rows in found:
+            for row in source_rows:
+                key = (str(row.tenant_id), str(row.app_id))
+                seen = merged.get(key)
+                merged[key] = AppActivityRow(
+                    tenant_id=key[0],
+                    app_id=key[1],
+                    runs=int(row.runs) + (seen.runs if seen else 0),
+                    last_created_us=max(int(row.last_created_us), seen.last_created_us if seen else 0),
+                )
+        return [merged[key] for key in sorted(merged)]
+
+    async def _app_activity(
+        self, source: Source, tenant_id: str | None, since_us: int, page_rows: int
+    ) -> list[AppActivityRow]:
+        """The source's part of the created times, read in keyset pages until one comes back short."""
+        owned = overlap(since_us, None, source.start_us, source.end_us)
+        if owned is None:
+            return []
+        start_us, end_us = owned
+        assert start_us is not None  # bounded by since_us
+        scope = ActivityScope(
+            tenant_id=tenant_id,
+            start_us=start_us,
+            end_us=end_us,
+            time_slack_s=source.time_slack_s,
+            dialect=source.backend.dialect,
+            plan=source.plan,
+        )
+        found: list[AppActivityRow] = []
+        after = None
+        while True:
+            page = await source.backend.fetch(app_activity(scope, after, page_rows), AppActivityRow)
+            found += page
+            if len(page) < page_rows:
+                return found
+            after = AppKey(tenant_id=str(page[-1].tenant_id), app_id=str(page[-1].app_id))
 
     async def run_detail(self, request: RunDetailRequest) -> RunDetail | None:
         for source, scope in self._parts(request.tenant_id, request.app_id, None, None, None):

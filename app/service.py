@@ -12,20 +12,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 
+from app import answers
 from app.cache import AnswerCache, CacheResult
 from app.config import Settings
 from app.days import from_epoch_us, local_midnight_us, touched_days
 from app.measures import DailyMeasure
 from app.repository import StatsRepository
+from queries.rows import AppActivityRow
+from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
 APPS_WINDOW_S = 90 * 86_400
+T = TypeVar("T")
 
 
 class DaySpan(msgspec.Struct, frozen=True):
@@ -162,6 +166,32 @@ class StatsService:
             lambda: self.repository.apps(since),
             tenant="",  # every tenant's apps
         )
+
+    async def tenant_apps(self, tenant_id: str) -> tuple[TenantAppsAnswer, CacheResult]:
+        """The tenant's apps with runs created in the last 90 days (as the Grafana picker's)."""
+        return await self._activity(
+            ("tenant-apps", tenant_id),
+            tenant_id,
+            lambda since_s, rows: TenantAppsAnswer(since=since_s, data=answers.busiest_apps(rows)),
+        )
+
+    async def tenants(self) -> tuple[TenantsAnswer, CacheResult]:
+        """Every tenant with runs created in the last 90 days."""
+        return await self._activity(
+            ("tenants",),
+            None,
+            lambda since_s, rows: TenantsAnswer(since=since_s, data=answers.busiest_tenants(rows)),
+        )
+
+    async def _activity(
+        self, key: tuple[str, ...], tenant_id: str | None, answer: Callable[[int, list[AppActivityRow]], T]
+    ) -> tuple[T, CacheResult]:
+        since_s = int(self.wall_clock()) - APPS_WINDOW_S
+
+        async def load() -> T:
+            return answer(since_s, await self.repository.app_activity(tenant_id, since_s * 1_000_000))
+
+        return await self.cache.get_or_load(key, self.settings.cache_ttl, load)
 
     async def run_detail(self, request: RunDetailRequest) -> tuple[RunDetail | None, CacheResult]:
         return await self.cache.get_or_load(

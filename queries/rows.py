@@ -38,6 +38,13 @@ class AppRow(msgspec.Struct, frozen=True):
     runs: int
 
 
+class AppActivityRow(msgspec.Struct, frozen=True):
+    tenant_id: str
+    app_id: str
+    runs: int
+    last_created_us: int
+
+
 class RunRow(msgspec.Struct, frozen=True, kw_only=True):
     """A run's summary columns, in the LogStore's text forms (ISO-8601 times, '' when empty)."""
 

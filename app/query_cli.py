@@ -1,0 +1,149 @@
+"""`python -m app query <measure> ...`: one native-API answer printed, without a server.
+
+Reads the store `serve` would read (same settings), builds the request with the API's own
+request builders and checks (app/routes/requests.py, app/params.py), asks the repository
+directly (no cache) and prints an aligned table, or with `--json` the JSON the API answers.
+A bad value is the API's 400 message on stderr, exit code 2; an unreachable store exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import Any, cast
+
+import msgspec
+
+from app.config import Settings
+from app.measures import DAILY_MEASURES, DailyMeasure
+from app.params import BadParameter, choice_param, trigger_param, uuid_param, zone_param
+from schemas.requests import STATUSES, CountRequest, DailyRequest, RunStatus
+
+# Named as their native paths: /v1/tenants/{tenant_id}/apps/{app_id}/statistics/<name>.
+DAILY_BY_PATH: dict[str, DailyMeasure] = {
+    measure.native_path.lstrip("/"): measure for measure in DAILY_MEASURES
+}
+RUNS_COUNT = "runs-count"  # /runs/count
+
+
+def add_query_parser(commands: Any) -> None:
+    """The `query` sub-command, on the parser's sub-parsers."""
+    query = commands.add_parser(
+        "query",
+        help="print one statistic of one app from the configured store, without a server",
+        description="One answer of the native API, read directly from the configured store "
+        "(STATS_DATABASE_URL, ALIYUN_SLS_*, STATS_DIFY_DATABASE_URL, or the embedded default).",
+    )
+    query.add_argument("measure", choices=[*DAILY_BY_PATH, RUNS_COUNT], help="what to answer")
+    query.add_argument("--tenant", required=True, help="tenant (workspace) id")
+    query.add_argument("--app", required=True, help="app id")
+    query.add_argument("--start", help="ISO-8601 date/date-time or YYYY-MM-DD HH:MM (naive = in --timezone)")
+    query.add_argument("--end", help="exclusive; same forms as --start")
+    query.add_argument("--timezone", default="UTC", help="IANA zone of the days and naive bounds (UTC)")
+    query.add_argument(
+        "--triggered-from",
+        help="trigger source (default as the API: app-run for daily measures, debugging for runs-count)",
+    )
+    query.add_argument("--status", help=f"{RUNS_COUNT} only: count only this status")
+    query.add_argument("--time-range", help=f"{RUNS_COUNT} only: created within 7d, 12h, 30m, 90s before now")
+    query.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+
+
+def run_query(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        request = build_request(args, settings)
+    except BadParameter as error:
+        print(f"dify-stats: invalid_param: {error}", file=sys.stderr)
+        return 2
+    from app.backend import BackendUnavailable
+
+    try:
+        answer = asyncio.run(_answer(settings, args.measure, request))
+    except BackendUnavailable as error:
+        print(f"dify-stats: backend_unavailable: {error}", file=sys.stderr)
+        return 1
+    print(msgspec.json.encode(answer).decode() if args.json else table(args.measure, answer))
+    return 0
+
+
+def build_request(args: argparse.Namespace, settings: Settings) -> DailyRequest | CountRequest:
+    """The request struct the API would build from the same values, with the same checks.
+
+    Path and typed parameters, which litestar checks on the API, are checked here first."""
+    from app.params import created_range
+    from app.routes.requests import count_request, daily_request
+
+    tenant_id = uuid_param("tenant_id", args.tenant)
+    app_id = uuid_param("app_id", args.app)
+    zone = zone_param("timezone", args.timezone)
+    if args.measure in DAILY_BY_PATH:
+        for name in ("status", "time_range"):
+            if getattr(args, name) is not None:
+                raise BadParameter(name, f"applies to {RUNS_COUNT} only")
+        trigger = trigger_param("triggered_from", args.triggered_from or "app-run")
+        return daily_request(
+            tenant=tenant_id, zone=zone, daily_trigger=trigger, settings=settings,
+            app_id=app_id, start=args.start, end=args.end,
+        )  # fmt: skip
+    status = cast(RunStatus, choice_param("status", args.status, STATUSES)) if args.status else None
+    trigger = trigger_param("triggered_from", args.triggered_from or "debugging")
+    counting = count_request(
+        tenant=tenant_id, settings=settings, app_id=app_id, status=status,
+        time_range=args.time_range, triggered_from=trigger,
+    )  # fmt: skip
+    if args.start is None and args.end is None:
+        return counting
+    if args.time_range is not None:
+        raise BadParameter("time_range", "cannot be combined with start or end")
+    created = created_range(args.start, args.end, zone, settings.max_range_days)
+    return msgspec.structs.replace(counting, start_us=created.start_us, end_us=created.end_us)
+
+
+async def _answer(settings: Settings, measure: str, request: DailyRequest | CountRequest) -> Any:
+    """The repository's answer over the configured sources, the pools opened and closed here."""
+    from app.repository import StatsRepository
+    from app.sources import build_sources
+    from schemas.statistics import DailyAnswer
+
+    sources = build_sources(settings, *_backends(settings))
+    for source in sources:
+        await source.backend.open()
+    try:
+        repository = StatsRepository(sources, settings)
+        if isinstance(request, CountRequest):
+            return await repository.counts(request)
+        return DailyAnswer(data=await repository.daily(DAILY_BY_PATH[measure], request))
+    finally:
+        for source in sources:
+            await source.backend.close()
+
+
+def _backends(settings: Settings) -> tuple[Any, Any]:
+    """(LogStore, workflow_runs) backends as `serve` opens them; the embedded default is started
+    if need be, but a query never loads demo data into it."""
+    from app.backend import Backend
+    from app.cli import _database_url
+
+    url, _server = _database_url(settings, demo=False)
+    logstore = Backend(url, settings) if url else None
+    dify_url = settings.dify_database_url or (url if settings.two_sources else None)
+    workflow_runs = (
+        Backend(dify_url, settings, dialect="postgres", name="workflow_runs") if dify_url else None
+    )
+    return logstore, workflow_runs
+
+
+def table(measure: str, answer: Any) -> str:
+    """An aligned two-column table: (date, value) per day, or (status, runs)."""
+    if measure in DAILY_BY_PATH:
+        field = DAILY_BY_PATH[measure].answer_field
+        rows = [("date", field), *((point.date, str(getattr(point, field))) for point in answer.data)]
+    else:
+        rows = [
+            ("status", "runs"),
+            *((name, str(value)) for name, value in msgspec.structs.asdict(answer).items()),
+        ]
+    width = max(len(label) for label, _ in rows)
+    value_width = max(len(value) for _, value in rows)
+    return "\n".join(f"{label:<{width}}  {value:>{value_width}}" for label, value in rows)

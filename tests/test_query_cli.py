@@ -1,0 +1,159 @@
+"""`python -m app query` as a user runs it: a subprocess over the test database, whose answers are
+the API's answers for the same values, and whose bad values are the API's 400 messages (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from litestar.testing import TestClient
+
+from app.measures import DAILY_MEASURES
+from tests import examples, reference
+from tests.db import load_history, load_two_sources
+
+ROOT = Path(__file__).resolve().parents[1]
+T, A = examples.T, examples.A
+BASE = f"/v1/tenants/{T}/apps/{A}"
+
+
+@pytest.fixture(autouse=True)
+def example_history(pg_conn: psycopg.Connection[Any]) -> None:
+    load_history(pg_conn, examples.history())
+
+
+def query(database_url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app query ...` with only the test database (and `settings`) configured."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("STATS_", "ALIYUN_"))}
+    env.update(settings, STATS_DATABASE_URL=database_url)
+    return subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "app", "query", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _options(params: dict[str, str]) -> list[str]:
+    return [item for name, value in params.items() for item in (f"--{name.replace('_', '-')}", value)]
+
+
+CASES = [
+    {"start": "2025-03-01", "end": "2025-03-03", "timezone": "Asia/Shanghai"},
+    {"start": "2025-03-01 08:00", "timezone": "Europe/Berlin"},
+    {"triggered_from": "debugging"},
+]
+
+
+def test_json_is_the_apis_answer_for_every_measure(database_url: str, client: TestClient[Any]) -> None:
+    paths = {
+        f"statistics{measure.native_path}": measure.native_path.lstrip("/") for measure in DAILY_MEASURES
+    }
+    checked = 0
+    for path, name in paths.items():
+        for params in CASES:
+            api = client.get(f"{BASE}/{path}", params=params)
+            assert api.status_code == 200, api.text
+            printed = query(database_url, name, "--tenant", T, "--app", A, *_options(params), "--json")
+            assert printed.returncode == 0, printed.stderr
+            assert json.loads(printed.stdout) == api.json(), (name, params)
+            checked += bool(api.json()["data"])
+    assert checked >= 8  # most cases have runs
+    for params in ({"triggered_from": "app-run"}, {"triggered_from": "app-run", "status": "paused"}, {}):
+        api = client.get(f"{BASE}/runs/count", params=params)
+        printed = query(database_url, "runs-count", "--tenant", T, "--app", A, *_options(params), "--json")
+        assert printed.returncode == 0, printed.stderr
+        assert json.loads(printed.stdout) == api.json(), params
+
+
+def test_tables_are_aligned(database_url: str) -> None:
+    daily = query(database_url, "daily-runs", "--tenant", T, "--app", A, "--timezone", "Asia/Shanghai")
+    assert daily.returncode == 0, daily.stderr
+    assert daily.stdout.splitlines() == ["date        runs", "2025-03-01     1", "2025-03-02     3"]
+    counts = query(
+        database_url, "runs-count", "--tenant", T, "--app", A, "--triggered-from", "app-run",
+        "--start", "2025-03-01T17:00:00Z",
+    )  # fmt: skip
+    assert counts.returncode == 0, counts.stderr
+    assert counts.stdout.splitlines() == [
+        "status             runs",
+        "total                 2",  # r3 and r4, both unfinished; r4 is paused
+        "running               1",
+        "succeeded             0",
+        "failed                0",
+        "stopped               0",
+        "partial_succeeded     0",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "path", "params"),
+    [
+        (["daily-runs", "--timezone", "Mars/Olympus"], "statistics/daily-runs", {"timezone": "Mars/Olympus"}),
+        (["token-costs", "--start", "2025-13-01"], "statistics/token-costs", {"start": "2025-13-01"}),
+        (
+            ["daily-terminals", "--start", "2025-03-02", "--end", "2025-03-01"],
+            "statistics/daily-terminals",
+            {"start": "2025-03-02", "end": "2025-03-01"},
+        ),
+        (["runs-count", "--time-range", "401d"], "runs/count", {"time_range": "401d"}),
+    ],
+)
+def test_a_bad_value_is_the_apis_message_and_exit_2(
+    database_url: str, client: TestClient[Any], args: list[str], path: str, params: dict[str, str]
+) -> None:
+    api = client.get(f"{BASE}/{path}", params=params)
+    assert api.status_code == 400
+    printed = query(database_url, *args, "--tenant", T, "--app", A)
+    assert printed.returncode == 2
+    assert printed.stdout == ""
+    assert printed.stderr.strip() == f"dify-stats: invalid_param: {api.json()['message']}"
+
+
+def test_ids_and_choices_litestar_checks_on_the_api_are_checked_too(database_url: str) -> None:
+    bad_app = query(database_url, "daily-runs", "--tenant", T, "--app", "../etc")
+    assert (bad_app.returncode, bad_app.stderr.strip()) == (
+        2,
+        "dify-stats: invalid_param: app_id: must be a UUID",
+    )
+    bad_trigger = query(database_url, "runs-count", "--tenant", T, "--app", A, "--triggered-from", "cron")
+    assert bad_trigger.returncode == 2
+    assert bad_trigger.stderr.startswith(
+        "dify-stats: invalid_param: triggered_from: must be one of: debugging"
+    )
+    misplaced = query(database_url, "daily-runs", "--tenant", T, "--app", A, "--status", "failed")
+    assert (misplaced.returncode, misplaced.stderr.strip()) == (
+        2,
+        "dify-stats: invalid_param: status: applies to runs-count only",
+    )
+
+
+def test_two_sources_answer_as_the_whole_history(database_url: str, pg_conn: psycopg.Connection[Any]) -> None:
+    """Split at 2025-03-01T17:00Z: r1, r2 (alice) in workflow_runs, r3, r4 (bob) in the LogStore;
+    the Shanghai day 2025-03-02 has users on both sides."""
+    args = ("--tenant", T, "--app", A, "--timezone", "Asia/Shanghai", "--json")
+    whole = {name: query(database_url, name, *args).stdout for name in ("daily-terminals", "token-costs")}
+    split_us = 1740848400 * 1_000_000
+    history = examples.history()
+    load_two_sources(
+        pg_conn,
+        [row for row in history if reference.created_us(row) >= split_us],
+        [run for run in reference.latest_versions(history) if reference.created_us(run) < split_us],
+    )
+    for name, answer in whole.items():
+        split = query(
+            database_url, name, *args,
+            STATS_DIFY_DATABASE_URL=database_url, STATS_LOGSTORE_SINCE="2025-03-01T17:00:00Z",
+        )  # fmt: skip
+        assert split.returncode == 0, split.stderr
+        assert json.loads(split.stdout) == json.loads(answer), name
+        assert json.loads(answer)["data"], name
