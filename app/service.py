@@ -191,7 +191,7 @@ class StatsService:
         async def load() -> T:
             return answer(since_s, await self.repository.app_activity(tenant_id, since_s * 1_000_000))
 
-        return await self.cache.get_or_load(key, self.settings.cache_ttl, load)
+        return await self.cache.get_or_load(key, self.settings.cache_ttl, load, tenant=tenant_id or "")
 
     async def run_detail(self, request: RunDetailRequest) -> tuple[RunDetail | None, CacheResult]:
         return await self.cache.get_or_load(
