@@ -94,7 +94,7 @@ def run_summaries(rows: Sequence[RunRow]) -> list[RunSummary]:
 
 
 def _json_document(text: str | None) -> Any:
-    """Parsed JSON; `{}` when empty, as Dify answers."""
+    """Parsed JSON; `{}` when empty, as Dify answers; the text itself when it does not parse."""
     if not text:
         return {}
     try:
@@ -103,7 +103,28 @@ def _json_document(text: str | None) -> Any:
         return text
 
 
-def run_detail(row: RunDetailRow) -> RunDetail:
+def cut_fields(row: RunDetailRow, field_bytes: int | None) -> list[str]:
+    """The document fields that may have been cut by the store: a JSON document that does not
+    parse, or (with a store that cuts, `field_bytes`) a value that reached its length; SLS cuts
+    at a byte count, possibly just before a multi-byte character."""
+    cut = []
+    for name in ("graph", "inputs", "outputs", "error_message"):
+        text = getattr(row, name) or ""
+        reached = field_bytes is not None and max(len(text), len(text.encode()) + 3) >= field_bytes
+        if reached or (name != "error_message" and text and not _parses(text)):
+            cut.append(name)
+    return cut
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def run_detail(row: RunDetailRow, field_bytes: int | None = None) -> RunDetail:
     return RunDetail(
         **_summary_fields(row),
         tenant_id=row.tenant_id,
@@ -115,4 +136,5 @@ def run_detail(row: RunDetailRow) -> RunDetail:
         inputs=_json_document(row.inputs),
         outputs=_json_document(row.outputs),
         error=row.error_message or None,
+        truncated_fields=cut_fields(row, field_bytes),
     )

@@ -66,6 +66,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     dify_database_url: str | None = None
     logstore_since: datetime | None = None
+    logstore_ttl_days: int | None = None  # Dify's ALIYUN_SLS_LOGSTORE_TTL: the LogStore's retention
+    sls_field_bytes: int = 2048  # SLS's longest text value in SQL results (per logstore, 64..16384)
 
     log_level: str = "info"
 
@@ -165,6 +167,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "probe_interval": reader.number("STATS_PROBE_INTERVAL", 1.0, 0.1, 60.0),
         "dify_database_url": reader.text("STATS_DIFY_DATABASE_URL"),
         "logstore_since": reader.instant("STATS_LOGSTORE_SINCE"),
+        "logstore_ttl_days": reader.integer("ALIYUN_SLS_LOGSTORE_TTL", 0, 0, 36_500) or None,
+        "sls_field_bytes": reader.integer("STATS_SLS_FIELD_BYTES", 2048, 64, 16_384),
         "log_level": reader.choice("STATS_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
     }
     auth_setting = reader.choice("STATS_AUTH", ("on", "off", ""), "")

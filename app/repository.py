@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
+import structlog
 
 from app import answers
 from app.backend import Backend
@@ -47,6 +48,7 @@ from queries.scope import Query, RunScope
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
+log = structlog.get_logger("dify_stats.repository")
 Row = TypeVar("Row")
 # The day holding the boundary lies within a day (+ DST hour) of it; users are fetched this wide.
 BOUNDARY_WINDOW_US = 2 * 86_400 * 1_000_000
@@ -272,7 +274,16 @@ class StatsRepository:
         for source, scope in self._parts(request.tenant_id, request.app_id, None, None, None):
             found = await source.backend.fetch(runs.run_detail(scope, request.run_id), RunDetailRow)
             if found:
-                return answers.run_detail(found[0])
+                field_bytes = self.settings.sls_field_bytes if scope.dialect == "sls" else None
+                detail = answers.run_detail(found[0], field_bytes)
+                if detail.truncated_fields:
+                    log.warning(
+                        "run_fields_truncated",
+                        run_id=detail.id,
+                        fields=detail.truncated_fields,
+                        source=source.name,
+                    )
+                return detail
         return None
 
     async def ping(self) -> None:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
+import structlog
 
 from app import answers
 from app.cache import AnswerCache, CacheResult
@@ -28,6 +29,7 @@ from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
+log = structlog.get_logger("dify_stats.service")
 APPS_WINDOW_S = 90 * 86_400
 T = TypeVar("T")
 
@@ -140,6 +142,22 @@ class StatsService:
         if not from_cache:
             return answer, "miss"
         return answer, "hit" if uncovered_start >= uncovered_end else "partial"
+
+    def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:
+        """X-Cache, and X-Data-Available-From when the range starts before the oldest day the
+        sources still hold (the LogStore keeps ALIYUN_SLS_LOGSTORE_TTL days, and no workflow_runs
+        answers for the days before): such days are not zeros, they are gone."""
+        headers: dict[str, str] = {"X-Cache": cache_result}
+        oldest = self.repository.sources[-1]
+        ttl_days = self.settings.logstore_ttl_days
+        if ttl_days is None or oldest.plan == "workflow_runs":
+            return headers
+        horizon_s = int(self.wall_clock()) - ttl_days * 86_400
+        if start_us is None or start_us < horizon_s * 1_000_000:
+            available = from_epoch_us(horizon_s * 1_000_000).isoformat().replace("+00:00", "Z")
+            headers["X-Data-Available-From"] = available
+            log.info("range_before_retention", available_from=available)
+        return headers
 
     async def counts(self, request: CountRequest) -> tuple[RunCounts, CacheResult]:
         return await self.cache.get_or_load(

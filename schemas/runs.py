@@ -62,3 +62,12 @@ class RunDetail(RunSummary, frozen=True, kw_only=True):
         Any, msgspec.Meta(description="parsed JSON; {} when empty", examples=[{"answer": "hi"}])
     ]
     error: Annotated[str | None, msgspec.Meta(description="null when none", examples=[None, "model timeout"])]
+    truncated_fields: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="graph, inputs, outputs or error_message as the store may have cut them: SLS "
+            "cuts text values at its field length (STATS_SLS_FIELD_BYTES); a cut JSON document is "
+            "answered as its text, not parsed",
+            examples=[[], ["outputs"]],
+        ),
+    ] = []

@@ -25,7 +25,10 @@ class RunsController(Controller):
         self, service: NamedDependency[StatsService], count_request: NamedDependency[CountRequest]
     ) -> Response[RunCounts]:
         counts, cache_result = await service.counts(count_request)
-        return Response(counts, headers={"X-Cache": cache_result})
+        start_us = count_request.start_us
+        if count_request.time_range_s is not None:
+            start_us = int((service.wall_clock() - count_request.time_range_s) * 1_000_000)
+        return Response(counts, headers=service.answer_headers(cache_result, start_us))
 
     @get("", responses=ERROR_RESPONSES, summary="Runs, newest first, in keyset pages")
     async def run_list(

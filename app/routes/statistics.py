@@ -21,7 +21,8 @@ def daily_route(measure: DailyMeasure, path: str, name: str) -> HTTPRouteHandler
         service: NamedDependency[StatsService], daily_request: NamedDependency[DailyRequest]
     ) -> Response[answer_type]:
         points, cache_result = await service.daily(measure, daily_request)
-        return Response(DailyAnswer(data=points), headers={"X-Cache": cache_result})
+        headers = service.answer_headers(cache_result, daily_request.start_us)
+        return Response(DailyAnswer(data=points), headers=headers)
 
     handler.__name__ = handler.__qualname__ = f"{name}_{measure.name}"
     return get(
