@@ -67,3 +67,9 @@ CREATE AGGREGATE sls_compat.max_by(text, bigint) (
     STYPE = sls_compat.max_by_text_state,
     FINALFUNC = sls_compat.max_by_text_final
 );
+
+-- regexp_like(string, pattern) -> boolean: whether pattern matches anywhere in string.
+CREATE FUNCTION sls_compat.regexp_like(value text, pattern text) RETURNS boolean
+LANGUAGE sql IMMUTABLE STRICT AS $$
+    SELECT value ~ pattern
+$$;

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 
@@ -53,6 +54,25 @@ def _daily(run: Any, name: str, scope: RunScope, zone: str) -> list[tuple[str, A
     return [
         (point.date, getattr(point, measure.answer_field)) for point in answers.daily_points(measure, found)
     ]
+
+
+def test_a_run_whose_created_time_does_not_parse_is_skipped_not_fatal(
+    run: Any, pg_conn: psycopg.Connection[Any]
+) -> None:
+    """One unparsable value fails a whole statement on SLS: such a run is in no range instead."""
+    conn, scope = run
+    broken = examples.history()
+    broken = [
+        msgspec.structs.replace(row, created_at="not a time", started_at="03/01/2025")
+        if row.id == examples.R3
+        else row
+        for row in broken
+    ]
+    load_history(pg_conn, broken)
+    everything = _daily(run, "daily_runs", scope(), "UTC")
+    assert everything == [("2025-03-01", 3)]  # r3 is left out, the others counted
+    found = answers.run_counts(fetch_rows(conn, counts.status_counts(scope(), None), StatusCountRow))
+    assert found.total == 3
 
 
 def test_daily_measures_by_eye(run: Any) -> None:
