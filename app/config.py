@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     logstore_since: datetime | None = None
 
     log_level: str = "info"
+    startup_wait: float = 0.0
+    max_connections: int = 1000
 
     @property
     def embedded(self) -> bool:
@@ -150,6 +152,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "dify_database_url": reader.text("STATS_DIFY_DATABASE_URL"),
         "logstore_since": reader.instant("STATS_LOGSTORE_SINCE"),
         "log_level": reader.choice("STATS_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+        "startup_wait": reader.number("STATS_STARTUP_WAIT", 0.0, 0.0, 3600.0),
+        "max_connections": reader.integer("STATS_MAX_CONNECTIONS", 1000, 1, 1_000_000),
     }
     auth_setting = reader.choice("STATS_AUTH", ("on", "off", ""), "")
     values.update({k: v for k, v in overrides.items() if v is not None})

@@ -75,6 +75,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
         middleware=[request_id_middleware],
         lifespan=[backend_lifespan],
         request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,  # app/logging.py owns the root logger; litestar's would replace it
         openapi_config=OpenAPIConfig(
             title="dify-stats",
             version="0.1.0",

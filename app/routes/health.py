@@ -9,7 +9,7 @@ from litestar import Request, Response, get
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.backend import BackendUnavailable
+from app.readiness import SourceProblem, check_sources
 from app.repository import StatsRepository
 
 
@@ -35,10 +35,10 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/readyz", summary="Every backend answers a trivial query", tags=["operations"])
+@get("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
 async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
     try:
-        await repository.ping()
-    except BackendUnavailable as error:
+        await check_sources(repository.sources)
+    except SourceProblem as error:
         return Response(Health(status="unavailable", reason=f"backend: {error}"), status_code=503)
     return Response(Health(status="ok"))
