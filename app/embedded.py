@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -42,7 +43,12 @@ def start_embedded(
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     forget_dead_handles(root / "pg")
-    server = pgserver.get_server(root / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
+    try:
+        server = pgserver.get_server(root / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        raise ConfigError(
+            f"the embedded PostgreSQL in {root / 'pg'} did not start; its log: {root / 'pg' / 'log'}"
+        ) from None
     url: str = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)

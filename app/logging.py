@@ -20,6 +20,8 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 # scheme://user:password@ -> scheme://user:***@ (a password holds no unescaped `@` or `/`).
 _URL_CREDENTIALS = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/]*):[^\s@/]*@")
 REPEAT_INTERVAL = 5.0
+# Numbers and addresses in a line (a timer's due time, an object's id) do not make it a new line.
+_VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 # Loggers whose repeated error lines are thinned (asyncio logs the accept() failures).
 THINNED_LOGGERS = ("uvicorn.error", "asyncio")
 
@@ -55,7 +57,7 @@ def _logger_name(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
 
 
 class RepeatFilter(logging.Filter):
-    """Lets an identical line (level and text) through once per `interval` seconds; the next
+    """Lets a line (level and text, numbers aside) through once per `interval` seconds; the next
     one let through carries `repeated`, how many were held back in between."""
 
     def __init__(self, interval: float = REPEAT_INTERVAL) -> None:
@@ -64,7 +66,7 @@ class RepeatFilter(logging.Filter):
         self.seen: dict[tuple[int, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.levelno, record.getMessage())
+        key = (record.levelno, _VARYING.sub("#", record.getMessage()))
         now = time.monotonic()
         last, held = self.seen.get(key, (float("-inf"), 0))
         if now - last < self.interval:

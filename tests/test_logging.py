@@ -48,10 +48,13 @@ def test_a_burst_of_one_accept_error_is_written_once_with_a_count(capsys: pytest
     flood = logging.getLogger("asyncio")
     for _ in range(5000):
         flood.error("socket.accept() out of system resource: [Errno 24] Too many open files")
+    for n in range(5000):  # asyncio's retry timer: the same line but for its due time
+        flood.error("Exception in callback _start_serving handle: <TimerHandle when=%s>", 771.5 + n / 7)
     logging.getLogger("uvicorn.error").error("another problem")
     logged = lines(capsys.readouterr().err)
     assert [line["event"] for line in logged] == [
         "socket.accept() out of system resource: [Errno 24] Too many open files",
+        "Exception in callback _start_serving handle: <TimerHandle when=771.5>",
         "another problem",
     ]
 

@@ -5,6 +5,7 @@ once it listens, and it refuses connections beyond its cap instead of queueing t
 from __future__ import annotations
 
 import json
+import resource
 import signal
 import socket
 import subprocess
@@ -243,3 +244,47 @@ def test_console_paths_without_dify_say_which_variable_turns_them_on(client: Any
     )
     assert answer.status_code == 503
     assert "DIFY_CONSOLE_API_URL" in answer.json()["message"]
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux's prlimit")
+def test_running_out_of_file_descriptors_does_not_flood_stderr(database_url: str, tmp_path: Path) -> None:
+    """With its descriptors used up, every accept() fails and asyncio logs each failure (tens of
+    thousands of lines a second, measured); the log keeps a few, and the service recovers."""
+    with service(cli_env(tmp_path, STATS_DATABASE_URL=database_url)) as running:
+        wait_until_answering(f"{running.base}/readyz", 60, running.process)
+        before = len(running.lines)
+        soft, hard = resource.prlimit(running.process.pid, resource.RLIMIT_NOFILE)
+        resource.prlimit(running.process.pid, resource.RLIMIT_NOFILE, (40, hard))
+        clients = []
+        try:
+            for _ in range(120):
+                clients.append(socket.create_connection(("127.0.0.1", running.port), timeout=5))
+            running.wait_for_line("out of system resource", 10)
+            time.sleep(3)
+        finally:
+            for connection in clients:
+                connection.close()
+        flood = [line for line in running.lines[before:] if "out of system resource" in line]
+        assert 1 <= len(flood) <= 3, len(flood)
+        resource.prlimit(running.process.pid, resource.RLIMIT_NOFILE, (soft, hard))
+        wait_until_answering(f"{running.base}/healthz", 20, running.process)
+        assert httpx.get(f"{running.base}/healthz", timeout=10).status_code == 200
+        assert running.stop(signal.SIGTERM) == -signal.SIGTERM
+    assert len(running.lines) - before < 30, running.lines[before:]
+
+
+def test_an_embedded_postgres_that_cannot_start_is_one_line(tmp_path: Path) -> None:
+    """PostgreSQL needs more file descriptors than this limit allows, so pg_ctl fails."""
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (60, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+    done = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "app", "serve", "--port", str(free_port())],
+        cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120, check=False,
+        preexec_fn=few_descriptors,
+    )  # fmt: skip
+    assert_one_line_exit_2(
+        done, "embedded PostgreSQL", "did not start", str(tmp_path / "data" / "pg" / "log")
+    )
+    assert not postgres_serving(tmp_path)
