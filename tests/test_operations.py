@@ -288,3 +288,22 @@ def test_an_embedded_postgres_that_cannot_start_is_one_line(tmp_path: Path) -> N
         done, "embedded PostgreSQL", "did not start", str(tmp_path / "data" / "pg" / "log")
     )
     assert not postgres_serving(tmp_path)
+
+
+def test_idle_connections_close_and_oversized_request_heads_are_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    from app.server import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES
+
+    with service(cli_env(tmp_path, STATS_DATABASE_URL=database_url)) as running:
+        wait_until_answering(f"{running.base}/healthz", 60, running.process)
+        with socket.create_connection(("127.0.0.1", running.port), timeout=KEEP_ALIVE_SECONDS + 5) as idle:
+            idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+            started = time.monotonic()
+            assert idle.recv(4096) == b""  # closed by the server, not by this timeout
+            assert KEEP_ALIVE_SECONDS - 1 < time.monotonic() - started < KEEP_ALIVE_SECONDS + 3
+        with socket.create_connection(("127.0.0.1", running.port), timeout=10) as greedy:
+            greedy.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER_BYTES + 1024))
+            answer = greedy.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 4"), answer[:100]
