@@ -110,6 +110,9 @@ def configure_logging(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(numeric)
+    for name in ("uvicorn", "uvicorn.error"):  # undo uvicorn's own dictConfig, if it ran before
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
     logging.captureWarnings(True)  # Python warnings (a library's) become lines of this format too
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # its start-up chatter is not ours
     for name in THINNED_LOGGERS:
