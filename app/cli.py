@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", help="listen address (STATS_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (STATS_PORT, default 8000)")
+    serve.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="wait up to this long for the databases to answer (STATS_STARTUP_WAIT, default 0)",
+    )
     demo = commands.add_parser("demo-data", help="load a generated demo history (COPY) into the database")
     demo.add_argument("--runs", type=int, default=20_000, help="number of runs (default 20000)")
     demo.add_argument("--days", type=int, default=90, help="days of history up to now (default 90)")
@@ -41,19 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from app.logging import configure_logging
+    from app.server import Interrupted, end_by_signal
 
     try:
         settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
         configure_logging(settings.log_level)
         return _run(args, settings)
-    except ConfigError as error:  # from the settings, or once a command runs (no database to start)
+    except ConfigError as error:  # settings, a source that is not usable, a port in use
         print(f"dify-stats: configuration error: {error}", file=sys.stderr)
         return 2
+    except Interrupted as stop:  # every clean-up has run; end as the signal asks
+        end_by_signal(stop.signum)
+        return 128 + stop.signum
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
-        return _serve(settings)
+        return _serve(settings, args.wait)
     if args.command == "query":
         return run_query(args, settings)
     if args.command == "demo-data":
@@ -83,26 +93,51 @@ def _database_url(settings: Settings, *, demo: bool = True) -> tuple[str, Any]:
     return url, server
 
 
-def _serve(settings: Settings) -> int:
-    import uvicorn
-
+def _serve(settings: Settings, wait: float | None) -> int:
+    """Start the embedded server if needed, check every source, bind the port, serve; the
+    embedded server is stopped however this ends (signal, bad source, port in use)."""
     from app.backend import Backend
+    from app.embedded import stop_embedded
     from app.main import create_app
+    from app.server import SignalGuard, address, listen, serve
+    from app.startup import announce, check_sources, source_urls, started_line
 
-    url, server = _database_url(settings)
-    if server is not None:
-        _announce_demo(url, settings)
-    logstore = Backend(url, settings) if url else None
-    dify_url = settings.dify_database_url or (url if settings.two_sources else None)
-    workflow_runs = (
-        Backend(dify_url, settings, dialect="postgres", name="workflow_runs") if dify_url else None
-    )
-    app = create_app(settings, logstore, workflow_runs)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    guard = SignalGuard()
+    guard.install()
+    server = None
+    try:
+        with guard.deferred():
+            url, server = _database_url(settings)
+        urls = source_urls(settings, url)
+        check_sources(settings, urls, settings.startup_wait if wait is None else wait)
+        demo_hint = _demo_hint(url, settings) if server is not None else None
+        sock = listen(settings.host, settings.port)
+        logstore = Backend(url, settings) if url else None
+        workflow_runs = (
+            Backend(urls["workflow_runs"], settings, dialect="postgres", name="workflow_runs")
+            if "workflow_runs" in urls
+            else None
+        )
+
+        def on_started() -> None:
+            announce(started_line(settings, urls, address(sock)))
+            if demo_hint:
+                print(demo_hint.replace(_BASE_PLACEHOLDER, address(sock)), file=sys.stderr, flush=True)
+
+        with guard.deferred():
+            serve(create_app(settings, logstore, workflow_runs), sock, settings, on_started)
+    finally:
+        if server is not None:
+            stop_embedded(server)
     return 0
 
 
-def _announce_demo(url: str, settings: Settings) -> None:
+_BASE_PLACEHOLDER = "{base}"
+
+
+def _demo_hint(url: str, settings: Settings) -> str | None:
+    """The embedded demo's "Try: curl ..." line (printed once the port is open), after a
+    warning printed now if a split demo lacks its workflow_runs side."""
     from app.embedded import busiest_app
 
     since = settings.logstore_since.isoformat() if settings.logstore_since is not None else None
@@ -119,15 +154,12 @@ def _announce_demo(url: str, settings: Settings) -> None:
             file=sys.stderr,
             flush=True,
         )
-    if found:
-        tenant_id, app_id = found
-        url = f"http://{settings.host}:{settings.port}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
-        split = f" (workflow_runs before {since}, the LogStore from then on)" if since is not None else ""
-        print(
-            f"dify-stats: embedded demo data ready{split}. Try:\n  curl '{url}?timezone=Asia/Shanghai'",
-            file=sys.stderr,
-            flush=True,
-        )
+    if not found:
+        return None
+    tenant_id, app_id = found
+    route = f"{_BASE_PLACEHOLDER}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
+    split = f" (workflow_runs before {since}, the LogStore from then on)" if since is not None else ""
+    return f"dify-stats: embedded demo data ready{split}. Try:\n  curl '{route}?timezone=Asia/Shanghai'"
 
 
 def _demo_data(

@@ -70,6 +70,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sls_field_bytes: int = 2048  # SLS's longest text value in SQL results (per logstore, 64..16384)
 
     log_level: str = "info"
+    startup_wait: float = 0.0
+    max_connections: int = 1000
 
     @property
     def embedded(self) -> bool:
@@ -170,6 +172,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "logstore_ttl_days": reader.integer("ALIYUN_SLS_LOGSTORE_TTL", 0, 0, 36_500) or None,
         "sls_field_bytes": reader.integer("STATS_SLS_FIELD_BYTES", 2048, 64, 16_384),
         "log_level": reader.choice("STATS_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
+        "startup_wait": reader.number("STATS_STARTUP_WAIT", 0.0, 0.0, 3600.0),
+        "max_connections": reader.integer("STATS_MAX_CONNECTIONS", 1000, 1, 1_000_000),
     }
     auth_setting = reader.choice("STATS_AUTH", ("on", "off", ""), "")
     values.update({k: v for k, v in overrides.items() if v is not None})

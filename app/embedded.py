@@ -5,6 +5,9 @@ Created and filled on first start only; later starts reuse the data directory as
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -20,6 +23,7 @@ from app.demo import copy_rows, copy_workflow_runs, generate_rows, split_rows
 
 log = structlog.get_logger("dify_stats.embedded")
 DEMO_RUNS = 20_000
+HANDLE_LIST = ".handle_pids.json"  # pgserver's list of the pids holding a handle
 
 
 def start_embedded(
@@ -38,7 +42,13 @@ def start_embedded(
         ) from error
     root = Path(data_dir).resolve()
     root.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(root / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
+    forget_dead_handles(root / "pg")
+    try:
+        server = pgserver.get_server(root / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        raise ConfigError(
+            f"the embedded PostgreSQL in {root / 'pg'} did not start; its log: {root / 'pg' / 'log'}"
+        ) from None
     url: str = server.get_uri()
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
@@ -53,6 +63,39 @@ def start_embedded(
         elif not empty:
             log.info("embedded_data_reused", data_dir=str(root))
     return server, url
+
+
+def forget_dead_handles(pgdata: Path) -> None:
+    """pgserver stops its PostgreSQL when the last process holding a handle lets go of it (at
+    exit). A process killed outright (SIGKILL, OOM) leaves its pid in the handle list, and the
+    server would then never be stopped; so pids of processes that no longer exist are dropped
+    before a new handle is taken."""
+    handles = pgdata / HANDLE_LIST
+    if not handles.exists():
+        return
+    from pgserver.postgres_server import PostgresServer
+
+    with PostgresServer._lock:  # the lock pgserver itself takes around the handle list
+        pids = json.loads(handles.read_text() or "[]")
+        alive = [pid for pid in pids if _process_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+            log.info("embedded_stale_handles_dropped", pids=len(pids) - len(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: existence check only
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def stop_embedded(server: Any) -> None:
+    """Let go of this process's handle; the last one out stops the embedded PostgreSQL."""
+    server.cleanup()
 
 
 def load_demo(

@@ -67,7 +67,13 @@ def dify_denied(_: Request[Any, Any, Any], error: DifyDenied) -> Response[Any]:
     return Response(error.body, status_code=error.status_code)
 
 
-def dify_unavailable(_: Request[Any, Any, Any], __: DifyUnavailable) -> Response[ErrorBody]:
+def dify_unavailable(request: Request[Any, Any, Any], __: DifyUnavailable) -> Response[ErrorBody]:
+    if not request.app.state.settings.dify_console_api_url:
+        return error_response(
+            503,
+            "dify_unavailable",
+            "the console drop-in is off: DIFY_CONSOLE_API_URL is not set on dify-stats",
+        )
     return error_response(
         503,
         "dify_unavailable",

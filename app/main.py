@@ -99,6 +99,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
         ],
         lifespan=[backend_lifespan],
         request_max_body_size=MAX_BODY_BYTES,
+        logging_config=None,  # app/logging.py owns the root logger; litestar's would replace it
         openapi_config=OPENAPI_CONFIG,
     )
     app.state.service = service  # for operations and tests that need to reach it

@@ -1,7 +1,7 @@
 """Requests and answers of the Grafana JSON datasource protocol (simPod/grafana-json-datasource).
 
-Shapes follow the plugin's documented protocol (tests/test_grafana.py checks them); unknown fields are ignored
-(Grafana sends more than it documents).
+Shapes follow the plugin's protocol (restated in tests/data/grafana_json_datasource.yaml); unknown
+fields are ignored (Grafana sends more than it documents).
 """
 
 from __future__ import annotations

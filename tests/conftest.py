@@ -33,6 +33,26 @@ def sql_resource(name: str) -> str:
     return resources.files("queries").joinpath(name).read_text()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def nothing_left_running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After every other session fixture has stopped: no PostgreSQL serving a directory of this
+    run, and no process this run started, is still running."""
+    import psutil
+
+    from tests.processes import postgres_serving
+
+    yield
+    base = tmp_path_factory.getbasetemp()
+    children = [
+        child for child in psutil.Process().children(recursive=True) if child.status() != psutil.STATUS_ZOMBIE
+    ]
+    left = [*postgres_serving(base), *children]
+    described = [f"{process.pid} {' '.join(process.cmdline())[:200]}" for process in left]
+    for process in left:  # stop them, then fail the run for having left them
+        process.terminate()
+    assert not left, f"processes left running: {described}"
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     import pgserver

@@ -26,6 +26,20 @@ def test_defaults_are_the_spec_defaults() -> None:
     assert (settings.max_range_days, settings.auth_cache_ttl, settings.stale_max) == (400, 60.0, 600.0)
     assert (settings.cache_ttl, settings.settle_after, settings.settled_ttl) == (30.0, 86_400.0, 3_600.0)
     assert (settings.host, settings.port, settings.auth) == ("127.0.0.1", 8000, False)
+    assert (settings.startup_wait, settings.max_connections) == (0.0, 1000)
+
+
+def test_startup_wait_and_connection_cap_are_read_and_checked() -> None:
+    settings = load_settings({"STATS_STARTUP_WAIT": "45", "STATS_MAX_CONNECTIONS": "64"})
+    assert (settings.startup_wait, settings.max_connections) == (45.0, 64)
+    for name, bad in (
+        ("STATS_STARTUP_WAIT", "-1"),
+        ("STATS_STARTUP_WAIT", "soon"),
+        ("STATS_MAX_CONNECTIONS", "0"),
+        ("STATS_MAX_CONNECTIONS", "1.5"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            load_settings({name: bad})
 
 
 def test_sls_host_selects_the_sls_dialect() -> None:

@@ -4,13 +4,21 @@ the Grafana dashboard and provisioning refer to what the service offers, compose
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 import yaml
 
 from app.grafana import SERIES, TABLES
+from tests.live import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "8483f8b8-332d-4331-ba0b-9965cda6c6fd"
@@ -86,3 +94,120 @@ def test_compose_mounts_files_that_exist() -> None:
         source = volume.split(":")[0]
         assert (ROOT / "deploy" / source).resolve().exists(), source
     assert (ROOT / "deploy" / compose["services"]["dify-stats"]["build"] / "Dockerfile").exists()
+
+
+SNIPPET = ROOT / "deploy" / "nginx-dify-stats.conf"
+
+
+def test_nginx_resolves_dify_stats_per_request_and_falls_back_to_a_json_502() -> None:
+    """A name in a literal proxy_pass is resolved when nginx starts, and an absent dify-stats
+    would then stop Dify's whole nginx; a variable with a resolver is resolved per request."""
+    text = SNIPPET.read_text()
+    assert re.search(r"^\s*resolver \S+", text, re.MULTILINE)
+    upstream = re.search(r"^\s*set (\$\w+) (http://dify-stats:8000);$", text, re.MULTILINE)
+    assert upstream, "proxy_pass must take the upstream from a variable"
+    assert re.search(rf"^\s*proxy_pass \{upstream.group(1)};$", text, re.MULTILINE)
+    fallback = re.search(r"error_page 502 503 504 = (@\w+);", text)
+    assert fallback
+    named = re.search(rf"^location {fallback.group(1)} \{{(.*?)^\}}", text, re.MULTILINE | re.DOTALL)
+    assert named and "return 502" in named.group(1)
+    body = re.search(r"return 502 '(.*)';", named.group(1))
+    assert body and json.loads(body.group(1))["status"] == 502
+
+
+def nginx_conf(tmp: Path, port: int, snippet: str) -> Path:
+    """A minimal nginx.conf: Dify's server block stands in as a `location /` answering 200."""
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp / "nginx.conf"
+    conf.write_text(
+        f"{user}pid {tmp}/nginx.pid;\nerror_log {tmp}/error.log;\nevents {{}}\n"
+        f"http {{\n access_log off;\n client_body_temp_path {tmp}/body;\n proxy_temp_path {tmp}/proxy;\n"
+        f" fastcgi_temp_path {tmp}/fastcgi;\n uwsgi_temp_path {tmp}/uwsgi;\n scgi_temp_path {tmp}/scgi;\n"
+        f" server {{\n  listen 127.0.0.1:{port};\n{snippet}\n"
+        "  location / { return 200 'dify ui'; }\n }\n}\n"
+    )
+    return conf
+
+
+@contextmanager
+def running_nginx(nginx: str, conf: Path, port: int) -> Iterator[str]:
+    process = subprocess.Popen(  # noqa: S603 - nginx on a file this test wrote
+        [nginx, "-p", str(conf.parent), "-c", str(conf), "-g", "daemon off;"],
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_until_answering(f"http://127.0.0.1:{port}/", 20, process)
+        assert process.poll() is None, process.stderr.read() if process.stderr else ""
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx)")
+def test_nginx_starts_without_dify_stats_and_only_our_paths_answer_502(tmp_path: Path, client: Any) -> None:
+    nginx = str(shutil.which("nginx"))
+    # Nothing answers DNS on this port: the name cannot be resolved, as when dify-stats is absent.
+    snippet = re.sub(r"resolver \S+", f"resolver 127.0.0.1:{free_port()}", SNIPPET.read_text())
+    snippet = snippet.replace("resolver_timeout 5s", "resolver_timeout 1s")
+    port = free_port()
+    conf = nginx_conf(tmp_path, port, snippet)
+    checked = subprocess.run(  # noqa: S603
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr
+    with running_nginx(nginx, conf, port) as base:
+        assert httpx.get(f"{base}/apps", timeout=10).text == "dify ui"
+        ours = httpx.get(f"{base}/console/api/apps/{APP}/workflow-runs/count", timeout=20)
+        assert ours.status_code == 502 and ours.json()["code"] == "dify_stats_unavailable"
+        assert httpx.get(f"{base}/console/api/apps/{APP}", timeout=10).text == "dify ui"
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx)")
+def test_nginx_passes_our_paths_and_dify_stats_answers_through_it(
+    tmp_path: Path, service_settings: Any
+) -> None:
+    from app.backend import Backend
+    from app.main import create_app
+    from tests.live import serve
+
+    nginx = str(shutil.which("nginx"))
+    app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
+    with serve(app) as stats:
+        snippet = SNIPPET.read_text().replace("http://dify-stats:8000", stats)  # an address, no lookup
+        port = free_port()
+        with running_nginx(nginx, nginx_conf(tmp_path, port, snippet), port) as base:
+            answer = httpx.get(f"{base}/console/api/apps/{APP}/workflow-runs/count", timeout=20)
+    # dify-stats' own answer (no DIFY_CONSOLE_API_URL here), not nginx's fallback
+    assert answer.status_code == 503 and "DIFY_CONSOLE_API_URL" in answer.json()["message"]
+
+
+def test_compose_reads_the_logstore_from_either_variable_and_joins_difys_network() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    stats = compose["services"]["dify-stats"]
+    environment = stats["environment"]
+    assert ":?" not in environment["STATS_DATABASE_URL"], "STATS_DATABASE_URL must be optional"
+    for name in (
+        "ALIYUN_SLS_ACCESS_KEY_ID", "ALIYUN_SLS_ACCESS_KEY_SECRET", "ALIYUN_SLS_ENDPOINT",
+        "ALIYUN_SLS_PROJECT_NAME",
+    ):  # fmt: skip
+        assert environment[name] == f"${{{name}:-}}", name
+    external = [name for name, network in compose["networks"].items() if network.get("external")]
+    assert external and set(external) <= set(stats["networks"])
+    from app.config import load_settings
+
+    # What compose hands the service when only Dify's SLS variables are set: a usable setting.
+    passed = {name: "" for name in environment} | {
+        "ALIYUN_SLS_ACCESS_KEY_ID": "ak",
+        "ALIYUN_SLS_ACCESS_KEY_SECRET": "sk",
+        "ALIYUN_SLS_ENDPOINT": "cn-hangzhou.log.aliyuncs.com",
+        "ALIYUN_SLS_PROJECT_NAME": "p",
+        "STATS_API_KEYS": "k" * 16 + "=*",
+        "STATS_STARTUP_WAIT": "60",
+    }
+    settings = load_settings(passed)
+    assert settings.dialect == "sls" and settings.database_url and settings.startup_wait == 60

@@ -1,3 +1,4 @@
+# ruff: noqa: S104 - the image listens on every interface; these tests check that it does
 """The Dockerfile, built and run as Docker would, without a Docker engine (none runs here).
 
 The build context is what the Dockerfile COPYs (less .dockerignore), the install is its
@@ -11,6 +12,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -85,7 +87,8 @@ def test_the_base_image_runs_the_python_the_project_requires() -> None:
     assert base.startswith("python:3.") and base.endswith("-slim")
     minor = int(base.removeprefix("python:3.").split("-")[0])
     assert minor >= 11  # requires-python = ">=3.11"
-    assert "--host 0.0.0.0" in " ".join(json.loads(only("CMD"))), "a container must listen beyond loopback"
+    assert image_env()["STATS_HOST"] == "0.0.0.0", "a container must listen beyond loopback"
+    assert "--host" not in json.loads(only("CMD")), "a --host in CMD would override -e STATS_HOST"
     assert only("USER") != "root" and only("EXPOSE") == "8000"
 
 
@@ -133,12 +136,19 @@ def test_pip_install_of_the_context_installs_every_module_and_sql_file(wheel: Pa
     assert inside == expected
 
 
-def container_env(port: int, blocker: Path, **settings: str) -> dict[str, str]:
-    """The image's ENV plus what `docker run -e` passes; pgserver made unimportable as in the image."""
-    env = {"PATH": os.environ["PATH"], "HOME": str(blocker), "STATS_PORT": str(port), **settings}
+def image_env() -> dict[str, str]:
+    env: dict[str, str] = {}
     for instruction, arguments in instructions():
         if instruction == "ENV":
             env.update(pair.split("=", 1) for pair in shlex.split(arguments))
+    return env
+
+
+def container_env(port: int, blocker: Path, **settings: str) -> dict[str, str]:
+    """The image's ENV, then what `docker run -e` passes (which wins); pgserver made unimportable
+    as in the image."""
+    env = {"PATH": os.environ["PATH"], "HOME": str(blocker), **image_env()}
+    env.update({"STATS_PORT": str(port), **settings})
     blocker.mkdir(exist_ok=True)
     (blocker / "pgserver.py").write_text("raise ModuleNotFoundError('pgserver', name='pgserver')\n")
     env["PYTHONPATH"] = str(blocker)
@@ -175,6 +185,7 @@ def test_the_container_serves_and_passes_its_healthcheck(
         assert checked.returncode == 0, checked.stderr
         assert httpx.get(f"{base}/readyz", timeout=10).status_code == 200
         assert httpx.get(f"{base}/grafana", timeout=10).status_code == 401
+        assert_listens_on(port, "0.0.0.0")
         authorized = {"Authorization": f"Bearer {API_KEY}"}
         assert httpx.get(f"{base}/grafana", headers=authorized, timeout=10).status_code == 200
 
@@ -188,3 +199,35 @@ def test_a_container_without_a_database_says_what_to_set(
         _, stderr = process.communicate(timeout=60)
     assert process.returncode == 2
     assert "STATS_DATABASE_URL" in stderr and "Traceback" not in stderr
+
+
+def assert_listens_on(port: int, host: str) -> None:
+    import psutil
+
+    bound = {
+        conn.laddr.ip for conn in psutil.net_connections("tcp") if conn.laddr and conn.laddr.port == port
+    }
+    assert host in bound, bound
+
+
+def test_docker_run_e_stats_host_is_honoured(
+    image_python: str, workdir: Path, database_url: str, tmp_path: Path
+) -> None:
+    """`-e STATS_HOST=127.0.0.1` (e.g. host networking behind a local proxy): loopback only, and
+    then no key is needed."""
+    port = free_port()
+    env = container_env(port, tmp_path / "home", STATS_DATABASE_URL=database_url, STATS_HOST="127.0.0.1")
+    with container(image_python, workdir, env) as process:
+        wait_until_answering(f"http://127.0.0.1:{port}/readyz", 60, process)
+        assert process.poll() is None
+        assert_listens_on(port, "127.0.0.1")
+
+
+def test_dockerignore_leaves_out_every_data_directory_the_readme_creates() -> None:
+    readme = (ROOT / "README.md").read_text()
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if line.strip()]
+    data_dirs = {".stats-data", ".venv", "bench/data", *re.findall(r"STATS_DATA_DIR=([\w./-]+)", readme)}
+    assert ".stats-data-split" in data_dirs  # the README's split demo
+    for directory in data_dirs:
+        assert ignored(Path(directory) / "pg" / "PG_VERSION", patterns), directory
+    assert not ignored(Path("app") / "main.py", patterns)

@@ -186,9 +186,13 @@ def test_the_embedded_demo_serves_a_split_history(tmp_path: Path) -> None:
         app = demo_apps()[0]
         route = f"{base}/v1/tenants/{app.tenant_id}/apps/{app.app_id}/runs/count"
         served = httpx.get(route, params={"triggered_from": "app-run"}, timeout=10).json()
-        pgserver = pytest.importorskip("pgserver")
-        db = pgserver.get_server(tmp_path / "data" / "pg", cleanup_mode=None)
-        with psycopg.connect(db.get_uri()) as conn:
+        # The running server's address, without taking a pgserver handle (which would keep the
+        # server running after the service stops).
+        from pgserver.utils import PostmasterInfo
+
+        postmaster = PostmasterInfo.read_from_pgdata(tmp_path / "data" / "pg")
+        assert postmaster is not None
+        with psycopg.connect(postmaster.get_uri()) as conn:
             in_dify = conn.execute(
                 "SELECT count(*) FROM workflow_runs WHERE tenant_id = %s AND app_id = %s "
                 "AND triggered_from = 'app-run'",

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.backend import BackendUnavailable
+from app.readiness import SourceProblem, check_sources_lately
 from app.repository import StatsRepository
 
 # /readyz answers within this, however the stores behave (orchestrators time out at ~2-3 s).
@@ -40,18 +41,20 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/readyz", summary="Every backend answers (lately, or a probe now)", tags=["operations"])
+@get("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
 async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
     """A store that answered a query within the last probe interval is ready; otherwise one
     shared probe on a fresh connection decides, so this never queues behind a busy pool and
-    an open circuit answers at once."""
+    an open circuit answers at once. Its table and columns are checked too, at most once a
+    minute (app/readiness.py)."""
     backends = [source.backend for source in repository.sources]
     reason = None
     try:
         async with asyncio.timeout(READY_WITHIN_S):
             for backend in backends:
                 await backend.ready()
-    except BackendUnavailable as error:
+            await check_sources_lately(repository.sources)
+    except (BackendUnavailable, SourceProblem) as error:
         reason = f"backend: {error}"
     except TimeoutError:
         reason = f"backend: no answer within {READY_WITHIN_S} s"

@@ -1,0 +1,67 @@
+"""What `serve` checks before it listens, and the one line saying what runs once it does."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import structlog
+
+from app.config import ConfigError, Settings, redact_url
+from app.readiness import SourceProblem, wait_for_sources
+
+log = structlog.get_logger("dify_stats.startup")
+
+
+def source_urls(settings: Settings, logstore_url: str | None) -> dict[str, str]:
+    """Source name -> URL, as `serve` will read them (the embedded server's URL included)."""
+    urls: dict[str, str] = {}
+    if logstore_url:
+        urls["logstore"] = logstore_url
+    dify_url = settings.dify_database_url or (logstore_url if settings.two_sources else None)
+    if dify_url:
+        urls["workflow_runs"] = dify_url
+    return urls
+
+
+def check_sources(settings: Settings, urls: dict[str, str], wait: float) -> None:
+    """Every source reachable, with its table and columns, within `wait` seconds; else a
+    ConfigError whose one line names the source (password hidden) and the problem."""
+    try:
+        asyncio.run(wait_for_sources(urls, wait, timeout=min(settings.query_timeout, 10.0)))
+    except SourceProblem as problem:
+        raise ConfigError(str(problem)) from None
+
+
+def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict[str, Any]:
+    """The fields of the start-up log line; URLs with their passwords hidden."""
+    sources = [
+        {
+            "name": name,
+            "url": redact_url(url),
+            "dialect": settings.dialect if name == "logstore" else "postgres",
+            "plan": settings.query_plan if name == "logstore" else "table",
+        }
+        for name, url in urls.items()
+    ]
+    if settings.logstore_since is not None:
+        sources[0]["from"] = settings.logstore_since.isoformat()
+    console = settings.dify_console_api_url
+    return {
+        "address": address,
+        "sources": sources,
+        "embedded": settings.embedded,
+        "auth": f"api keys ({len(settings.api_keys)})" if settings.auth else "off",
+        "cache": {
+            "max_entries": settings.cache_max_entries,
+            "ttl": settings.cache_ttl,
+            "settled_ttl": settings.settled_ttl,
+            "stale_max": settings.stale_max,
+        },
+        "console_drop_in": f"on ({redact_url(console)})" if console else "off (DIFY_CONSOLE_API_URL not set)",
+        "max_connections": settings.max_connections,
+    }
+
+
+def announce(fields: dict[str, Any]) -> None:
+    log.info("service_started", **fields)

@@ -1,0 +1,139 @@
+"""The README's curl examples, run as written (their shell lines through bash, dates included)
+against the service over a demo history ending today, with the placeholders filled in."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+
+from app.backend import Backend
+from app.config import load_settings
+from app.demo import copy_rows, generate_rows
+from app.embedded import busiest_app
+from app.main import create_app
+from tests.live import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "readme-example-key-0001"
+README_BASE = "http://127.0.0.1:8000"
+
+
+def shell_blocks() -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.DOTALL)
+
+
+def curl_examples() -> tuple[list[str], list[str]]:
+    """(the lines that set variables, the curl lines) of the README's native API examples."""
+    (block,) = [block for block in shell_blocks() if f"B={README_BASE}/v1/tenants/" in block]
+    lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    return [line for line in lines if not line.startswith("curl ")], [
+        line for line in lines if line.startswith("curl ")
+    ]
+
+
+def expand(setup: list[str], curl_line: str) -> list[str]:
+    """The arguments curl would get: the README's own lines run by bash, curl replaced by a
+    function printing its arguments (so this runs where curl is not installed)."""
+    script = "\n".join(['curl() { printf "%s\\0" "$@"; }', *setup, curl_line])
+    done = subprocess.run(  # noqa: S603 - bash on the README's own lines
+        ["/bin/bash", "-euo", "pipefail", "-c", script],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split("\0")[:-1]
+
+
+def send(arguments: list[str]) -> httpx.Response:
+    headers: dict[str, str] = {}
+    words = iter(arguments)
+    url = None
+    for word in words:
+        if word == "-H":
+            name, _, value = next(words).partition(":")
+            headers[name.strip()] = value.strip()
+        else:
+            assert not word.startswith("-"), f"an option the test does not know: {word}"
+            url = word
+    assert url is not None
+    return httpx.get(url, headers=headers, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def demo_service(database_url: str) -> Iterator[tuple[str, tuple[str, str]]]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("TRUNCATE workflow_execution")
+        copy_rows(conn, generate_rows(3000))  # the embedded demo's shape: 90 days up to now
+        found = busiest_app(conn)
+    assert found is not None
+    settings = load_settings({"STATS_DATABASE_URL": database_url, "STATS_API_KEYS": f"{KEY}=*"})
+    with serve(create_app(settings, Backend(database_url, settings))) as base:
+        yield base, found
+
+
+def test_every_curl_example_of_the_readme_answers_200(demo_service: tuple[str, tuple[str, str]]) -> None:
+    base, (tenant, app) = demo_service
+    setup, curls = curl_examples()
+    assert len(curls) >= 8
+    page = httpx.get(
+        f"{base}/v1/tenants/{tenant}/apps/{app}/runs",
+        params={"triggered_from": "app-run", "limit": 5},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    ).json()["data"]
+    fill = {
+        "<key>": KEY,
+        "<tenant>": tenant,
+        "<app>": app,
+        "<run_id>": page[0]["id"],
+        "<last id of the previous page>": page[-1]["id"],
+        README_BASE: base,
+    }
+
+    def filled(line: str) -> str:
+        for placeholder, value in fill.items():
+            line = line.replace(placeholder, value)
+        assert "<" not in line, f"a placeholder the test does not fill: {line}"
+        return line
+
+    setup = [filled(line) for line in setup]
+    for line in curls:
+        answer = send(expand(setup, filled(line)))
+        assert answer.status_code == 200, (line, answer.text)
+        if "/statistics/" in line:
+            assert answer.json()["data"], f"no days with runs in the README's range: {line}"
+
+
+def test_readme_shell_blocks_hold_no_fixed_demo_dates() -> None:
+    """Dates in commands run against the demo must move with it (the demo covers 90 days up to
+    its first start); a fixed date would leave its range within months."""
+    for block in shell_blocks():
+        if "make run" in block or f"{README_BASE}/v1/" in block:
+            assert not re.search(r"\d{4}-\d{2}-\d{2}", block), block
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_the_readme_curl_lines_are_valid_curl(demo_service: tuple[str, tuple[str, str]]) -> None:
+    """One example through the real curl, to show the function used above reads them as curl does."""
+    base, (tenant, app) = demo_service
+    setup, curls = curl_examples()
+    fill = {"<key>": KEY, "<tenant>": tenant, "<app>": app, README_BASE: base}
+
+    def filled(line: str) -> str:
+        for placeholder, value in fill.items():
+            line = line.replace(placeholder, value)
+        return line
+
+    arguments = expand([filled(line) for line in setup], filled(curls[0]))
+    done = subprocess.run(  # noqa: S603
+        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", *arguments],  # noqa: S607
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.stdout == "200", shlex.join(arguments)
