@@ -81,11 +81,17 @@ _SCHEMA_RECHECK_S = 60.0
 _checked_at: weakref.WeakKeyDictionary[Backend, float] = weakref.WeakKeyDictionary()
 
 
-async def check_sources_lately(sources: Iterable[Source]) -> None:
+async def check_sources_lately(sources: Iterable[Source], within: float) -> None:
+    """SourceProblem if a table or column is missing. A check that cannot finish within `within`
+    (a busy pool, a locked table) proves nothing either way: it is tried again next time."""
     for source in sources:
         if time.monotonic() - _checked_at.get(source.backend, -_SCHEMA_RECHECK_S) < _SCHEMA_RECHECK_S:
             continue
-        await check_backend(source.backend)
+        try:
+            async with asyncio.timeout(within):
+                await check_backend(source.backend)
+        except TimeoutError:
+            continue
         _checked_at[source.backend] = time.monotonic()
 
 
