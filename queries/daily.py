@@ -46,7 +46,13 @@ DAY_PAGE = 1_000  # days per statement: a range of up to STATS_MAX_RANGE_DAYS is
 USER_PAGE = 10_000  # (day, user) rows per statement
 
 
-def daily(scope: RunScope, zone: str, aggregates: DailyAggregates, after_day: int | None = None) -> Query:
+def daily(
+    scope: RunScope,
+    zone: str,
+    aggregates: DailyAggregates,
+    after_day: int | None = None,
+    page: int = DAY_PAGE,
+) -> Query:
     """One daily measure over the scope, in the scope's plan: a page of days after `after_day`."""
     if scope.plan == "workflow_runs":
         query = _workflow_runs_daily(scope, zone, aggregates.over_runs)
@@ -57,7 +63,7 @@ def daily(scope: RunScope, zone: str, aggregates: DailyAggregates, after_day: in
     else:
         query = _per_run_daily(scope, zone, aggregates.over_runs, with_tokens=aggregates.reads_tokens)
     after = (after_day,) if after_day is not None else None
-    return keyset_page(query.sql, query.params, ("day",), after, DAY_PAGE)
+    return keyset_page(query.sql, query.params, ("day",), after, page)
 
 
 def day_users(scope: RunScope, zone: str, after: tuple[int, str] | None = None) -> Query:

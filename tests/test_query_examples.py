@@ -149,5 +149,14 @@ def test_check_sls_runs_every_sls_query_against_the_stand_in(
     assert check_sls(load_settings({"STATS_DATABASE_URL": url, "STATS_DIALECT": "sls"})) == 0
     printed = capsys.readouterr().out
     assert "check-sls: OK" in printed
-    for name in ("daily_runs", "day_users", "run_detail", "status_counts", "run_page"):
+    for name in (
+        "daily_runs",
+        "day_users",
+        "run_detail",
+        "status_counts",
+        "run_page",
+        "paging",
+        "truncation",
+    ):
         assert f"  {name} " in printed, name
+    assert "days in pages of 2: same" in printed
