@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import structlog
@@ -82,7 +83,7 @@ def dify_unavailable(request: Request[Any, Any, Any], __: DifyUnavailable) -> Re
     )
 
 
-def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorBody]:
+def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorBody]:
     codes = {
         400: "invalid_param",
         401: "unauthorized",
@@ -97,7 +98,21 @@ def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[Erro
         else error.detail
     )
     fallback = "invalid_param" if error.status_code < 500 else "internal_error"
-    return error_response(error.status_code, codes.get(error.status_code, fallback), str(message))
+    response = error_response(error.status_code, codes.get(error.status_code, fallback), str(message))
+    if "request_id" not in request.scope.get("state", {}):
+        # No route matched (unknown path, wrong method): the request middleware never ran, so this
+        # answer gets its request id, log line and metric here.
+        request_id = uuid.uuid4().hex
+        response.headers["X-Request-ID"] = request_id
+        request.app.state.metrics.requests.labels(route="(no route)", status=str(error.status_code)).inc()
+        log.info("request", request_id=request_id, method=request.method, route="(no route)",
+                 status=error.status_code)  # fmt: skip
+    return response
+
+
+def body_too_deep(_: Request[Any, Any, Any], __: RecursionError) -> Response[ErrorBody]:
+    """JSON nested deeper than the decoder follows: bad input, not a fault of ours."""
+    return error_response(400, "invalid_param", "body: JSON nested too deeply")
 
 
 def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorBody]:
@@ -114,5 +129,6 @@ EXCEPTION_HANDLERS = {
     DifyDenied: dify_denied,
     DifyUnavailable: dify_unavailable,
     HTTPException: http_error,
+    RecursionError: body_too_deep,
     Exception: unexpected,
 }

@@ -133,15 +133,18 @@ class GrafanaQuery:
         service: StatsService,
         settings: Settings,
         request: QueryRequest,
-        apps: list[tuple[str, str, int]],
     ) -> None:
+        """Checks the range, filters and targets: a bad query costs no backend statement."""
         self.service = service
         self.settings = settings
         self.start_us = instant_param("range.from", request.range.from_, "UTC")
         self.end_us = instant_param("range.to", request.range.to, "UTC")
         check_range(self.start_us, self.end_us, settings.max_range_days, "UTC", "range.from", "range.to")
         self.filters = self._filters([*(request.filters or []), *(request.adhocFilters or [])])
-        self.tenants = {app: tenant for tenant, app, _ in apps}
+        self.targets = [target for target in request.targets if not target.hide]
+        if len(self.targets) > MAX_TARGETS:
+            raise BadParameter("targets", f"at most {MAX_TARGETS} visible targets per query")
+        self.tenants: dict[str, str] = {}
 
     @staticmethod
     def _filters(filters: list[Filter]) -> AdHocFilters:
@@ -154,11 +157,10 @@ class GrafanaQuery:
             chosen[item.key] = choice_param(item.key, item.value, FILTER_KEYS[item.key])
         return msgspec.convert(chosen, AdHocFilters)
 
-    async def answer(self, targets: list[Target]) -> list[TimeSeries | Table]:
-        visible = [target for target in targets if not target.hide]
-        if len(visible) > MAX_TARGETS:
-            raise BadParameter("targets", f"at most {MAX_TARGETS} visible targets per query")
-        return list(await asyncio.gather(*(self._target(target) for target in visible)))
+    async def answer(self, apps: list[tuple[str, str, int]]) -> list[TimeSeries | Table]:
+        """Every visible target, for the apps (tenant, app, runs) the caller may read."""
+        self.tenants = {app: tenant for tenant, app, _ in apps}
+        return list(await asyncio.gather(*(self._target(target) for target in self.targets)))
 
     async def _target(self, target: Target) -> TimeSeries | Table:
         payload = target.payload or {}

@@ -3,11 +3,12 @@ to ask about. Ids only (app names live in Dify's database, not in the LogStore).
 
 from __future__ import annotations
 
-from litestar import Response, Router, get
+from litestar import Response, Router
 from litestar.di import NamedDependency
 
 from app.auth import api_key_guard, every_tenant_guard
 from app.errors import ERROR_RESPONSES
+from app.routes.methods import get_or_head
 from app.routes.params import TenantId
 from app.service import StatsService
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
@@ -19,7 +20,7 @@ WINDOW_NOTE = (
 )
 
 
-@get(
+@get_or_head(
     "/",
     responses=ERROR_RESPONSES,
     summary="Tenants with runs in the last 90 days, busiest first (a key for every tenant only)",
@@ -31,7 +32,7 @@ async def list_tenants(service: NamedDependency[StatsService]) -> Response[Tenan
     return Response(answer, headers={"X-Cache": cache_result})
 
 
-@get(
+@get_or_head(
     "/{tenant_id:str}/apps",
     responses=ERROR_RESPONSES,
     summary="The tenant's apps with runs in the last 90 days, busiest first",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Router, get, post
+from litestar import Request, Router, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -18,6 +18,7 @@ from app.grafana import (
     payload_options,
     visible_apps,
 )
+from app.routes.methods import get_or_head
 from app.service import StatsService
 from schemas.grafana import (
     MetricInfo,
@@ -42,7 +43,9 @@ async def _apps(service: StatsService, request: AnyRequest) -> list[tuple[str, s
     return visible_apps(apps, request.state.get("api_key"))
 
 
-@get("/", responses=ERROR_RESPONSES, summary="Save & test: the datasource answers", sync_to_thread=False)
+@get_or_head(
+    "/", responses=ERROR_RESPONSES, summary="Save & test: the datasource answers", sync_to_thread=False
+)
 def grafana_health() -> dict[str, str]:
     return {"status": "ok"}
 
@@ -83,8 +86,8 @@ async def grafana_query(
     settings: NamedDependency[Settings],
     data: JSONBody[QueryRequest],
 ) -> list[TimeSeries | Table]:
-    query = GrafanaQuery(service, settings, data, await _apps(service, request))
-    return await query.answer(data.targets)
+    query = GrafanaQuery(service, settings, data)
+    return await query.answer(await _apps(service, request))
 
 
 @post(

@@ -6,13 +6,14 @@ import asyncio
 from typing import Any
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, Response
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.backend import BackendUnavailable
 from app.readiness import SourceProblem, check_sources_lately
 from app.repository import StatsRepository
+from app.routes.methods import get_or_head
 
 # /readyz answers within this, however the stores behave (orchestrators time out at ~2-3 s).
 READY_WITHIN_S = 1.8
@@ -27,12 +28,12 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
 
 
-@get("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
+@get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
 def healthz() -> Health:
     return Health(status="ok")
 
 
-@get(
+@get_or_head(
     "/metrics",
     summary="Prometheus metrics",
     tags=["operations"],
@@ -44,7 +45,7 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@get("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
+@get_or_head("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
 async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
     """A store that answered a query within the last probe interval is ready; otherwise one
     shared probe on a fresh connection decides, so this never queues behind a busy pool and

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 
 from app.errors import ERROR_RESPONSES
+from app.routes.methods import get_or_head
 from app.service import StatsService
 from schemas.requests import CountRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
@@ -18,7 +19,7 @@ class RunsController(Controller):
     path = "/runs"
     tags = ("runs",)
 
-    @get(
+    @get_or_head(
         "/count", responses=ERROR_RESPONSES, summary="Runs by status (latest versions); total includes paused"
     )
     async def count(
@@ -30,14 +31,14 @@ class RunsController(Controller):
             start_us = int((service.wall_clock() - count_request.time_range_s) * 1_000_000)
         return Response(counts, headers=service.answer_headers(cache_result, start_us))
 
-    @get("", responses=ERROR_RESPONSES, summary="Runs, newest first, in keyset pages")
+    @get_or_head("", responses=ERROR_RESPONSES, summary="Runs, newest first, in keyset pages")
     async def run_list(
         self, service: NamedDependency[StatsService], list_request: NamedDependency[RunListRequest]
     ) -> Response[RunPageAnswer]:
         page, cache_result = await service.run_page(list_request)
         return Response(page, headers={"X-Cache": cache_result})
 
-    @get(
+    @get_or_head(
         "/{run_id:str}",
         responses=ERROR_RESPONSES,
         summary="One run (latest version); 404 outside this tenant and app",

@@ -2,12 +2,13 @@
 
 from typing import Any
 
-from litestar import Response, get
+from litestar import Response
 from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 
 from app.errors import ERROR_RESPONSES
 from app.measures import DailyMeasure
+from app.routes.methods import get_or_head
 from app.service import StatsService
 from schemas.requests import DailyRequest
 from schemas.statistics import DailyAnswer
@@ -25,7 +26,7 @@ def daily_route(measure: DailyMeasure, path: str, name: str) -> HTTPRouteHandler
         return Response(DailyAnswer(data=points), headers=headers)
 
     handler.__name__ = handler.__qualname__ = f"{name}_{measure.name}"
-    return get(
+    return get_or_head(
         path,
         summary=measure.summary,
         name=f"{name}-{measure.name}",

@@ -1,0 +1,84 @@
+"""Bad input is a 4xx in Dify's shape, never a 500, on a real socket: JSON nested deeper than a
+decoder follows, instants at the calendar's edges, unknown routes and methods; and HEAD answers
+wherever GET does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from app.backend import Backend
+from app.config import load_settings
+from app.main import create_app
+from tests import examples
+from tests.db import load_history
+from tests.live import serve
+
+BASE = f"/v1/tenants/{examples.T}/apps/{examples.A}"
+POST_ROUTES = ("/grafana/query", "/grafana/metrics", "/grafana/metric-payload-options", "/grafana/variable",
+               "/grafana/tag-keys", "/grafana/tag-values")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base_url(database_url: str) -> Iterator[str]:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        load_history(conn, examples.history())
+    settings = load_settings({"STATS_DATABASE_URL": database_url})
+    with serve(create_app(settings, Backend(database_url, settings))) as url:
+        yield url
+
+
+def _dify_shaped(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["code"] == code and body["status"] == status and body["message"]
+    assert answer.headers["x-request-id"]
+    return body
+
+
+def test_json_nested_too_deeply_is_a_400_on_every_post_route(base_url: str) -> None:
+    deep = "[" * 3000 + "]" * 3000
+    for path in POST_ROUTES:
+        answer = httpx.post(base_url + path, content=deep, headers={"content-type": "application/json"})
+        if path == "/grafana/tag-keys":  # takes no body
+            assert answer.status_code == 200
+            continue
+        assert "nested" in _dify_shaped(answer, 400, "invalid_param")["message"], path
+
+
+def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:
+    edges = (
+        ("9999-12-31", "Pacific/Kiritimati"),
+        ("0001-01-01", "Asia/Tokyo"),
+        ("0001-01-01T00:00:00+14:00", "UTC"),
+        ("9999-12-31T23:59:59-12:00", "UTC"),
+    )
+    for start, zone in edges:
+        answer = httpx.get(
+            f"{base_url}{BASE}/statistics/daily-runs", params={"start": start, "timezone": zone}
+        )
+        assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith("start: ")
+    for edge in ("9999-12-31T00:00:00Z", "0001-01-01T00:00:00+08:00"):
+        body = {"range": {"from": edge, "to": "9999-12-31T23:00:00Z"}, "targets": []}
+        answer = httpx.post(f"{base_url}/grafana/query", json=body)
+        assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith("range.from: ")
+
+
+def test_unknown_routes_and_methods_are_dify_shaped_with_a_request_id(base_url: str) -> None:
+    _dify_shaped(httpx.get(f"{base_url}/no/such/route"), 404, "not_found")
+    _dify_shaped(httpx.post(f"{base_url}{BASE}/runs/count"), 405, "method_not_allowed")
+    _dify_shaped(httpx.delete(f"{base_url}/healthz"), 405, "method_not_allowed")
+    metrics = httpx.get(f"{base_url}/metrics").text
+    assert 'route="(no route)",status="404"' in metrics and 'route="(no route)",status="405"' in metrics
+
+
+def test_head_answers_wherever_get_does(base_url: str) -> None:
+    for path in ("/healthz", "/readyz", f"{BASE}/runs/count", f"{BASE}/statistics/daily-runs",
+                 f"{BASE}/runs/{examples.R1}", "/grafana"):  # fmt: skip
+        got, head = httpx.get(base_url + path), httpx.head(base_url + path)
+        assert (head.status_code, head.content) == (got.status_code, b""), path
+        assert head.headers["content-type"] == got.headers["content-type"], path
