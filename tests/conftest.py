@@ -15,6 +15,8 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tests.sls_standin import SlsStandIn
+
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
     "dev", max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -66,8 +68,26 @@ def pg_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture(scope="session")
-def sls_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection that resolves the Presto function names to queries/sls_compat.sql."""
+def sls_standin(database_url: str) -> Iterator[SlsStandIn]:
+    """SLS's endpoint as SLS documents it (tests/sls_standin.py) in front of the test database:
+    connect to `.url`, read `.counters`."""
+    with SlsStandIn(database_url) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def sls_conn(request: pytest.FixtureRequest, database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection that resolves the Presto function names to queries/sls_compat.sql.
+
+    With STATS_TEST_SLS_VIA_STANDIN=1 it goes through the SLS stand-in, configured as the service
+    configures its SLS connections; otherwise straight to PostgreSQL."""
+    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN") == "1":
+        standin: SlsStandIn = request.getfixturevalue("sls_standin")
+        with psycopg.connect(
+            standin.url, autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor
+        ) as conn:
+            yield conn
+        return
     with psycopg.connect(
         database_url, autocommit=True, prepare_threshold=None, options="-c search_path=sls_compat,public"
     ) as conn:
