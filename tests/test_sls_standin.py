@@ -5,6 +5,7 @@ configures its SLS connections (autocommit, no prepared statements, client-side 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -224,6 +225,62 @@ def test_rows_without_a_top_level_order_by_come_in_no_particular_order(
     assert two == [(2,), (1,)]  # never left as the database returned it when it can be changed
     window = "SELECT g, row_number() OVER (ORDER BY g) FROM generate_series(1, 5) AS g"
     assert [n for _, n in conn.execute(window).fetchall()] != [1, 2, 3, 4, 5]
+
+
+# --- the Presto shims ---------------------------------------------------------------------------
+
+TIES = [(7, 1), (3, 5), (1, 5), (9, 5), (4, 2), (8, None)]  # (x, y): three rows share the largest y
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4)))[::5])
+def test_max_by_and_min_by_break_ties_against_the_caller(
+    standin: SlsStandIn, conn: psycopg.Connection[Any], order: tuple[int, ...]
+) -> None:
+    rows = [TIES[i] for i in order] + TIES[4:]
+    values = ", ".join(f"({x}, {'NULL' if y is None else y})" for x, y in rows)
+    source = f"(VALUES {values}) AS t(x, y)"
+    sql = (
+        "SELECT max_by(bx, yb), min_by(bx, -yb), max_by(tx, yb), min_by(tx, -yb) FROM (SELECT"
+        f" CAST(x AS bigint) AS bx, CAST(x AS text) AS tx, CAST(y AS bigint) AS yb FROM {source}) AS s"
+    )
+    # among the y=5 rows (x 3, 1, 9): max_by takes the smallest x, min_by (on -y) the largest
+    assert conn.execute(sql).fetchall() == [(1, 9, "1", "9")]
+
+
+def test_max_by_ignores_null_orderings_and_is_null_without_any(conn: psycopg.Connection[Any]) -> None:
+    sql = "SELECT max_by(x, y), min_by(x, y) FROM (VALUES (1::bigint, NULL::bigint), (NULL, 2)) AS t(x, y)"
+    assert conn.execute(sql).fetchall() == [(None, None)]
+    none = "SELECT max_by(x, y) FROM (VALUES (1::bigint, NULL::bigint)) AS t(x, y)"
+    assert conn.execute(none).fetchall() == [(None,)]
+    null_tie = "SELECT max_by(x, y) FROM (VALUES (NULL::text, 1::bigint), ('b', 1), ('a', 0)) AS t(x, y)"
+    assert conn.execute(null_tie).fetchall() == [("b",)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["garbage", "", "2025-03-01 10:00:00", "now", "epoch", "March 1 2025", "2025-03-01T10:00:00+08:00 junk"],
+)
+def test_from_iso8601_timestamp_refuses_what_is_not_iso_8601(
+    conn: psycopg.Connection[Any], text: str
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidDatetimeFormat):
+        conn.execute("SELECT from_iso8601_timestamp(%s)", [text])
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("2025-03-01T10:00:00Z", 1740823200.0),
+        ("2025-03-01T10:00:00.123456+08:00", 1740794400.123),  # Presto keeps milliseconds
+        ("2025-03-01T10:00+0800", 1740794400.0),
+        ("2025-03-01T10:00:00", 1740794400.0),  # no offset: the session's zone, Asia/Shanghai
+        ("2025-03-01", 1740758400.0),
+    ],
+)
+def test_from_iso8601_timestamp_reads_iso_8601(
+    conn: psycopg.Connection[Any], text: str, epoch: float
+) -> None:
+    assert conn.execute("SELECT to_unixtime(from_iso8601_timestamp(%s))", [text]).fetchall() == [(epoch,)]
 
 
 # --- the proxy's own life -----------------------------------------------------------------------
