@@ -1,6 +1,7 @@
 """One real PostgreSQL (pgserver) per test run, with TimeZone Asia/Shanghai so that any query
 depending on the session zone shows. Tables are created from queries/schema.sql; the sls
-dialect's Presto shims from queries/sls_compat.sql live in their own schema."""
+dialect's Presto shims from queries/sls_compat.sql live in their own schema, and sls-dialect
+statements reach the database through the SLS stand-in (tests/sls_standin.py)."""
 
 from __future__ import annotations
 
@@ -79,9 +80,10 @@ def sls_standin(database_url: str) -> Iterator[SlsStandIn]:
 def sls_conn(request: pytest.FixtureRequest, database_url: str) -> Iterator[psycopg.Connection[Any]]:
     """A connection that resolves the Presto function names to queries/sls_compat.sql.
 
-    With STATS_TEST_SLS_VIA_STANDIN=1 it goes through the SLS stand-in, configured as the service
-    configures its SLS connections; otherwise straight to PostgreSQL."""
-    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN") == "1":
+    It goes through the SLS stand-in, configured as the service configures its SLS connections, so
+    that sls-dialect statements meet SLS's limits; STATS_TEST_SLS_VIA_STANDIN=0 goes straight to
+    PostgreSQL instead (to tell a stand-in limit from a query bug while debugging)."""
+    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN", "1") != "0":
         standin: SlsStandIn = request.getfixturevalue("sls_standin")
         with psycopg.connect(
             standin.url, autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor

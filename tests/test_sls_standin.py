@@ -9,12 +9,19 @@ import itertools
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from app.backend import Backend, BackendUnavailable
+from app.config import load_settings
+from queries.planner import Planner
+from queries.scope import Query, RunScope
+from tests import examples
+from tests.db import fetch, load_history
 from tests.sls_standin import SlsStandIn, Statement, split_statements
 
 
@@ -299,3 +306,75 @@ def test_terminate_and_stop_leave_nothing_behind(database_url: str) -> None:
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", proxy.port))
     assert proxy.counters["queries"] == 1
+
+
+# --- the service's own SLS use, through the stand-in (known failures, for queries/ and app/) -----
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=BackendUnavailable,
+    reason="the pool's connection check (psycopg_pool check_connection) is an empty query, which SLS refuses",
+)
+def test_the_services_backend_answers_through_the_standin(standin: SlsStandIn) -> None:
+    settings = load_settings(
+        {"STATS_DATABASE_URL": standin.url, "STATS_DIALECT": "sls", "STATS_QUERY_TIMEOUT": "1"}
+    )
+
+    async def ask() -> Any:
+        backend = Backend(standin.url, settings)
+        await backend.open()
+        try:
+            return await backend.fetch(Query("SELECT 1 AS one LIMIT 1", {}))
+        finally:
+            await backend.close()
+
+    assert asyncio.run(ask()) == [(1,)]
+
+
+def _one_run_a_day(days: int) -> list[Any]:
+    first = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    runs = []
+    for day in range(days):
+        created = first + timedelta(days=day)
+        run_id = f"{day:08x}-0000-4000-8000-000000000000"
+        text = created.replace(tzinfo=None).isoformat()
+        moment = int(created.timestamp() * 1_000_000)
+        runs.append(
+            examples._version(run_id, moment, moment * 1000, "succeeded", 1, created_at=text, started_at=text)
+        )
+    return runs
+
+
+@pytest.mark.xfail(strict=True, reason="the daily queries have no LIMIT: SLS's default LIMIT 100 cuts them")
+@pytest.mark.parametrize("plan", ["shortcut", "windowed"])
+def test_daily_runs_over_150_days_has_150_days_through_the_standin(
+    standin: SlsStandIn, conn: psycopg.Connection[Any], pg_conn: psycopg.Connection[Any], plan: str
+) -> None:
+    load_history(pg_conn, _one_run_a_day(150))
+    scope = RunScope(tenant_id=examples.T, app_id=examples.A, triggered_from="app-run", dialect="sls")
+    days = fetch(conn, Planner(plan=plan).daily_runs(scope, "UTC"))  # type: ignore[arg-type]
+    assert standin.counters["default_limit_appended"] == 1
+    assert len(days) == 150
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        pytest.param(
+            "shortcut",
+            marks=pytest.mark.xfail(
+                strict=True, reason="its LIMIT is inside the `page` CTE: SLS's default LIMIT 100 cuts 101"
+            ),
+        ),
+        "windowed",
+    ],
+)
+def test_a_run_page_of_100_learns_has_more_through_the_standin(
+    conn: psycopg.Connection[Any], pg_conn: psycopg.Connection[Any], plan: str
+) -> None:
+    """The API's largest page is 100 runs; the service asks for 101 to learn whether more follow."""
+    load_history(pg_conn, _one_run_a_day(150))
+    scope = RunScope(tenant_id=examples.T, app_id=examples.A, triggered_from="app-run", dialect="sls")
+    page = fetch(conn, Planner(plan=plan).run_page(scope, 101, None, None))  # type: ignore[arg-type]
+    assert len(page) == 101
