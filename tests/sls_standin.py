@@ -357,6 +357,8 @@ class SlsStandIn:
     def stop(self) -> None:
         """Close the listener and every session; the thread and its loop end with them."""
         if not self._thread.is_alive():
+            if not self._loop.is_closed():
+                self._loop.close()
             return
         asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
@@ -417,7 +419,9 @@ class _Session:
             if await self._startup():
                 await self._serve()
         finally:
-            if self.backend is not None:
+            if self.backend is not None:  # a Terminate, so the database logs no lost connection
+                if not self.backend.is_closing():
+                    self.backend.write(message(b"X", b""))
                 self.backend.close()
 
     async def _startup(self) -> bool:
@@ -467,10 +471,7 @@ class _Session:
         refusing_extended = False
         while True:
             kind, body = await read_message(self.client_reader)
-            if kind == b"X":
-                assert self.backend is not None
-                self.backend.write(message(kind, body))
-                await self.backend.drain()
+            if kind == b"X":  # run() passes the Terminate on
                 return
             if kind == b"Q":
                 await self._query(body[:-1].decode())
