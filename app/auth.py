@@ -1,4 +1,4 @@
-"""API keys for the native and Grafana routes (SPEC 3.5).
+"""API keys for the native and Grafana routes .
 
 `Authorization: Bearer <key>`; a key sees only its tenants. Every configured key is compared in
 constant time, and all of them are compared, so timing tells nothing about which one was close.

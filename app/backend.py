@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 import psycopg
 import structlog
+from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.config import Dialect, Settings
@@ -21,6 +22,7 @@ from app.metrics import Metrics, current_figures
 from queries.scope import Query
 
 log = structlog.get_logger("dify_stats.backend")
+Row = TypeVar("Row")
 
 
 class BackendUnavailable(RuntimeError):
@@ -79,8 +81,9 @@ class Backend:
     async def close(self) -> None:
         await self.pool.close()
 
-    async def fetch(self, query: Query) -> Sequence[tuple[Any, ...]]:
-        """Run one query; BackendUnavailable when it cannot be answered in time.
+    async def fetch(self, query: Query, row_type: type[Row]) -> list[Row]:
+        """Run one query, rows built by column name; BackendUnavailable when it cannot be
+        answered in time.
 
         The client-side timeout is what bounds a query on SLS (no statement_timeout there): when
         it fires, psycopg cancels the running statement on the server before giving the
@@ -88,7 +91,10 @@ class Backend:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.settings.query_timeout + 1):
-                async with self.pool.connection() as conn, conn.cursor() as cursor:
+                async with (
+                    self.pool.connection() as conn,
+                    conn.cursor(row_factory=class_row(row_type)) as cursor,
+                ):
                     await cursor.execute(query.sql, query.params)
                     rows = await cursor.fetchall()
         except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
@@ -105,4 +111,8 @@ class Backend:
 
     async def ping(self) -> None:
         """A trivial query, for /readyz."""
-        await self.fetch(Query("SELECT 1", {}))
+        await self.fetch(Query("SELECT 1 AS ok", {}), _Ok)
+
+
+class _Ok(msgspec.Struct):
+    ok: int

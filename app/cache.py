@@ -1,4 +1,4 @@
-"""The answer cache in front of every backend query (SPEC 4).
+"""The answer cache in front of every backend query.
 
 - Bounded (`STATS_CACHE_MAX_ENTRIES`, least recently used goes first) and keyed by the caller on
   route + tenant + app + every normalized parameter, so tenants never share an entry.

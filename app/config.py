@@ -1,6 +1,6 @@
 """Configuration: one frozen struct, read once from the environment.
 
-Every variable of SPEC sections 2, 3.5 and 4 lives here with its default. A bad value is a
+Every variable the README's configuration table lists lives here with its default. A bad value is a
 `ConfigError` naming the variable; `python -m app serve` turns it into a message and exit code 2.
 """
 
@@ -161,7 +161,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
 
 
 def _check_sources(settings: Settings) -> None:
-    """SPEC 2's source combinations: the LogStore, workflow_runs, or both split at an instant.
+    """The source combinations: the LogStore, workflow_runs, or both split at an instant.
 
     The embedded default may be split too (both tables in the embedded server, for the demo)."""
     logstore, workflow_runs = settings.database_url is not None, settings.dify_database_url is not None

@@ -1,4 +1,4 @@
-"""Delegated authorization for the Dify console drop-in paths (SPEC 3.2).
+"""Delegated authorization for the Dify console drop-in paths.
 
 Nothing of Dify's secrets is needed: the caller's own `Cookie`, `Authorization` and `X-CSRF-Token`
 are forwarded to Dify's console API, which decides. Dify's 401/403/404 reach the caller as Dify

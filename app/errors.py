@@ -7,25 +7,39 @@ from typing import Any
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi import ResponseSpec
 
 from app.backend import BackendUnavailable
 from app.console_auth import DifyDenied, DifyUnavailable
 from app.params import BadParameter
+from schemas.errors import ErrorBody
 
 log = structlog.get_logger("dify_stats.errors")
+
+# Declared on every router, so the OpenAPI document shows the body these handlers really send.
+ERROR_RESPONSES: dict[int, ResponseSpec] = {
+    status: ResponseSpec(data_container=ErrorBody, description=description)
+    for status, description in (
+        (400, "A parameter is invalid; the message names it"),
+        (401, "No valid credentials"),
+        (403, "The credentials may not read this tenant or app"),
+        (404, "No such run, or no such route"),
+        (503, "The backend or Dify's console did not answer in time"),
+    )
+}
 
 
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> Response[dict[str, object]]:
-    return Response({"code": code, "message": message, "status": status}, status_code=status, headers=headers)
+) -> Response[ErrorBody]:
+    return Response(ErrorBody(code=code, message=message, status=status), status_code=status, headers=headers)
 
 
-def bad_parameter(_: Request[Any, Any, Any], error: BadParameter) -> Response[dict[str, object]]:
+def bad_parameter(_: Request[Any, Any, Any], error: BadParameter) -> Response[ErrorBody]:
     return error_response(400, "invalid_param", str(error))
 
 
-def validation_failed(_: Request[Any, Any, Any], error: ValidationException) -> Response[dict[str, object]]:
+def validation_failed(_: Request[Any, Any, Any], error: ValidationException) -> Response[ErrorBody]:
     """A body or parameter litestar could not decode; name the field, as our own checks do."""
     problems = error.extra if isinstance(error.extra, list) else []
     details = "; ".join(
@@ -34,7 +48,7 @@ def validation_failed(_: Request[Any, Any, Any], error: ValidationException) -> 
     return error_response(400, "invalid_param", details or str(error.detail))
 
 
-def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Response[dict[str, object]]:
+def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Response[ErrorBody]:
     return error_response(
         503,
         "backend_unavailable",
@@ -48,7 +62,7 @@ def dify_denied(_: Request[Any, Any, Any], error: DifyDenied) -> Response[Any]:
     return Response(error.body, status_code=error.status_code)
 
 
-def dify_unavailable(_: Request[Any, Any, Any], __: DifyUnavailable) -> Response[dict[str, object]]:
+def dify_unavailable(_: Request[Any, Any, Any], __: DifyUnavailable) -> Response[ErrorBody]:
     return error_response(
         503,
         "dify_unavailable",
@@ -57,17 +71,25 @@ def dify_unavailable(_: Request[Any, Any, Any], __: DifyUnavailable) -> Response
     )
 
 
-def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[dict[str, object]]:
-    codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+def http_error(_: Request[Any, Any, Any], error: HTTPException) -> Response[ErrorBody]:
+    codes = {
+        400: "invalid_param",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "payload_too_large",
+    }
     message = (
         "no such route"
         if isinstance(error, NotFoundException) and error.detail == "Not Found"
         else error.detail
     )
-    return error_response(error.status_code, codes.get(error.status_code, "error"), str(message))
+    fallback = "invalid_param" if error.status_code < 500 else "internal_error"
+    return error_response(error.status_code, codes.get(error.status_code, fallback), str(message))
 
 
-def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[dict[str, object]]:
+def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorBody]:
     request_id = str(request.scope.get("state", {}).get("request_id", ""))
     log.exception("unhandled_error", error_type=type(error).__name__, request_id=request_id)
     return error_response(500, "internal_error", f"internal error (request id {request_id})")

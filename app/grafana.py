@@ -15,18 +15,18 @@ from typing import Any
 import msgspec
 
 from app.config import ApiKey, Settings
+from app.days import local_midnight_us, touched_days
+from app.measures import DAILY_MEASURES, DailyMeasure
 from app.params import (
-    STATUSES,
-    TRIGGER_SOURCES,
     BadParameter,
     check_range,
     choice_param,
     instant_param,
+    trigger_param,
     uuid_param,
     zone_param,
 )
 from app.service import StatsService
-from queries.timezones import local_midnight_us, touched_days
 from schemas.grafana import (
     Column,
     Filter,
@@ -38,14 +38,17 @@ from schemas.grafana import (
     Target,
     TimeSeries,
 )
-from schemas.requests import CountRequest, DailyMeasure, DailyRequest, RunListRequest
+from schemas.requests import (
+    STATUSES,
+    TRIGGER_SOURCES,
+    CountRequest,
+    DailyRequest,
+    RunListRequest,
+    RunStatus,
+    TriggerSource,
+)
 
-SERIES: dict[str, tuple[str, DailyMeasure]] = {
-    "daily_runs": ("Daily runs", "daily_runs"),
-    "daily_terminals": ("Daily terminals (distinct users)", "daily_terminals"),
-    "token_costs": ("Daily token costs", "daily_token_costs"),
-    "average_interactions": ("Average interactions per user", "daily_interactions"),
-}
+SERIES: dict[str, DailyMeasure] = {measure.grafana_metric: measure for measure in DAILY_MEASURES}
 TABLES = {"runs_by_status": "Runs by status", "recent_runs": "Recent runs (newest 50)"}
 COMMON_ZONES = (
     "UTC",
@@ -60,8 +63,9 @@ COMMON_ZONES = (
     "Australia/Sydney",
 )
 FILTER_KEYS = {"triggered_from": TRIGGER_SOURCES, "status": STATUSES}
-REGEX_ESCAPE = re.compile(r"\\([\\^$*+?.()|\[\]{}/])")
-MULTI_VALUE = re.compile(r"\((.*\|.*)\)")
+REGEX_ESCAPE = re.compile(r"\\([\\^$*+?.()|\[\]{}/])")  # one character after a backslash: linear
+MAX_PAYLOAD_VALUE = 200  # characters; a zone name is at most 64, an id 36
+MAX_TARGETS = 20  # per /query; a dashboard panel sends a handful
 
 
 def payload_value(payload: dict[str, Any], name: str, default: str = "") -> str:
@@ -72,12 +76,16 @@ def payload_value(payload: dict[str, Any], name: str, default: str = "") -> str:
     valid app id, trigger or zone holds a backslash, so no valid value is changed by this.
     """
     value = payload.get(name) or default
-    if isinstance(value, str) and (alternatives := MULTI_VALUE.fullmatch(value)):
-        value = alternatives.group(1).split("|")
+    if isinstance(value, str) and len(value) > MAX_PAYLOAD_VALUE:
+        raise BadParameter(name, f"is longer than {MAX_PAYLOAD_VALUE} characters")
+    if isinstance(value, str) and value.startswith("(") and value.endswith(")") and "|" in value:
+        value = value[1:-1].split("|")  # (id1|id2): found without a regex, so in linear time
     if isinstance(value, list):  # a multi-value dashboard variable
         if len(value) != 1:
             raise BadParameter(name, "choose exactly one value per query")
         value = value[0]
+    if not isinstance(value, str | int | float) or len(str(value)) > MAX_PAYLOAD_VALUE:
+        raise BadParameter(name, f"must be a text of at most {MAX_PAYLOAD_VALUE} characters")
     return REGEX_ESCAPE.sub(r"\1", str(value))
 
 
@@ -92,7 +100,7 @@ def metric_catalogue() -> list[MetricInfo]:
         ),
         PayloadConfig(name="timezone", label="Time zone", placeholder="UTC", width=20),
     ]
-    names = {**{name: label for name, (label, _) in SERIES.items()}, **TABLES}
+    names = {**{name: measure.grafana_label for name, measure in SERIES.items()}, **TABLES}
     return [MetricInfo(value=name, label=label, payloads=payloads) for name, label in names.items()]
 
 
@@ -112,6 +120,11 @@ def visible_apps(apps: list[tuple[str, str, int]], key: ApiKey | None) -> list[t
     return [app for app in apps if key is None or key.tenants is None or app[0] in key.tenants]
 
 
+class AdHocFilters(msgspec.Struct, frozen=True):
+    triggered_from: TriggerSource | None = None
+    status: RunStatus | None = None
+
+
 class GrafanaQuery:
     """One /query request: the range, the ad-hoc filters and the apps the caller may read."""
 
@@ -126,12 +139,12 @@ class GrafanaQuery:
         self.settings = settings
         self.start_us = instant_param("range.from", request.range.from_, "UTC")
         self.end_us = instant_param("range.to", request.range.to, "UTC")
-        check_range(self.start_us, self.end_us, settings.max_range_days, "range.from", "range.to")
+        check_range(self.start_us, self.end_us, settings.max_range_days, "UTC", "range.from", "range.to")
         self.filters = self._filters([*(request.filters or []), *(request.adhocFilters or [])])
         self.tenants = {app: tenant for tenant, app, _ in apps}
 
     @staticmethod
-    def _filters(filters: list[Filter]) -> dict[str, str]:
+    def _filters(filters: list[Filter]) -> AdHocFilters:
         chosen: dict[str, str] = {}
         for item in filters:
             if item.key not in FILTER_KEYS:
@@ -139,10 +152,12 @@ class GrafanaQuery:
             if item.operator != "=":
                 raise BadParameter("filters", f"only '=' is supported, not {item.operator!r}")
             chosen[item.key] = choice_param(item.key, item.value, FILTER_KEYS[item.key])
-        return chosen
+        return msgspec.convert(chosen, AdHocFilters)
 
     async def answer(self, targets: list[Target]) -> list[TimeSeries | Table]:
         visible = [target for target in targets if not target.hide]
+        if len(visible) > MAX_TARGETS:
+            raise BadParameter("targets", f"at most {MAX_TARGETS} visible targets per query")
         return list(await asyncio.gather(*(self._target(target) for target in visible)))
 
     async def _target(self, target: Target) -> TimeSeries | Table:
@@ -151,13 +166,12 @@ class GrafanaQuery:
         tenant_id = self.tenants.get(app_id)
         if tenant_id is None:
             raise BadParameter("app_id", "is not an app this key may read (or it had no runs in 90 days)")
-        trigger = self.filters.get("triggered_from") or payload_value(payload, "triggered_from", "app-run")
-        trigger = choice_param("triggered_from", trigger, TRIGGER_SOURCES)
+        trigger = self.filters.triggered_from or trigger_param(
+            "triggered_from", payload_value(payload, "triggered_from", "app-run")
+        )
         zone = zone_param("timezone", payload_value(payload, "timezone", "UTC"))
         if target.target in SERIES:
-            return await self._series(
-                target.target, SERIES[target.target][1], tenant_id, app_id, trigger, zone
-            )
+            return await self._series(target.target, SERIES[target.target], tenant_id, app_id, trigger, zone)
         if target.target == "runs_by_status":
             return await self._status_table(tenant_id, app_id, trigger)
         if target.target == "recent_runs":
@@ -165,7 +179,7 @@ class GrafanaQuery:
         raise BadParameter("target", f"unknown metric {target.target!r}")
 
     async def _series(
-        self, name: str, measure: DailyMeasure, tenant_id: str, app_id: str, trigger: str, zone: str
+        self, name: str, measure: DailyMeasure, tenant_id: str, app_id: str, trigger: TriggerSource, zone: str
     ) -> TimeSeries:
         request = DailyRequest(
             tenant_id=tenant_id,
@@ -176,7 +190,7 @@ class GrafanaQuery:
             end_us=self.end_us,
         )
         data, _ = await self.service.daily(measure, request)
-        values = dict(msgspec.structs.astuple(item)[:2] for item in data)
+        values = {item.date: getattr(item, measure.answer_field) for item in data}
         points = [
             (float(values.get(day.isoformat(), 0)), midnight_ms) for day, midnight_ms in self._days(zone)
         ]
@@ -187,8 +201,8 @@ class GrafanaQuery:
         days = touched_days(zone, self.start_us, self.end_us)
         return [(day, local_midnight_us(day, zone) // 1000) for day in days]
 
-    async def _status_table(self, tenant_id: str, app_id: str, trigger: str) -> Table:
-        status = self.filters.get("status")
+    async def _status_table(self, tenant_id: str, app_id: str, trigger: TriggerSource) -> Table:
+        status = self.filters.status
         counts, _ = await self.service.counts(
             CountRequest(
                 tenant_id=tenant_id,
@@ -210,13 +224,13 @@ class GrafanaQuery:
         rows: list[list[Any]] = [[name, count] for name, count in by_status.items() if status in (None, name)]
         return Table(columns=[Column("status", "string"), Column("runs", "number")], rows=rows)
 
-    async def _recent_runs(self, tenant_id: str, app_id: str, trigger: str) -> Table:
+    async def _recent_runs(self, tenant_id: str, app_id: str, trigger: TriggerSource) -> Table:
         page, _ = await self.service.run_page(
             RunListRequest(
                 tenant_id=tenant_id,
                 app_id=app_id,
                 triggered_from=trigger,
-                status=self.filters.get("status"),
+                status=self.filters.status,
                 limit=50,
                 last_id=None,
             )

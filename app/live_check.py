@@ -11,11 +11,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 
 from app.config import Settings
-from queries.planner import Planner, QueryPlan
-from queries.scope import Query, RunScope
+from app.measures import DAILY_MEASURES
+from queries import counts, daily, runs
+from queries.rows import RunPageRow
+from queries.scope import Plan, Query, RunScope
 
 
 def _fetch(conn: psycopg.Connection[Any], query: Query) -> list[tuple[Any, ...]]:
@@ -24,7 +27,7 @@ def _fetch(conn: psycopg.Connection[Any], query: Query) -> list[tuple[Any, ...]]
         return cursor.fetchall()
 
 
-_PLANS: tuple[QueryPlan, QueryPlan] = ("shortcut", "windowed")
+_PLANS: tuple[Plan, Plan] = ("shortcut", "windowed")
 
 
 def check_sls(settings: Settings) -> int:
@@ -35,7 +38,11 @@ def check_sls(settings: Settings) -> int:
     start_us = int((now - timedelta(days=7)).timestamp()) * 1_000_000
     with psycopg.connect(settings.database_url, autocommit=True, prepare_threshold=None) as conn:
         found = _fetch(
-            conn, Query("SELECT tenant_id, app_id, triggered_from FROM workflow_execution LIMIT 1", {})
+            conn,
+            Query(
+                "SELECT tenant_id, app_id, triggered_from FROM workflow_execution WHERE __time__ > 0 LIMIT 1",
+                {},
+            ),
         )
         if not found:
             print("check-sls: the logstore has no rows; nothing to compare")
@@ -45,25 +52,20 @@ def check_sls(settings: Settings) -> int:
             tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, start_us=start_us, dialect="sls",
             time_slack_s=settings.time_slack,
         )  # fmt: skip
+        scopes = [msgspec.structs.replace(scope, plan=plan) for plan in _PLANS]
         failures = 0
-        planners = [Planner(plan=p, dialect="sls") for p in _PLANS]
-        for name in ("daily_runs", "daily_terminals", "daily_token_costs", "daily_interactions", "day_users"):
+        for measure in DAILY_MEASURES:
             failures += _compare(
-                conn, name, [getattr(planner, name)(scope, "Asia/Shanghai") for planner in planners]
+                conn, measure.name, [daily.daily(s, "Asia/Shanghai", measure.sql) for s in scopes]
             )
-        run_id = _fetch(conn, planners[0].run_page(scope, 1, None, None))
-        if run_id:  # the detail as a migration reads it: only if created from an instant on
-            failures += _compare(
-                conn,
-                "run_detail",
-                [planner.run_detail(tenant_id, app_id, run_id[0][0], start_us, None) for planner in planners],
-            )
-        failures += _compare(
-            conn, "status_counts", [planner.status_counts(scope, None) for planner in planners]
-        )
-        failures += _compare(
-            conn, "run_page", [planner.run_page(scope, 21, None, None) for planner in planners]
-        )
+        failures += _compare(conn, "day_users", [daily.day_users(s, "Asia/Shanghai") for s in scopes])
+        newest = _fetch(conn, runs.run_page(scope, 1, None, None))
+        if newest:  # the detail as a migration reads it: only if created from an instant on
+            run_id = newest[0][RunPageRow.__struct_fields__.index("id")]
+            detail_scopes = [msgspec.structs.replace(s, triggered_from=None, end_us=None) for s in scopes]
+            failures += _compare(conn, "run_detail", [runs.run_detail(s, run_id) for s in detail_scopes])
+        failures += _compare(conn, "status_counts", [counts.status_counts(s, None) for s in scopes])
+        failures += _compare(conn, "run_page", [runs.run_page(s, 21, None, None) for s in scopes])
     print(f"check-sls: {'FAILED' if failures else 'OK'} ({failures} measure(s) differ)")
     return 1 if failures else 0
 

@@ -9,6 +9,8 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from app.backend import Backend
 from app.cache import AnswerCache
@@ -18,15 +20,30 @@ from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.middleware import request_id_middleware
 from app.repository import StatsRepository
-from app.routes.console import ConsoleRunsController, console_statistics_router
+from app.routes.console import console_router
 from app.routes.grafana import grafana_router
 from app.routes.health import healthz, prometheus_metrics, readyz
-from app.routes.runs import RunsController
-from app.routes.statistics import statistics_router
+from app.routes.native import native_router
 from app.service import StatsService
 from app.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
+
+# The document is served as JSON and YAML only (/schema/openapi.json, /schema/openapi.yaml): the
+# interactive viewers load their scripts from a CDN, which an offline deployment cannot reach.
+OPENAPI_CONFIG = OpenAPIConfig(
+    title="dify-stats",
+    version="0.1.0",
+    description="Exact statistics of Dify workflow runs kept in an append-only log store. Native and "
+    "Grafana routes take `Authorization: Bearer <key>`; console routes are authorized by Dify.",
+    path="/schema",
+    render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
+    components=Components(
+        security_schemes={
+            "bearer": SecurityScheme(type="http", scheme="bearer", description="STATS_API_KEYS")
+        }
+    ),
+)
 
 
 def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backend | None = None) -> Litestar:
@@ -58,10 +75,8 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
             healthz,
             readyz,
             prometheus_metrics,
-            statistics_router,
-            RunsController,
-            console_statistics_router,
-            ConsoleRunsController,
+            native_router,
+            console_router,
             grafana_router,
         ],
         state=State({"settings": settings, "metrics": metrics}),
@@ -75,12 +90,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
         middleware=[request_id_middleware],
         lifespan=[backend_lifespan],
         request_max_body_size=MAX_BODY_BYTES,
-        openapi_config=OpenAPIConfig(
-            title="dify-stats",
-            version="0.1.0",
-            description="Exact statistics of Dify workflow runs kept in an append-only log store.",
-            path="/schema",
-        ),
+        openapi_config=OPENAPI_CONFIG,
     )
     app.state.service = service  # for operations and tests that need to reach it
     return app

@@ -12,15 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
 
 from app.cache import AnswerCache, CacheResult
 from app.config import Settings
+from app.days import from_epoch_us, local_midnight_us, touched_days
+from app.measures import DailyMeasure
 from app.repository import StatsRepository
-from queries.timezones import from_epoch_us, local_midnight_us, touched_days
-from schemas.requests import CountRequest, DailyMeasure, DailyRequest, RunDetailRequest, RunListRequest
+from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
 APPS_WINDOW_S = 90 * 86_400
@@ -71,35 +73,32 @@ class StatsService:
     def _ttl(self, end_us: int | None) -> float:
         return self.settings.settled_ttl if self._settled(end_us) else self.settings.cache_ttl
 
-    async def daily(
-        self, measure: DailyMeasure, request: DailyRequest
-    ) -> tuple[list[msgspec.Struct], CacheResult]:
+    async def daily(self, measure: DailyMeasure, request: DailyRequest) -> tuple[list[Any], CacheResult]:
         if request.start_us is None or request.end_us is None or request.start_us == request.end_us:
             return await self.cache.get_or_load(
-                (measure, request), self._ttl(request.end_us), lambda: self._fetch_daily(measure, request)
+                (measure.name, request),
+                self._ttl(request.end_us),
+                lambda: self.repository.daily(measure, request),
             )
         outcome: list[CacheResult] = ["miss"]
 
-        async def from_rollups() -> list[msgspec.Struct]:
+        async def from_rollups() -> list[Any]:
             answer, outcome[0] = await self._daily_from_rollups(measure, request)
             return answer
 
         answer, result = await self.cache.get_or_load(
-            (measure, request), self._ttl(request.end_us), from_rollups
+            (measure.name, request), self._ttl(request.end_us), from_rollups
         )
         return answer, outcome[0] if result == "miss" else result
 
-    async def _fetch_daily(self, measure: DailyMeasure, request: DailyRequest) -> list[msgspec.Struct]:
-        return list(await self.repository.daily(measure, request))
-
     async def _daily_from_rollups(
         self, measure: DailyMeasure, request: DailyRequest
-    ) -> tuple[list[msgspec.Struct], CacheResult]:
+    ) -> tuple[list[Any], CacheResult]:
         assert request.start_us is not None and request.end_us is not None
         spans = local_day_spans(request.timezone, request.start_us, request.end_us)
 
         def day_key(span: DaySpan) -> tuple[object, ...]:
-            return ("day", measure, request.tenant_id, request.app_id, request.triggered_from,
+            return ("day", measure.name, request.tenant_id, request.app_id, request.triggered_from,
                     request.timezone, span.day)  # fmt: skip
 
         cached = {span.day: self.cache.peek(day_key(span)) for span in spans}
@@ -114,10 +113,10 @@ class StatsService:
             if span.day not in have or uncovered_end != span.end_us:
                 break
             uncovered_end = span.start_us
-        fetched: dict[str, msgspec.Struct] = {}
+        fetched: dict[str, Any] = {}
         if uncovered_start < uncovered_end:
             part = msgspec.structs.replace(request, start_us=uncovered_start, end_us=uncovered_end)
-            fetched = {getattr(item, "date"): item for item in await self.repository.daily(measure, part)}  # noqa: B009
+            fetched = {item.date: item for item in await self.repository.daily(measure, part)}
             for span in spans:
                 if uncovered_start <= span.start_us and span.end_us <= uncovered_end:
                     self.cache.put(

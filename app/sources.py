@@ -1,9 +1,9 @@
 """Where runs are read from: the LogStore, Dify's own `workflow_runs` table, or both.
 
-During a migration (SPEC 2, "Two sources") each source owns a range of *created* times: runs
-created before STATS_LOGSTORE_SINCE are read from `workflow_runs`, the rest from the LogStore.
-Created time never changes, so every run belongs to exactly one source, and rows a source holds
-outside its range (dual-written copies) are never read.
+During a migration each source owns a range of *created* times: runs created before
+STATS_LOGSTORE_SINCE are read from `workflow_runs`, the rest from the LogStore. Created time
+never changes, so every run belongs to exactly one source, and rows a source holds outside its
+range (dual-written copies) are never read.
 """
 
 from __future__ import annotations
@@ -12,25 +12,49 @@ from typing import NamedTuple
 
 from app.backend import Backend
 from app.config import Settings
-from queries.planner import Planner, RunQueries, WorkflowRunsPlanner
-from queries.timezones import to_epoch_us
+from app.days import to_epoch_us
+from queries.scope import Plan, RunScope
 
 
 class Source(NamedTuple):
-    """One store, the queries that read it, and the created times [start_us, end_us) it answers."""
+    """One store, how it is read, and the created times [start_us, end_us) it answers."""
 
     name: str
     backend: Backend
-    queries: RunQueries
+    plan: Plan
+    time_slack_s: int = 3600
     start_us: int | None = None
     end_us: int | None = None
-    # Run list pages first try recent created-time windows: a store that cannot walk runs in
-    # created order (the LogStore) otherwise reads an app's whole history for one page.
-    pages_by_window: bool = False
 
-    def clip(self, start_us: int | None, end_us: int | None) -> tuple[int | None, int | None] | None:
-        """The part of [start_us, end_us) this source answers, or None when there is none."""
-        return overlap(start_us, end_us, self.start_us, self.end_us)
+    @property
+    def pages_by_window(self) -> bool:
+        """Run list pages first try recent created-time windows: the LogStore cannot walk runs in
+        created order, so a page would otherwise read an app's whole history."""
+        return self.plan != "workflow_runs"
+
+    def scope(
+        self,
+        tenant_id: str,
+        app_id: str,
+        triggered_from: str | None,
+        start_us: int | None,
+        end_us: int | None,
+    ) -> RunScope | None:
+        """The part of [start_us, end_us) this source answers, as a scope of its own plan and
+        dialect; None when it answers none of it."""
+        owned = overlap(start_us, end_us, self.start_us, self.end_us)
+        if owned is None:
+            return None
+        return RunScope(
+            tenant_id=tenant_id,
+            app_id=app_id,
+            triggered_from=triggered_from,
+            start_us=owned[0],
+            end_us=owned[1],
+            time_slack_s=self.time_slack_s,
+            dialect=self.backend.dialect,
+            plan=self.plan,
+        )
 
 
 def overlap(
@@ -52,25 +76,17 @@ def build_sources(
 
     One backend: it answers everything. Both: split at STATS_LOGSTORE_SINCE (load_settings has
     checked that it is set)."""
-    if workflow_runs is None:
-        if logstore is None:
+    logstore_source = (
+        Source("logstore", logstore, settings.query_plan, settings.time_slack) if logstore else None
+    )
+    workflow_runs_source = Source("workflow_runs", workflow_runs, "workflow_runs") if workflow_runs else None
+    if workflow_runs_source is None:
+        if logstore_source is None:
             raise ValueError("no source configured")
-        return (_logstore(settings, logstore),)
-    if logstore is None:
-        return (_workflow_runs(workflow_runs),)
+        return (logstore_source,)
+    if logstore_source is None:
+        return (workflow_runs_source,)
     if settings.logstore_since is None:
         raise ValueError("two sources need STATS_LOGSTORE_SINCE")
     since_us = to_epoch_us(settings.logstore_since)
-    return (
-        _logstore(settings, logstore)._replace(start_us=since_us),
-        _workflow_runs(workflow_runs)._replace(end_us=since_us),
-    )
-
-
-def _logstore(settings: Settings, backend: Backend) -> Source:
-    planner = Planner(plan=settings.query_plan, dialect=backend.dialect)
-    return Source("logstore", backend, planner, pages_by_window=True)
-
-
-def _workflow_runs(backend: Backend) -> Source:
-    return Source("workflow_runs", backend, WorkflowRunsPlanner())
+    return (logstore_source._replace(start_us=since_us), workflow_runs_source._replace(end_us=since_us))

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,13 +36,14 @@ from app.demo import copy_rows, demo_apps, generate_rows  # noqa: E402
 from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
+from app.measures import DAILY_MEASURES, DAILY_RUNS  # noqa: E402
 from app.repository import StatsRepository  # noqa: E402
 from app.service import StatsService  # noqa: E402
 from app.sources import build_sources  # noqa: E402
 from bench import two_sources  # noqa: E402
 from bench.dify_sql import dify_daily, dify_run_page, dify_status_counts  # noqa: E402
-from queries.planner import Planner  # noqa: E402
-from queries.runs import RunPage  # noqa: E402
+from queries import counts, daily, runs  # noqa: E402
+from queries.runs import RunCursor  # noqa: E402
 from queries.scope import Query, RunScope  # noqa: E402
 from schemas.requests import DailyRequest  # noqa: E402
 from tests.live import serve  # noqa: E402
@@ -49,7 +51,6 @@ from tests.live import serve  # noqa: E402
 DATA = ROOT / "bench" / "data"
 SIZES = {"100k": 100_000, "1m": 1_000_000}
 RANGES = (1, 7, 30, 90)
-DAILY = ("daily_runs", "daily_terminals", "daily_token_costs", "daily_interactions")
 SESSION_OPTIONS = "-c work_mem=64MB"  # what the service's pool sets; Dify's SQL gets the same
 US = 1_000_000
 
@@ -120,7 +121,6 @@ def record(
 
 def measure_backend(size: str, url: str, now_s: int) -> list[dict[str, Any]]:
     app = demo_apps()[0]
-    shortcut, windowed = Planner(plan="shortcut"), Planner(plan="windowed")
     records = []
     with psycopg.connect(url, autocommit=True, prepare_threshold=None, options=SESSION_OPTIONS) as conn:
         for days in RANGES:
@@ -135,16 +135,14 @@ def measure_backend(size: str, url: str, now_s: int) -> list[dict[str, Any]]:
             iso = {"start_iso": _iso(start), "end_iso": _iso(end)}
             dify_params = {**scope.params(), **iso}
             scan = timed(conn, scan_floor(scope))
-            for measure in DAILY:
-                ours = timed(conn, getattr(shortcut, measure)(scope, "UTC"))
-                win = timed(conn, getattr(windowed, measure)(scope, "UTC"))
-                records.append(
-                    record(
-                        size, measure, days, ours, win, timed(conn, dify_daily(measure, dify_params)), scan
-                    )
-                )
-            ours = timed(conn, shortcut.status_counts(scope, None))
-            win = timed(conn, windowed.status_counts(scope, None))
+            windowed = msgspec.structs.replace(scope, plan="windowed")
+            for measure in DAILY_MEASURES:
+                ours = timed(conn, daily.daily(scope, "UTC", measure.sql))
+                win = timed(conn, daily.daily(windowed, "UTC", measure.sql))
+                dify = timed(conn, dify_daily(measure.name, dify_params))
+                records.append(record(size, measure.name, days, ours, win, dify, scan))
+            ours = timed(conn, counts.status_counts(scope, None))
+            win = timed(conn, counts.status_counts(windowed, None))
             records.append(
                 record(
                     size, "status_counts", days, ours, win, timed(conn, dify_status_counts(dify_params)), scan
@@ -155,9 +153,11 @@ def measure_backend(size: str, url: str, now_s: int) -> list[dict[str, Any]]:
         scan = timed(conn, scan_floor(everything))
         params = everything.params()
         for label, offset in (("run_page_first", 0), ("run_page_deep", 1000)):
-            after = _cursor_after(conn, shortcut, everything, offset)
-            ours = timed(conn, shortcut.run_page(everything, 21, None, after))
-            win = timed(conn, windowed.run_page(everything, 21, None, after))
+            after = _cursor_after(conn, everything, offset)
+            ours = timed(conn, runs.run_page(everything, 21, None, after))
+            win = timed(
+                conn, runs.run_page(msgspec.structs.replace(everything, plan="windowed"), 21, None, after)
+            )
             records.append(
                 record(size, label, "all", ours, win, timed(conn, dify_run_page(params, offset)), scan)
             )
@@ -168,17 +168,15 @@ def _iso(us: int) -> str:
     return (datetime(1970, 1, 1) + timedelta(microseconds=us)).isoformat()
 
 
-def _cursor_after(
-    conn: psycopg.Connection[Any], planner: Planner, scope: RunScope, offset: int
-) -> RunPage | None:
+def _cursor_after(conn: psycopg.Connection[Any], scope: RunScope, offset: int) -> RunCursor | None:
     """The keyset cursor a client holds after `offset` runs (None for the first page)."""
     if offset == 0:
         return None
     with psycopg.ClientCursor(conn) as cursor:
-        query = planner.run_page(scope, offset, None, None)
+        query = runs.run_page(scope, offset, None, None)
         cursor.execute(query.sql, query.params)
         last = cursor.fetchall()[-1]
-    return RunPage(after_created_us=int(last[-1]), after_id=str(last[0]))
+    return RunCursor(created_us=int(last[-1]), id=str(last[0]))
 
 
 async def measure_service(url: str, now_s: int, dify_90d_ms: float) -> dict[str, Any]:
@@ -198,12 +196,12 @@ async def measure_service(url: str, now_s: int, dify_90d_ms: float) -> dict[str,
         start_us=(now_s - 90 * 86_400) * US, end_us=now_s * US,
     )  # fmt: skip
     started = time.perf_counter()
-    await service.daily("daily_runs", request)
+    await service.daily(DAILY_RUNS, request)
     cold = (time.perf_counter() - started) * 1000
     warm = []
     for _ in range(7):
         started = time.perf_counter()
-        _, outcome = await service.daily("daily_runs", request)
+        _, outcome = await service.daily(DAILY_RUNS, request)
         warm.append((time.perf_counter() - started) * 1000)
     await backend.close()
     warm_ms = statistics.median(warm)
@@ -226,7 +224,7 @@ def measure_overhead(url: str, now_s: int) -> dict[str, Any]:
         start_us=start * US,
         end_us=end * US,
     )
-    direct_query = Planner().daily_runs(scope, "UTC")
+    direct_query = daily.daily(scope, "UTC", DAILY_RUNS.sql)
     path = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs"
     params = {"start": _iso(start * US), "end": _iso(end * US), "timezone": "UTC"}
     with psycopg.connect(url, autocommit=True, prepare_threshold=None, options=SESSION_OPTIONS) as conn:

@@ -1,4 +1,4 @@
-"""The migration case (SPEC 2, "Two sources") at the benchmark's largest size.
+"""The migration case at the benchmark's largest size.
 
 Dify's `workflow_runs` is filled from the loaded LogStore (the latest version of every run, as a
 dual-writing Dify holds it), and STATS_LOGSTORE_SINCE is put 10 days before the data's "now".
@@ -25,10 +25,11 @@ from app.backend import Backend
 from app.config import load_settings
 from app.demo import demo_apps
 from app.embedded import ensure_schema
+from app.measures import DAILY_RUNS, DAILY_TERMINALS
 from app.repository import StatsRepository
 from app.sources import build_sources
 from queries.scope import Query
-from schemas.requests import DailyMeasure, DailyRequest, RunListRequest
+from schemas.requests import DailyRequest, RunListRequest
 
 US = 1_000_000
 SINCE_DAYS_AGO = 10
@@ -110,12 +111,9 @@ async def measure(url: str, now_s: int) -> dict[str, Any]:
         last_id=None,
     )
     records = []
-    dify_aggregates: dict[DailyMeasure, str] = {
-        "daily_runs": "count(id)",
-        "daily_terminals": "count(DISTINCT created_by)",
-    }
-    for measure, aggregate in dify_aggregates.items():
-        record: dict[str, Any] = {"measure": measure, "days": 30}
+    dify_aggregates = ((DAILY_RUNS, "count(id)"), (DAILY_TERMINALS, "count(DISTINCT created_by)"))
+    for measure, aggregate in dify_aggregates:
+        record: dict[str, Any] = {"measure": measure.name, "days": 30}
         for name, repository in repositories.items():
             record[name] = round(await _median_ms(partial(repository.daily, measure, daily)), 1)
         dify = Query(

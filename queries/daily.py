@@ -1,27 +1,66 @@
-"""Daily runs, terminals, token costs and interactions: shortcut and windowed plans side by side.
+"""Daily measures: rows `(day, runs | users | tokens ...)` per local day, ascending, one per day
+that has runs (`day` = days since 1970-01-01 in the requested zone; see queries/timezones.py).
 
-Every query answers rows `(day_number, value...)`, ascending, one per local day that has runs
-(`day_number` = days since 1970-01-01 in the requested zone; see queries/timezones.py).
+A measure is its SQL aggregates (`DailyAggregates`, declared with the measure in app/measures.py);
+this module wraps them in each plan's statement. The plans, side by side:
 
-Why the shortcuts are exact (writer invariants, SPEC 1):
-- id, triggered_from, created_by, created_at and started_at never change between versions, so the
-  runs created in a range, their day and their user can be read from *any* version: no
-  latest-version step is needed for runs, terminals or interactions.
-- Only a run's tokens can differ between its versions (duplicate finished versions carry
-  different `total_tokens`), so token costs take the latest version's value with a per-id
-  aggregate (`max_by` / ordered `array_agg`), a hash aggregation instead of a window sort.
-
-The engines reward different shapes. SLS is columnar and counts distinct values over many rows
-cheaply, so its shortcut parses every version and uses COUNT(DISTINCT). PostgreSQL is faster
-when each run is collapsed first (GROUP BY id) and its created time parsed once per run.
+- shortcut, per run (`_per_run_daily`): collapse versions to one row per run with GROUP BY id,
+  parse its created time once, then group by day. Exact without a latest-version step because
+  id, triggered_from, created_by, created_at and started_at never change between versions; only
+  tokens differ (retried finished versions), so they take the latest version's value with a
+  per-id aggregate (`max_by` / ordered `array_agg`), a hash aggregation instead of a window sort.
+- shortcut, per version (`_per_version_daily`): parse every version and count distinct ids and
+  users per day. SLS is columnar and does this fast; PostgreSQL is faster per run. Used on SLS for
+  every measure that can be counted over versions (`over_versions`), i.e. not tokens.
+- windowed (`_windowed_daily`): the latest version of every run by ROW_NUMBER(), then group. Needs
+  no writer invariant.
+- workflow_runs (`_workflow_runs_daily`): Dify's own table, whose row is the run.
 """
 
 from __future__ import annotations
 
+import msgspec
+
 from queries.dialects import created_text_sql, epoch_us_sql, latest_value_sql, parse_once_fence
-from queries.scope import TABLE, Query, RunScope, app_rows_where, created_range_where
+from queries.scope import LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where
 from queries.timezones import local_day_sql, offset_segments
 from queries.versions import latest_versions_sql
+from queries.workflow_runs import CREATED_US, WORKFLOW_RUNS_TABLE, workflow_runs_where
+
+
+class DailyAggregates(msgspec.Struct, frozen=True):
+    """The SQL aggregates of one daily measure, named `runs`, `users` or `tokens`.
+
+    `over_runs` runs over one row per run (columns created_by, total_tokens): the shortcut on
+    PostgreSQL, the windowed plan and Dify's table. `over_versions` runs over every version
+    (columns id, created_by) and is the SLS shortcut; None when the measure needs each run's
+    latest version (tokens)."""
+
+    over_runs: str
+    over_versions: str | None = None
+    reads_tokens: bool = False
+
+
+def daily(scope: RunScope, zone: str, aggregates: DailyAggregates) -> Query:
+    """One daily measure over the scope, in the scope's plan."""
+    if scope.plan == "workflow_runs":
+        return _workflow_runs_daily(scope, zone, aggregates.over_runs)
+    if scope.plan == "windowed":
+        return _windowed_daily(scope, zone, aggregates.over_runs)
+    if scope.dialect == "sls" and aggregates.over_versions is not None:
+        return _per_version_daily(scope, zone, aggregates.over_versions)
+    return _per_run_daily(scope, zone, aggregates.over_runs, with_tokens=aggregates.reads_tokens)
+
+
+def day_users(scope: RunScope, zone: str) -> Query:
+    """Rows `(day, created_by)` of every user with runs in the scope, to unite the users of two
+    sources on the day holding the boundary between them."""
+    users = "created_by"
+    if scope.plan == "workflow_runs":
+        return _workflow_runs_daily(scope, zone, users, group_by="1, 2")
+    if scope.plan == "windowed":
+        return _windowed_daily(scope, zone, users, group_by="1, 2")
+    return _per_version_daily(scope, zone, users, group_by="1, 2")
 
 
 def _day_column(scope: RunScope, zone: str) -> str:
@@ -38,8 +77,8 @@ FROM (
            {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
         SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text{tokens}
-        FROM {TABLE}
-        WHERE {app_rows_where(scope, with_trigger=True)}
+        FROM {LOGSTORE_TABLE}
+        WHERE {app_rows_where(scope)}
         GROUP BY id
     ) AS per_run{parse_once_fence(scope.dialect)}
 ) AS runs
@@ -55,8 +94,8 @@ def _per_version_daily(scope: RunScope, zone: str, aggregates: str, group_by: st
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM (
     SELECT id, created_by, {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us
-    FROM {TABLE}
-    WHERE {app_rows_where(scope, with_trigger=True)}
+    FROM {LOGSTORE_TABLE}
+    WHERE {app_rows_where(scope)}
 ) AS versions
 WHERE {created_range_where(scope)}
 GROUP BY {group_by}
@@ -76,66 +115,16 @@ ORDER BY {group_by}"""
     return Query(sql, scope.params())
 
 
-# --- daily runs: (day, runs) -------------------------------------------------------------------
-
-
-def daily_runs_shortcut(scope: RunScope, zone: str) -> Query:
-    if scope.dialect == "sls":
-        return _per_version_daily(scope, zone, "count(DISTINCT id) AS runs")
-    return _per_run_daily(scope, zone, "count(*) AS runs", with_tokens=False)
-
-
-def daily_runs_windowed(scope: RunScope, zone: str) -> Query:
-    return _windowed_daily(scope, zone, "count(*) AS runs")
-
-
-# --- daily terminals: (day, distinct users) ----------------------------------------------------
-
-
-def daily_terminals_shortcut(scope: RunScope, zone: str) -> Query:
-    if scope.dialect == "sls":
-        return _per_version_daily(scope, zone, "count(DISTINCT created_by) AS terminal_count")
-    return _per_run_daily(scope, zone, "count(DISTINCT created_by) AS terminal_count", with_tokens=False)
-
-
-def daily_terminals_windowed(scope: RunScope, zone: str) -> Query:
-    return _windowed_daily(scope, zone, "count(DISTINCT created_by) AS terminal_count")
-
-
-# --- daily token costs: (day, sum of latest tokens) --------------------------------------------
-
-
-def daily_token_costs_shortcut(scope: RunScope, zone: str) -> Query:
-    return _per_run_daily(scope, zone, "sum(total_tokens) AS token_count", with_tokens=True)
-
-
-def daily_token_costs_windowed(scope: RunScope, zone: str) -> Query:
-    return _windowed_daily(scope, zone, "sum(total_tokens) AS token_count")
-
-
-# --- daily interactions: (day, runs, distinct users); the ratio is taken in Python -------------
-
-
-def daily_interactions_shortcut(scope: RunScope, zone: str) -> Query:
-    if scope.dialect == "sls":
-        return _per_version_daily(
-            scope, zone, "count(DISTINCT id) AS runs, count(DISTINCT created_by) AS users"
-        )
-    return _per_run_daily(
-        scope, zone, "count(*) AS runs, count(DISTINCT created_by) AS users", with_tokens=False
-    )
-
-
-def daily_interactions_windowed(scope: RunScope, zone: str) -> Query:
-    return _windowed_daily(scope, zone, "count(*) AS runs, count(DISTINCT created_by) AS users")
-
-
-# --- users per day: (day, created_by), to unite the users of two sources on one day ------------
-
-
-def day_users_shortcut(scope: RunScope, zone: str) -> Query:
-    return _per_version_daily(scope, zone, "created_by", group_by="1, 2")
-
-
-def day_users_windowed(scope: RunScope, zone: str) -> Query:
-    return _windowed_daily(scope, zone, "created_by", group_by="1, 2")
+def _workflow_runs_daily(scope: RunScope, zone: str, aggregates: str, group_by: str = "1") -> Query:
+    """Dify's table: each row is a run; created_by is a uuid there, compared and output as text."""
+    where, params = workflow_runs_where(scope)
+    sql = f"""
+SELECT {_day_column(scope, zone)} AS day, {aggregates}
+FROM (
+    SELECT CAST(created_by AS text) AS created_by, total_tokens, {CREATED_US} AS created_us
+    FROM {WORKFLOW_RUNS_TABLE}
+    WHERE {where}
+) AS runs
+GROUP BY {group_by}
+ORDER BY {group_by}"""
+    return Query(sql, params)

@@ -1,4 +1,4 @@
-"""The run list (keyset pages) and one run's detail.
+"""The run list (keyset pages), the cursor lookup, and one run's detail.
 
 Order is created time descending, then id descending. The cursor is the pair (created_us, id) of
 the last run shown, so runs sharing a created time are neither skipped nor repeated.
@@ -6,53 +6,46 @@ the last run shown, so runs sharing a created time are neither skipped nor repea
 - Page shortcut: pick the page's ids from one GROUP BY id (created time is immutable; status via
   queries/versions.py), then take the latest version of just those ids.
 - Page windowed: the latest version of every run, filtered, ordered, limited.
-- Detail: the run's rows are few, so the shortcut is an ORDER BY ... LIMIT 1 on its id.
+- Page workflow_runs: Dify's table in the order of its (created_at, id) index.
+- Detail: a run's rows are few; the shortcut orders them and keeps the first, the windowed plan
+  ranks them with ROW_NUMBER().
 """
 
 from __future__ import annotations
 
 import msgspec
 
-from queries.dialects import Dialect, created_text_sql, epoch_us_sql
-from queries.scope import LATEST_FIRST, TABLE, Query, RunScope, app_rows_where, created_range_where
+from queries.dialects import created_text_sql, epoch_us_sql
+from queries.rows import DETAIL_COLUMNS, SUMMARY_COLUMNS
+from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where
 from queries.versions import latest_versions_sql, run_states_sql
-
-SUMMARY_COLUMNS = (
-    "id",
-    "version",
-    "status",
-    "elapsed_time",
-    "total_tokens",
-    "total_steps",
-    "created_by_role",
-    "created_by",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "exceptions_count",
-)
-DETAIL_COLUMNS = (
-    *SUMMARY_COLUMNS,
-    "tenant_id",
-    "app_id",
-    "workflow_id",
-    "type",
-    "triggered_from",
-    "graph",
-    "inputs",
-    "outputs",
-    "error_message",
+from queries.workflow_runs import (
+    CREATED_US,
+    WORKFLOW_RUNS_TABLE,
+    as_logstore_columns,
+    naive_utc,
+    workflow_runs_where,
 )
 
 
-class RunPage(msgspec.Struct, frozen=True):
+class RunCursor(msgspec.Struct, frozen=True):
     """Keyset position: the (created_us, id) of the last run already shown."""
 
-    after_created_us: int
-    after_id: str
+    created_us: int
+    id: str
 
 
-def _page_where(scope: RunScope, status: str | None, after: RunPage | None) -> str:
+def run_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
+    """Up to `limit` runs (summary columns + created_us) in list order after the cursor; callers
+    ask for one more than they show to learn whether there is a next page."""
+    if scope.plan == "workflow_runs":
+        return _workflow_runs_page(scope, limit, status, after)
+    if scope.plan == "windowed":
+        return _windowed_page(scope, limit, status, after)
+    return _shortcut_page(scope, limit, status, after)
+
+
+def _page_where(scope: RunScope, status: str | None, after: RunCursor | None) -> str:
     clauses = [created_range_where(scope)] if scope.start_us is not None or scope.end_us is not None else []
     if status is not None:
         clauses.append("status = %(status)s")
@@ -63,19 +56,20 @@ def _page_where(scope: RunScope, status: str | None, after: RunPage | None) -> s
     return " AND ".join(clauses) or "1 = 1"
 
 
-def _page_params(scope: RunScope, limit: int, status: str | None, after: RunPage | None) -> dict[str, object]:
+def _page_params(
+    scope: RunScope, limit: int, status: str | None, after: RunCursor | None
+) -> dict[str, object]:
     params = scope.params()
     params["limit"] = int(limit)
     if status is not None:
         params["status"] = status
     if after is not None:
-        params["after_created_us"] = after.after_created_us
-        params["after_id"] = after.after_id
+        params["after_created_us"] = after.created_us
+        params["after_id"] = after.id
     return params
 
 
-def run_page_shortcut(scope: RunScope, limit: int, status: str | None, after: RunPage | None) -> Query:
-    """Up to `limit` runs (summary columns + created_us); ask for limit + 1 to learn has_more."""
+def _shortcut_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
     columns = ", ".join(f"latest.{c}" for c in SUMMARY_COLUMNS)
     sql = f"""
 WITH page AS (
@@ -90,7 +84,7 @@ SELECT {columns}, page.created_us
 FROM (
     SELECT {", ".join(SUMMARY_COLUMNS)},
            ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
-    FROM {TABLE}
+    FROM {LOGSTORE_TABLE}
     WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND id IN (SELECT id FROM page)
 ) AS latest
 JOIN page ON page.id = latest.id
@@ -99,7 +93,7 @@ ORDER BY page.created_us DESC, page.id DESC"""
     return Query(sql, _page_params(scope, limit, status, after))
 
 
-def run_page_windowed(scope: RunScope, limit: int, status: str | None, after: RunPage | None) -> Query:
+def _windowed_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
     sql = f"""
 SELECT {", ".join(SUMMARY_COLUMNS)}, created_us
 FROM ({latest_versions_sql(scope, SUMMARY_COLUMNS)}
@@ -110,68 +104,86 @@ LIMIT %(limit)s"""
     return Query(sql, _page_params(scope, limit, status, after))
 
 
-def run_cursor(scope: RunScope, run_id: str) -> Query:
-    """created_us of `run_id` if it is a run of this tenant/app/trigger source created in the
-    scope's range (else no row).
-
-    Same in both plans: the fields it reads never change between versions."""
+def _workflow_runs_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
+    where, params = workflow_runs_where(scope)
+    if status is not None:
+        where += " AND status = %(status)s"
+        params["status"] = status
+    if after is not None:
+        where += " AND (created_at < %(after_at)s OR (created_at = %(after_at)s AND id < %(after_id)s))"
+        params["after_at"] = naive_utc(after.created_us)
+        params["after_id"] = after.id
+    params["limit"] = int(limit)
     sql = f"""
+SELECT {as_logstore_columns(SUMMARY_COLUMNS)}, {CREATED_US} AS created_us
+FROM {WORKFLOW_RUNS_TABLE}
+WHERE {where}
+ORDER BY workflow_runs.created_at DESC, workflow_runs.id DESC  -- the columns, not the text forms above
+LIMIT %(limit)s"""
+    return Query(sql, params)
+
+
+def run_cursor(scope: RunScope, run_id: str) -> Query:
+    """Row `(created_us)` of `run_id` if it is a run of this tenant/app/trigger source created in
+    the scope's range (else no row). Every plan reads it the same way: the fields it reads never
+    change between versions."""
+    if scope.plan == "workflow_runs":
+        where, params = workflow_runs_where(scope)
+        sql = f"""
+SELECT {CREATED_US} AS created_us
+FROM {WORKFLOW_RUNS_TABLE}
+WHERE {where} AND id = %(run_id)s"""
+    else:
+        params = scope.params()
+        sql = f"""
 SELECT created_us
 FROM (
     SELECT {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us
-    FROM {TABLE}
-    WHERE {app_rows_where(scope, with_trigger=True)} AND id = %(run_id)s
+    FROM {LOGSTORE_TABLE}
+    WHERE {app_rows_where(scope)} AND id = %(run_id)s
     LIMIT 1
 ) AS run
 WHERE {created_range_where(scope)}"""
-    params = scope.params()
     params["run_id"] = run_id
     return Query(sql, params)
 
 
-def _detail_filter(
-    dialect: Dialect, tenant_id: str, app_id: str, run_id: str, start_us: int | None, end_us: int | None
-) -> tuple[str, dict[str, object]]:
-    """The run's rows; with bounds, only if its created time is in [start_us, end_us) (routing
-    between two sources by created time; the created time is the same in every version)."""
+def run_detail(scope: RunScope, run_id: str) -> Query:
+    """The detail columns of `run_id` if it is a run of the scope's tenant and app (any trigger
+    source) created in the scope's range; bounds route between two sources by created time, which
+    is the same in every version."""
+    if scope.plan == "workflow_runs":
+        where, params = workflow_runs_where(scope)
+        params["run_id"] = run_id
+        sql = f"""
+SELECT {as_logstore_columns(DETAIL_COLUMNS)}
+FROM {WORKFLOW_RUNS_TABLE}
+WHERE {where} AND id = %(run_id)s"""
+        return Query(sql, params)
     clauses = ["tenant_id = %(tenant_id)s", "app_id = %(app_id)s", "id = %(run_id)s"]
-    params: dict[str, object] = {"tenant_id": tenant_id, "app_id": app_id, "run_id": run_id}
-    created_us = epoch_us_sql(dialect, created_text_sql())
-    if start_us is not None:
+    created_us = epoch_us_sql(scope.dialect, created_text_sql())
+    if scope.start_us is not None:
         clauses.append(f"{created_us} >= %(start_us)s")
-        params["start_us"] = start_us
-    if end_us is not None:
+    if scope.end_us is not None:
         clauses.append(f"{created_us} < %(end_us)s")
-        params["end_us"] = end_us
-    return " AND ".join(clauses), params
-
-
-def run_detail_shortcut(
-    tenant_id: str, app_id: str, run_id: str, *,
-    start_us: int | None = None, end_us: int | None = None, dialect: Dialect = "postgres",
-) -> Query:  # fmt: skip
-    where, params = _detail_filter(dialect, tenant_id, app_id, run_id, start_us, end_us)
-    sql = f"""
-SELECT {", ".join(DETAIL_COLUMNS)}
-FROM {TABLE}
-WHERE {where}
-ORDER BY {LATEST_FIRST}
-LIMIT 1"""
-    return Query(sql, params)
-
-
-def run_detail_windowed(
-    tenant_id: str, app_id: str, run_id: str, *,
-    start_us: int | None = None, end_us: int | None = None, dialect: Dialect = "postgres",
-) -> Query:  # fmt: skip
-    where, params = _detail_filter(dialect, tenant_id, app_id, run_id, start_us, end_us)
-    sql = f"""
-SELECT {", ".join(DETAIL_COLUMNS)}
+    params = scope.params()
+    params["run_id"] = run_id
+    columns, where = ", ".join(DETAIL_COLUMNS), " AND ".join(clauses)
+    if scope.plan == "windowed":
+        sql = f"""
+SELECT {columns}
 FROM (
-    SELECT {", ".join(DETAIL_COLUMNS)},
+    SELECT {columns},
            ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
-    FROM {TABLE}
+    FROM {LOGSTORE_TABLE}
     WHERE {where}
 ) AS versions
 WHERE version_rank = 1"""
+    else:
+        sql = f"""
+SELECT {columns}
+FROM {LOGSTORE_TABLE}
+WHERE {where}
+ORDER BY {LATEST_FIRST}
+LIMIT 1"""
     return Query(sql, params)

@@ -1,5 +1,5 @@
 -- The LogStore `workflow_execution` as a PostgreSQL table (the embedded default, tests, bench).
--- Column names and types follow SPEC 1: SLS text fields are text, `long` fields bigint.
+-- SLS indexes text fields as text and `long` fields as bigint; the columns here are typed alike.
 CREATE TABLE IF NOT EXISTS workflow_execution (
     __time__         bigint           NOT NULL,
     id               text             NOT NULL,

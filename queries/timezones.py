@@ -1,24 +1,22 @@
 """Local calendar days as integer arithmetic, identical in every dialect.
 
 A run's day is the calendar day of its created time in the requested IANA zone. Rather than
-trusting each engine's zone database and session zone, the planner turns the zone into the few
+trusting each engine's zone database and session zone, the builders turn the zone into the few
 UTC offsets that apply over the queried range (a DST zone changes offset twice a year) and the SQL
 evaluates `created_us + offset_us(created_us)` with a balanced CASE tree over those instants.
 Integer division by one day then gives the local day number (days since 1970-01-01). This is
 exact for any zone whose transitions fall on whole seconds, which tzdata's do since 1970.
+The app turns day numbers back into dates (app/days.py).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 US_PER_SECOND = 1_000_000
 US_PER_DAY = 86_400 * US_PER_SECOND
-EPOCH_DATE = date(1970, 1, 1)
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_US = timedelta(microseconds=1)
 
 # Without a bound, offsets are tabulated over this window; data outside it (before 1970 or after
 # 2100) would be bucketed with the nearest tabulated offset.
@@ -78,30 +76,3 @@ def local_day_sql(column: str, segments: tuple[tuple[int, int], ...]) -> str:
     """SQL for the local day number (days since 1970-01-01) of `column` (epoch µs)."""
     shift = _DAY_SHIFT * US_PER_DAY
     return f"(({column} + {offset_case(column, segments)} + {shift}) / {US_PER_DAY} - {_DAY_SHIFT})"
-
-
-def day_number_to_date(day_number: int) -> date:
-    return EPOCH_DATE + timedelta(days=int(day_number))
-
-
-def to_epoch_us(moment: datetime) -> int:
-    """An aware datetime as µs since the epoch, in integers (no float rounding)."""
-    return (moment - EPOCH) // _ONE_US
-
-
-def from_epoch_us(us: int, tz: tzinfo = UTC) -> datetime:
-    return (EPOCH + us * _ONE_US).astimezone(tz)
-
-
-def local_midnight_us(day: date, zone: str) -> int:
-    """The instant `day` starts at in `zone` (a skipped midnight reads as the pre-change offset)."""
-    return to_epoch_us(datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(zone)))
-
-
-def touched_days(zone: str, start_us: int, end_us: int) -> list[date]:
-    """Every local date in `zone` with an instant in [start_us, end_us); none for an empty range."""
-    if end_us <= start_us:
-        return []
-    tz = ZoneInfo(zone)
-    first, last = from_epoch_us(start_us, tz).date(), from_epoch_us(end_us - 1, tz).date()
-    return [first + timedelta(days=n) for n in range((last - first).days + 1)]

@@ -1,7 +1,8 @@
 """The two ways of knowing a run's current state, as SQL fragments the measure modules wrap.
 
 - `run_states_sql` (shortcut): one GROUP BY id over the versions, no window. A run's status is
-  the status of any finished version (finished statuses are final and agree, SPEC 1 inv. 2);
+  the status of any finished version (finished statuses are final and agree:
+  the writer's invariant 2, queries/README.md);
   a run with no finished version is `paused` if its latest unfinished version is a pause,
   else `running` (inv. 3: unfinished versions are running or paused).
 - `latest_versions_sql` (windowed): ROW_NUMBER() over every version, keep the latest. Needs no
@@ -13,7 +14,7 @@ Both yield `id`, `status` and `created_us` (created time as an integer µs epoch
 from __future__ import annotations
 
 from queries.dialects import created_text_sql, epoch_us_sql, parse_once_fence
-from queries.scope import LATEST_FIRST, TABLE, RunScope, app_rows_where
+from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, RunScope, app_rows_where
 
 
 def run_states_sql(scope: RunScope) -> str:
@@ -29,8 +30,8 @@ def run_states_sql(scope: RunScope) -> str:
                max(CASE WHEN finished_at <> '' THEN status END) AS finished_status,
                max(CASE WHEN finished_at = '' AND status = 'paused' THEN log_version END) AS last_paused,
                max(CASE WHEN finished_at = '' AND status <> 'paused' THEN log_version END) AS last_running
-        FROM {TABLE}
-        WHERE {app_rows_where(scope, with_trigger=True)}
+        FROM {LOGSTORE_TABLE}
+        WHERE {app_rows_where(scope)}
         GROUP BY id
     ) AS per_run{parse_once_fence(scope.dialect)}"""
 
@@ -44,7 +45,7 @@ def latest_versions_sql(scope: RunScope, columns: tuple[str, ...]) -> str:
     FROM (
         SELECT {inner},
                ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
-        FROM {TABLE}
+        FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope, with_trigger=False)}
     ) AS versions
     WHERE version_rank = 1 AND triggered_from = %(triggered_from)s{parse_once_fence(scope.dialect)}"""

@@ -1,6 +1,6 @@
 """Requests and answers of the Grafana JSON datasource protocol (simPod/grafana-json-datasource).
 
-Shapes follow shared/reference/grafana-json-datasource.openapi.yaml; unknown fields are ignored
+Shapes follow the plugin's documented protocol (tests/test_grafana.py checks them); unknown fields are ignored
 (Grafana sends more than it documents).
 """
 

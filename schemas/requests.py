@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import msgspec
 
-DailyMeasure = Literal["daily_runs", "daily_terminals", "daily_token_costs", "daily_interactions"]
+TriggerSource = Literal[
+    "debugging", "app-run", "rag-pipeline-run", "rag-pipeline-debugging", "webhook", "schedule", "plugin"
+]
+RunStatus = Literal["running", "succeeded", "failed", "stopped", "partial-succeeded", "paused"]
+TRIGGER_SOURCES: tuple[str, ...] = get_args(TriggerSource)
+STATUSES: tuple[str, ...] = get_args(RunStatus)
 
 
 class DailyRequest(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     app_id: str
-    triggered_from: str
+    triggered_from: TriggerSource
     timezone: str
     start_us: int | None
     end_us: int | None
@@ -21,8 +26,8 @@ class DailyRequest(msgspec.Struct, frozen=True, kw_only=True):
 class CountRequest(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     app_id: str
-    triggered_from: str
-    status: str | None
+    triggered_from: TriggerSource
+    status: RunStatus | None
     time_range_s: int | None = None  # created within this many seconds before now
     start_us: int | None = None  # or an absolute created range (Grafana)
     end_us: int | None = None
@@ -31,8 +36,8 @@ class CountRequest(msgspec.Struct, frozen=True, kw_only=True):
 class RunListRequest(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: str
     app_id: str
-    triggered_from: str
-    status: str | None
+    triggered_from: TriggerSource
+    status: RunStatus | None
     limit: int
     last_id: str | None
 

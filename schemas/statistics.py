@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 import msgspec
 
@@ -33,17 +33,10 @@ class DailyInteractions(msgspec.Struct, frozen=True):
     ]
 
 
-class DailyRunsAnswer(msgspec.Struct, frozen=True):
-    data: list[DailyRuns]
+Point = TypeVar("Point")
 
 
-class DailyTerminalsAnswer(msgspec.Struct, frozen=True):
-    data: list[DailyTerminals]
+class DailyAnswer(msgspec.Struct, Generic[Point], frozen=True):
+    """One point per local day with runs, ascending."""
 
-
-class DailyTokenCostsAnswer(msgspec.Struct, frozen=True):
-    data: list[DailyTokenCosts]
-
-
-class DailyInteractionsAnswer(msgspec.Struct, frozen=True):
-    data: list[DailyInteractions]
+    data: list[Point]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
+from psycopg.rows import class_row
 
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
 from queries.scope import Query
 from tests.reference import EPOCH, Version, created_us, iso_to_us
+
+Row = TypeVar("Row")
 
 
 def version_tuple(row: Version) -> tuple[Any, ...]:
@@ -28,6 +31,13 @@ def load_history(conn: psycopg.Connection[Any], rows: Iterable[Version]) -> None
 def fetch(conn: psycopg.Connection[Any], query: Query) -> Sequence[tuple[Any, ...]]:
     """Run with client-side binding, as the service does against SLS."""
     with psycopg.ClientCursor(conn) as cursor:
+        cursor.execute(query.sql, query.params)
+        return cursor.fetchall()
+
+
+def fetch_rows(conn: psycopg.Connection[Any], query: Query, row_type: type[Row]) -> list[Row]:
+    """Like `fetch`, with rows built by column name as the service's backend builds them."""
+    with psycopg.ClientCursor(conn, row_factory=class_row(row_type)) as cursor:
         cursor.execute(query.sql, query.params)
         return cursor.fetchall()
 

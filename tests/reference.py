@@ -7,9 +7,10 @@ parsed with datetime.fromisoformat, and nothing here knows about the writer inva
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -129,3 +130,12 @@ def run_list(runs: list[Version], status: str | None = None) -> list[Version]:
     """Every run in list order: created time descending, then id descending."""
     chosen = [run for run in runs if status is None or run.status == status]
     return sorted(chosen, key=lambda run: (created_us(run), run.id), reverse=True)
+
+
+# The truth of each daily measure, by the name app/measures.py declares it under.
+DAILY: dict[str, Callable[[list[Version], str], list[tuple[date, Any]]]] = {
+    "daily_runs": daily_runs,
+    "daily_terminals": daily_terminals,
+    "daily_token_costs": daily_token_costs,
+    "daily_interactions": daily_interactions,
+}

@@ -1,4 +1,5 @@
-"""Hypothesis strategies for adversarial version histories that keep SPEC 1's invariants.
+"""Hypothesis strategies for adversarial version histories that keep the writer's invariants
+(queries/README.md).
 
 Runs are created at or around local midnights of DST-change days in zones with DST, half- and
 quarter-hour offsets; their versions include paused/resumed cycles, duplicate finished versions
@@ -181,7 +182,7 @@ zones = st.sampled_from(ZONES)
 
 
 class SplitHistory(NamedTuple):
-    """One history as a migrating deployment holds it (SPEC 2, "Two sources")."""
+    """One history as a migrating deployment holds it."""
 
     history: list[Version]  # every version of every run: the truth is computed from this
     since_us: int  # STATS_LOGSTORE_SINCE

@@ -33,11 +33,11 @@ class CountingBackend(Backend):
         self.queries: list[dict[str, object]] = []
         self.delay = delay
 
-    async def fetch(self, query: Query) -> Any:
+    async def fetch(self, query: Query, row_type: Any) -> Any:
         self.queries.append(query.params)
         if self.delay:
             await asyncio.sleep(self.delay)
-        return await super().fetch(query)
+        return await super().fetch(query, row_type)
 
 
 @pytest.fixture(autouse=True)

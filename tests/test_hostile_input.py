@@ -70,7 +70,7 @@ def test_hostile_values_in_every_parameter(
 class BrokenBackend(Backend):
     """A backend that fails in a way nobody planned for (a bug, not an outage)."""
 
-    async def fetch(self, query: Query) -> Any:
+    async def fetch(self, query: Query, row_type: Any) -> Any:
         raise ZeroDivisionError("a bug")
 
 

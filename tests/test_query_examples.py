@@ -7,12 +7,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from queries import rows
-from queries.planner import Planner
-from queries.runs import RunPage
+from app import answers
+from app.measures import MEASURES_BY_NAME
+from queries import counts, daily, runs
+from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow, StatusCountRow
+from queries.runs import RunCursor
 from queries.scope import RunScope
+from schemas.runs import RunCounts
 from tests import examples
-from tests.db import fetch, load_history
+from tests.db import fetch, fetch_rows, load_history
 
 MAR_1_SHANGHAI_US = 1_740_758_400_000_000  # 2025-03-01T00:00:00+08:00
 MAR_3_SHANGHAI_US = 1_740_931_200_000_000  # 2025-03-03T00:00:00+08:00
@@ -23,10 +26,12 @@ def run(request: pytest.FixtureRequest, dialect_conns: dict[str, psycopg.Connect
     dialect, plan = request.param
     conn = dialect_conns[dialect]
     load_history(dialect_conns["postgres"], examples.history())
-    planner = Planner(plan=plan)
 
     def scope(
-        trigger: str = "app-run", tenant: str = examples.T, start: int | None = None, end: int | None = None
+        trigger: str | None = "app-run",
+        tenant: str = examples.T,
+        start: int | None = None,
+        end: int | None = None,
     ) -> RunScope:
         return RunScope(
             tenant_id=tenant,
@@ -35,19 +40,23 @@ def run(request: pytest.FixtureRequest, dialect_conns: dict[str, psycopg.Connect
             start_us=start,
             end_us=end,
             dialect=dialect,
+            plan=plan,
         )
 
-    return conn, planner, scope
+    return conn, scope
 
 
-def _daily(run: Any, measure: str, scope: RunScope, zone: str) -> list[tuple[str, Any]]:
-    conn, planner, _ = run
-    answers = getattr(rows, measure)(fetch(conn, getattr(planner, measure)(scope, zone)))
-    return [(answer.date, getattr(answer, answer.__struct_fields__[1])) for answer in answers]
+def _daily(run: Any, name: str, scope: RunScope, zone: str) -> list[tuple[str, Any]]:
+    conn, _ = run
+    measure = MEASURES_BY_NAME[name]
+    found = fetch_rows(conn, daily.daily(scope, zone, measure.sql), DailyRow)
+    return [
+        (point.date, getattr(point, measure.answer_field)) for point in answers.daily_points(measure, found)
+    ]
 
 
 def test_daily_measures_by_eye(run: Any) -> None:
-    scope = run[2]
+    scope = run[1]
     shanghai = scope(start=MAR_1_SHANGHAI_US, end=MAR_3_SHANGHAI_US)
     assert _daily(run, "daily_runs", shanghai, "Asia/Shanghai") == [("2025-03-01", 1), ("2025-03-02", 3)]
     assert _daily(run, "daily_terminals", shanghai, "Asia/Shanghai") == [("2025-03-01", 1), ("2025-03-02", 2)]
@@ -68,29 +77,31 @@ def test_daily_measures_by_eye(run: Any) -> None:
 
 
 def test_status_counts_by_eye(run: Any) -> None:
-    conn, planner, scope = run
-    counts = rows.run_counts(fetch(conn, planner.status_counts(scope(), None)))
-    assert counts == rows.RunCounts(total=4, running=1, succeeded=1, failed=1, stopped=0, partial_succeeded=0)
-    assert dict(fetch(conn, planner.status_counts(scope(), "paused"))) == {"paused": 1}  # r4
-    assert dict(fetch(conn, planner.status_counts(scope(tenant=examples.U), None))) == {
+    conn, scope = run
+    found = answers.run_counts(fetch_rows(conn, counts.status_counts(scope(), None), StatusCountRow))
+    assert found == RunCounts(total=4, running=1, succeeded=1, failed=1, stopped=0, partial_succeeded=0)
+    assert dict(fetch(conn, counts.status_counts(scope(), "paused"))) == {"paused": 1}  # r4
+    assert dict(fetch(conn, counts.status_counts(scope(tenant=examples.U), None))) == {
         "succeeded": 1
     }  # r6 only
 
 
 def test_run_list_and_detail_by_eye(run: Any) -> None:
-    conn, planner, scope = run
-    page = [rows.run_summary(row) for row in fetch(conn, planner.run_page(scope(), 3, None, None))]
+    conn, scope = run
+    page = answers.run_summaries(fetch_rows(conn, runs.run_page(scope(), 3, None, None), RunPageRow))
     assert [s.id for s in page] == [examples.R4, examples.R3, examples.R2]
     assert (page[2].status, page[2].finished_at, page[2].elapsed_time) == ("failed", 1740844801, 1.5)
     assert (page[0].status, page[0].finished_at, page[0].elapsed_time) == ("paused", None, 0.0)
-    after = RunPage(
-        after_created_us=fetch(conn, planner.run_cursor(scope(), examples.R2))[0][0], after_id=examples.R2
-    )
-    rest = [rows.run_summary(row).id for row in fetch(conn, planner.run_page(scope(), 3, None, after))]
+    cursor = fetch_rows(conn, runs.run_cursor(scope(), examples.R2), CursorRow)
+    after = RunCursor(created_us=cursor[0].created_us, id=examples.R2)
+    rest = [row.id for row in fetch_rows(conn, runs.run_page(scope(), 3, None, after), RunPageRow)]
     assert rest == [examples.R1]
-    assert fetch(conn, planner.run_cursor(scope(trigger="debugging"), examples.R2)) == []
+    assert fetch(conn, runs.run_cursor(scope(trigger="debugging"), examples.R2)) == []
 
-    detail = rows.run_detail(fetch(conn, planner.run_detail(examples.T, examples.A, examples.R1))[0])
+    def detail_of(run_id: str) -> list[RunDetailRow]:
+        return fetch_rows(conn, runs.run_detail(scope(trigger=None), run_id), RunDetailRow)
+
+    detail = answers.run_detail(detail_of(examples.R1)[0])
     assert (detail.status, detail.total_tokens, detail.created_at, detail.error) == (
         "succeeded",
         25,
@@ -98,9 +109,9 @@ def test_run_list_and_detail_by_eye(run: Any) -> None:
         None,
     )
     assert detail.outputs == {} and detail.triggered_from == "app-run"
-    failed = rows.run_detail(fetch(conn, planner.run_detail(examples.T, examples.A, examples.R2))[0])
+    failed = answers.run_detail(detail_of(examples.R2)[0])
     assert failed.error == "boom"
-    assert fetch(conn, planner.run_detail(examples.T, examples.A, examples.R6)) == []  # tenant U's run
+    assert detail_of(examples.R6) == []  # tenant U's run
 
 
 def test_check_sls_runs_every_sls_query_against_the_stand_in(

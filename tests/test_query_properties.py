@@ -9,10 +9,13 @@ import psycopg
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queries import counts, daily, rows, runs
+from app import answers
+from app.measures import DAILY_MEASURES
+from queries import counts, daily, runs
+from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow
 from queries.scope import RunScope
 from tests import reference
-from tests.db import fetch, load_history
+from tests.db import fetch, fetch_rows, load_history
 from tests.strategies import APPS, created_ranges, histories, scope_of, zones
 
 DIALECTS = ("postgres", "sls")
@@ -21,11 +24,11 @@ Conns = dict[str, psycopg.Connection[Any]]
 
 
 def _scope(
-    app: tuple[str, str], trigger: str, bounds: tuple[int | None, int | None], dialect: str
+    app: tuple[str, str], trigger: str | None, bounds: tuple[int | None, int | None], dialect: str, plan: str
 ) -> RunScope:
     return RunScope(
         tenant_id=app[0], app_id=app[1], triggered_from=trigger, start_us=bounds[0], end_us=bounds[1],
-        dialect=dialect,  # type: ignore[arg-type]
+        dialect=dialect, plan=plan,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -44,22 +47,19 @@ def test_daily_measures_match_reference(dialect_conns: Conns, data: st.DataObjec
     bounds = data.draw(created_ranges(zone))
     load_history(dialect_conns["postgres"], history)
     truth = _expected_runs(history, app, trigger, bounds)
-    expected = {
-        "daily_runs": _dated(reference.daily_runs(truth, zone)),
-        "daily_terminals": _dated(reference.daily_terminals(truth, zone)),
-        "daily_token_costs": _dated(reference.daily_token_costs(truth, zone)),
-        "daily_interactions": _dated(reference.daily_interactions(truth, zone)),
-    }
     for dialect in DIALECTS:
-        query_scope = _scope(app, trigger, bounds, dialect)
         for plan in PLANS:
-            for measure, want in expected.items():
-                raw = fetch(dialect_conns[dialect], getattr(daily, f"{measure}_{plan}")(query_scope, zone))
+            query_scope = _scope(app, trigger, bounds, dialect, plan)
+            for measure in DAILY_MEASURES:
+                want = _dated(reference.DAILY[measure.name](truth, zone))
+                found = fetch_rows(
+                    dialect_conns[dialect], daily.daily(query_scope, zone, measure.sql), DailyRow
+                )
                 got = [
-                    (answer.date, getattr(answer, answer.__struct_fields__[1]))
-                    for answer in getattr(rows, measure)(raw)
+                    (point.date, getattr(point, measure.answer_field))
+                    for point in answers.daily_points(measure, found)
                 ]
-                assert got == want, (dialect, plan, measure)
+                assert got == want, (dialect, plan, measure.name)
 
 
 @given(
@@ -74,26 +74,24 @@ def test_status_counts_match_reference(dialect_conns: Conns, data: st.DataObject
     want = reference.status_counts(_expected_runs(history, app, trigger, bounds), status)
     for dialect in DIALECTS:
         for plan in PLANS:
-            query = getattr(counts, f"status_counts_{plan}")(_scope(app, trigger, bounds, dialect), status)
+            query = counts.status_counts(_scope(app, trigger, bounds, dialect, plan), status)
             got = {name: count for name, count in fetch(dialect_conns[dialect], query)}
             assert got == want, (dialect, plan)
 
 
-def _walk_pages(
-    conn: psycopg.Connection[Any], plan: str, scope: RunScope, limit: int, status: str | None
-) -> list[str]:
+def _walk_pages(conn: psycopg.Connection[Any], scope: RunScope, limit: int, status: str | None) -> list[str]:
     """Page through the whole list as a client would: last id of a page is the next cursor."""
     seen: list[str] = []
     after = None
     for _ in range(100):
-        page = fetch(conn, getattr(runs, f"run_page_{plan}")(scope, limit + 1, status, after))
+        page = fetch_rows(conn, runs.run_page(scope, limit + 1, status, after), RunPageRow)
         has_more = len(page) > limit
-        seen += [row[0] for row in page[:limit]]
+        seen += [row.id for row in page[:limit]]
         if not has_more:
             return seen
-        cursor = fetch(conn, runs.run_cursor(scope, seen[-1]))
+        cursor = fetch_rows(conn, runs.run_cursor(scope, seen[-1]), CursorRow)
         assert len(cursor) == 1
-        after = runs.RunPage(after_created_us=cursor[0][0], after_id=seen[-1])
+        after = runs.RunCursor(created_us=cursor[0].created_us, id=seen[-1])
     raise AssertionError("pagination did not end")
 
 
@@ -112,7 +110,7 @@ def test_run_list_pages_match_reference(
     for dialect in DIALECTS:
         for plan in PLANS:
             got = _walk_pages(
-                dialect_conns[dialect], plan, _scope(app, trigger, (None, None), dialect), limit, status
+                dialect_conns[dialect], _scope(app, trigger, (None, None), dialect, plan), limit, status
             )
             assert got == want, (dialect, plan)
 
@@ -127,13 +125,12 @@ def test_run_detail_is_the_latest_version(
         visible = (run.tenant_id, run.app_id) == app
         for dialect in DIALECTS:
             for plan in PLANS:
-                found = fetch(
-                    dialect_conns[dialect], getattr(runs, f"run_detail_{plan}")(app[0], app[1], run_id)
-                )
+                query = runs.run_detail(_scope(app, None, (None, None), dialect, plan), run_id)
+                found = fetch_rows(dialect_conns[dialect], query, RunDetailRow)
                 if not visible:
                     assert found == [], (dialect, plan)
                     continue
-                detail = rows.run_detail(found[0])
+                detail = answers.run_detail(found[0])
                 assert (detail.status, detail.total_tokens, detail.finished_at) == (
                     run.status,
                     run.total_tokens,

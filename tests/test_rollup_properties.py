@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from app.backend import Backend
 from app.cache import AnswerCache
 from app.config import load_settings
+from app.measures import DAILY_MEASURES
 from app.repository import StatsRepository
 from app.service import StatsService
 from app.sources import build_sources
@@ -22,13 +23,6 @@ from schemas.requests import DailyRequest
 from tests import reference
 from tests.db import load_history
 from tests.strategies import ZONE_ANCHORS_US, histories, instants, scope_of, zones
-
-MEASURES = {
-    "daily_runs": reference.daily_runs,
-    "daily_terminals": reference.daily_terminals,
-    "daily_token_costs": reference.daily_token_costs,
-    "daily_interactions": reference.daily_interactions,
-}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +60,7 @@ def check_rollups(
                 max(ZONE_ANCHORS_US[zone], key=lambda a: -abs(a - end)),
             )
             start, end = min(start, end), max(start, end)
-        measure = data.draw(st.sampled_from(sorted(MEASURES)))
+        measure = data.draw(st.sampled_from(DAILY_MEASURES))
         request = DailyRequest(
             tenant_id=tenant_id,
             app_id=app_id,
@@ -75,11 +69,11 @@ def check_rollups(
             start_us=start,
             end_us=end,
         )
-        answer, _ = run(service.daily(measure, request))  # type: ignore[arg-type]
+        answer, _ = run(service.daily(measure, request))
         truth = reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end)
-        expected = [(day.isoformat(), value) for day, value in MEASURES[measure](truth, zone)]
-        got = [(item.date, getattr(item, item.__struct_fields__[1])) for item in answer]
-        assert got == expected, (measure, start, end)
+        expected = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
+        got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
+        assert got == expected, (measure.name, start, end)
 
 
 @given(data=st.data(), zone=zones)

@@ -1,4 +1,4 @@
-"""A migrating deployment (SPEC 2, "Two sources"): one history split at a random instant into
+"""A migrating deployment (Dify's dual write): one history split at a random instant into
 Dify's workflow_runs and the LogStore, with dual-written copies on both sides, answers every
 measure exactly as the reference over the whole history: through the real repository, both
 LogStore dialects and plans, on real PostgreSQL (session zone Asia/Shanghai).
@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterator
-from datetime import date
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import msgspec
@@ -24,10 +23,11 @@ from hypothesis import strategies as st
 
 from app.backend import Backend
 from app.config import Settings, load_settings
+from app.days import from_epoch_us
+from app.measures import DAILY_MEASURES
 from app.params import BadParameter
 from app.repository import StatsRepository
 from app.sources import build_sources
-from queries.timezones import from_epoch_us
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
 from tests.db import load_history, load_two_sources
@@ -44,12 +44,6 @@ from tests.test_rollup_properties import check_rollups
 
 T = TypeVar("T")
 COMBINATIONS = (("postgres", "shortcut"), ("postgres", "windowed"), ("sls", "shortcut"), ("sls", "windowed"))
-MEASURES: dict[str, Callable[[list[reference.Version], str], list[tuple[date, Any]]]] = {
-    "daily_runs": reference.daily_runs,
-    "daily_terminals": reference.daily_terminals,
-    "daily_token_costs": reference.daily_token_costs,
-    "daily_interactions": reference.daily_interactions,
-}
 
 
 class Harness:
@@ -130,10 +124,6 @@ def _scope(data: st.DataObject, history: list[reference.Version]) -> tuple[str, 
     return tenant_id, app_id, trigger
 
 
-def _values(answer: Any) -> list[tuple[str, Any]]:
-    return [(item.date, getattr(item, item.__struct_fields__[1])) for item in answer]
-
-
 def check_daily_measures(
     harness: Harness,
     repositories: dict[Any, StatsRepository],
@@ -149,10 +139,11 @@ def check_daily_measures(
         tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, timezone=zone, start_us=start, end_us=end
     )
     for combination, repository in repositories.items():
-        for measure, expected in MEASURES.items():
-            answer = harness.run(repository.daily(measure, request))  # type: ignore[arg-type]
-            want = [(day.isoformat(), value) for day, value in expected(truth, zone)]
-            assert _values(answer) == want, (combination, measure)
+        for measure in DAILY_MEASURES:
+            answer = harness.run(repository.daily(measure, request))
+            want = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
+            got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
+            assert got == want, (combination, measure.name)
 
 
 @given(data=st.data(), zone=zones)

@@ -10,6 +10,7 @@ from litestar.params import JSONBody
 
 from app.auth import api_key_guard
 from app.config import Settings
+from app.errors import ERROR_RESPONSES
 from app.grafana import (
     FILTER_KEYS,
     GrafanaQuery,
@@ -41,17 +42,28 @@ async def _apps(service: StatsService, request: AnyRequest) -> list[tuple[str, s
     return visible_apps(apps, request.state.get("api_key"))
 
 
-@get("/", summary="Save & test: the datasource answers", sync_to_thread=False)
+@get("/", responses=ERROR_RESPONSES, summary="Save & test: the datasource answers", sync_to_thread=False)
 def grafana_health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@post("/metrics", status_code=200, summary="The six metrics and their payload options", sync_to_thread=False)
+@post(
+    "/metrics",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    summary="The six metrics and their payload options",
+    sync_to_thread=False,
+)
 def grafana_metrics(data: JSONBody[MetricsRequest | None] = None) -> list[MetricInfo]:
     return metric_catalogue()
 
 
-@post("/metric-payload-options", status_code=200, summary="Options of one payload (apps, trigger, zone)")
+@post(
+    "/metric-payload-options",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    summary="Options of one payload (apps, trigger, zone)",
+)
 async def grafana_payload_options(
     request: AnyRequest, service: NamedDependency[StatsService], data: JSONBody[PayloadOptionsRequest]
 ) -> list[Option]:
@@ -59,7 +71,12 @@ async def grafana_payload_options(
     return payload_options(data.name, apps)
 
 
-@post("/query", status_code=200, summary="Series (daily measures) and tables (status counts, recent runs)")
+@post(
+    "/query",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    summary="Series (daily measures) and tables (status counts, recent runs)",
+)
 async def grafana_query(
     request: AnyRequest,
     service: NamedDependency[StatsService],
@@ -70,7 +87,12 @@ async def grafana_query(
     return await query.answer(data.targets)
 
 
-@post("/variable", status_code=200, summary="Apps of the caller's tenants, for a dashboard variable")
+@post(
+    "/variable",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    summary="Apps of the caller's tenants, for a dashboard variable",
+)
 async def grafana_variable(
     request: AnyRequest, service: NamedDependency[StatsService], data: JSONBody[VariableRequest | None] = None
 ) -> list[VariableItem]:
@@ -78,12 +100,24 @@ async def grafana_variable(
     return [VariableItem(text=app, value=app, dunder_text=app, dunder_value=app) for _, app, _ in apps]
 
 
-@post("/tag-keys", status_code=200, summary="Ad-hoc filter keys", sync_to_thread=False)
+@post(
+    "/tag-keys",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    summary="Ad-hoc filter keys",
+    sync_to_thread=False,
+)
 def grafana_tag_keys() -> list[TagKey]:
     return [TagKey(text=key) for key in FILTER_KEYS]
 
 
-@post("/tag-values", status_code=200, summary="Values of one ad-hoc filter key", sync_to_thread=False)
+@post(
+    "/tag-values",
+    responses=ERROR_RESPONSES,
+    status_code=200,
+    summary="Values of one ad-hoc filter key",
+    sync_to_thread=False,
+)
 def grafana_tag_values(data: JSONBody[TagValuesRequest]) -> list[TagValue]:
     return [TagValue(text=value) for value in FILTER_KEYS.get(data.key, ())]
 
@@ -100,5 +134,6 @@ grafana_router = Router(
         grafana_tag_values,
     ],
     guards=[api_key_guard],
+    security=[{"bearer": []}],
     tags=["grafana"],
 )
