@@ -334,6 +334,18 @@ def test_the_services_backend_answers_through_the_standin(standin: SlsStandIn) -
     assert standin.counters["refused_empty"] == 0
 
 
+def _one_run_a_day_loaded(pg_conn: psycopg.Connection[Any], days: int, plan: str) -> RunScope:
+    """Loads `days` runs of app A, one a day from 2025-01-01; the sls scope over all of them."""
+    load_history(pg_conn, _one_run_a_day(days))
+    return RunScope(
+        tenant_id=examples.T,
+        app_id=examples.A,
+        triggered_from="app-run",
+        dialect="sls",
+        plan=plan,  # type: ignore[arg-type]
+    )
+
+
 def _one_run_a_day(days: int) -> list[Any]:
     first = datetime(2025, 1, 1, 12, tzinfo=UTC)
     runs = []
@@ -363,14 +375,7 @@ def test_150_days_of_runs_give_150_daily_rows_through_the_standin(
     measure: str,
 ) -> None:
     """The API allows 400-day ranges; every day with runs is one row (day_users: one per user)."""
-    load_history(pg_conn, _one_run_a_day(150))
-    scope = RunScope(
-        tenant_id=examples.T,
-        app_id=examples.A,
-        triggered_from="app-run",
-        dialect="sls",
-        plan=plan,  # type: ignore[arg-type]
-    )
+    scope = _one_run_a_day_loaded(pg_conn, 150, plan)
     query = (
         daily.daily(scope, "UTC", DAILY_RUNS.sql)
         if measure == "daily_runs"
@@ -399,13 +404,6 @@ def test_a_run_page_of_100_learns_has_more_through_the_standin(
     conn: psycopg.Connection[Any], pg_conn: psycopg.Connection[Any], plan: str
 ) -> None:
     """The API's largest page is 100 runs; the service asks for 101 to learn whether more follow."""
-    load_history(pg_conn, _one_run_a_day(150))
-    scope = RunScope(
-        tenant_id=examples.T,
-        app_id=examples.A,
-        triggered_from="app-run",
-        dialect="sls",
-        plan=plan,  # type: ignore[arg-type]
-    )
+    scope = _one_run_a_day_loaded(pg_conn, 150, plan)
     page = fetch(conn, runs.run_page(scope, 101, None, None))
     assert len(page) == 101
