@@ -1,6 +1,7 @@
 """One real PostgreSQL (pgserver) per test run, with TimeZone Asia/Shanghai so that any query
 depending on the session zone shows. Tables are created from queries/schema.sql; the sls
-dialect's Presto shims from queries/sls_compat.sql live in their own schema."""
+dialect's Presto shims from queries/sls_compat.sql live in their own schema, and sls-dialect
+statements reach the database through the SLS stand-in (tests/sls_standin.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 import psycopg
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.sls_standin import SlsStandIn
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile(
@@ -86,8 +89,27 @@ def pg_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
 
 
 @pytest.fixture(scope="session")
-def sls_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A connection that resolves the Presto function names to queries/sls_compat.sql."""
+def sls_standin(database_url: str) -> Iterator[SlsStandIn]:
+    """SLS's endpoint as SLS documents it (tests/sls_standin.py) in front of the test database:
+    connect to `.url`, read `.counters`."""
+    with SlsStandIn(database_url) as standin:
+        yield standin
+
+
+@pytest.fixture(scope="session")
+def sls_conn(request: pytest.FixtureRequest, database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection that resolves the Presto function names to queries/sls_compat.sql.
+
+    It goes through the SLS stand-in, configured as the service configures its SLS connections, so
+    that sls-dialect statements meet SLS's limits; STATS_TEST_SLS_VIA_STANDIN=0 goes straight to
+    PostgreSQL instead (to tell a stand-in limit from a query bug while debugging)."""
+    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN", "1") != "0":
+        standin: SlsStandIn = request.getfixturevalue("sls_standin")
+        with psycopg.connect(
+            standin.url, autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor
+        ) as conn:
+            yield conn
+        return
     with psycopg.connect(
         database_url, autocommit=True, prepare_threshold=None, options="-c search_path=sls_compat,public"
     ) as conn:

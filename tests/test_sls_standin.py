@@ -1,0 +1,409 @@
+"""The SLS stand-in enforces each of SLS's documented limits, and the Presto shims are no kinder
+than Presto: every behaviour is shown through a real psycopg connection configured as the service
+configures its SLS connections (autocommit, no prepared statements, client-side binding)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import socket
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from app.backend import Backend, BackendUnavailable
+from app.config import load_settings
+from app.measures import DAILY_RUNS
+from queries import daily, runs
+from queries.scope import RunScope
+from tests import examples
+from tests.db import fetch, load_history
+from tests.sls_standin import SlsStandIn, Statement, split_statements
+
+
+@pytest.fixture
+def standin(sls_standin: SlsStandIn) -> SlsStandIn:
+    """The session's stand-in, its counters zeroed for this test."""
+    sls_standin.counters.reset()
+    return sls_standin
+
+
+@pytest.fixture
+def conn(standin: SlsStandIn) -> Iterator[psycopg.Connection[Any]]:
+    with psycopg.connect(
+        standin.url, autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor
+    ) as connection:
+        yield connection
+
+
+def _connect_async(url: str) -> Any:
+    return psycopg.AsyncConnection.connect(
+        url, autocommit=True, prepare_threshold=None, cursor_factory=psycopg.AsyncClientCursor
+    )
+
+
+# --- the statement scanner, on its own ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "has_limit", "has_order_by"),
+    [
+        ("SELECT a FROM t", False, False),
+        ("SELECT a FROM t LIMIT 5", True, False),
+        ("select a from t order by a limit 5;", True, True),
+        ("SELECT a FROM (SELECT a FROM t LIMIT 5) s", False, False),
+        ("WITH s AS (SELECT a FROM t ORDER BY a LIMIT 5) SELECT a FROM s", False, False),
+        ("SELECT row_number() OVER (ORDER BY a) FROM t", False, False),
+        ("SELECT array_agg(a ORDER BY b) FROM t", False, False),
+        ("SELECT 'ORDER BY a LIMIT 1' FROM t -- ORDER BY a LIMIT 1", False, False),
+        ("SELECT $$ LIMIT 1 $$, E'\\' LIMIT 1', \"limit\" FROM t /* ORDER /* BY */ x */", False, False),
+        ("(SELECT a FROM t) UNION ALL (SELECT a FROM u ORDER BY a LIMIT 1)", False, False),
+        ("SELECT a FROM t ORDER BY a", False, True),
+    ],
+)
+def test_the_scanner_sees_only_top_level_limit_and_order_by(
+    sql: str, has_limit: bool, has_order_by: bool
+) -> None:
+    [(text, scanned)] = split_statements(sql)
+    statement = Statement.of(text, scanned)
+    assert statement.is_select
+    assert (statement.has_limit, statement.has_order_by) == (has_limit, has_order_by)
+
+
+def test_the_scanner_splits_on_top_level_semicolons_only() -> None:
+    assert [text for text, _ in split_statements("SELECT ';'; SELECT 2 ; -- end")] == [
+        "SELECT ';'",
+        "SELECT 2",
+    ]
+    assert split_statements(" ; ;\n-- nothing\n/* at all */") == []
+
+
+# --- the protocol -------------------------------------------------------------------------------
+
+
+def test_parse_is_refused_and_the_connection_recovers(
+    standin: SlsStandIn, conn: psycopg.Connection[Any]
+) -> None:
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match="simple query protocol"):
+        psycopg.Cursor(conn).execute("SELECT %s::int", [1])  # server-side binding: Parse/Bind/Execute
+    assert standin.counters["refused_parse"] == 1
+    assert conn.execute("SELECT %s::int", [2]).fetchall() == [(2,)]  # client-side binding: Query
+
+
+def test_begin_commit_rollback_are_answered_but_not_run(
+    standin: SlsStandIn, conn: psycopg.Connection[Any]
+) -> None:
+    for statement in ("BEGIN", "COMMIT", "begin;", "ROLLBACK"):
+        conn.execute(statement)
+        # PostgreSQL would report a transaction open after BEGIN; SLS has none to open
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    assert standin.counters["ignored_transaction"] == 4
+    assert standin.counters["queries"] == 4
+    assert [seen.outcome for seen in standin.counters.statements()] == ["ignored_transaction"] * 4
+
+
+@pytest.mark.parametrize("sql", ["", "   ", ";", " ; ;\n", "-- only a comment"])
+def test_an_empty_query_is_refused(standin: SlsStandIn, conn: psycopg.Connection[Any], sql: str) -> None:
+    with pytest.raises(psycopg.errors.SyntaxError, match="empty query"):
+        conn.execute(sql)
+    assert standin.counters["refused_empty"] == 1
+    assert conn.execute("SELECT 1").fetchall() == [(1,)]
+
+
+def test_the_pools_connection_check_is_an_empty_query_so_sls_refuses_it(standin: SlsStandIn) -> None:
+    """psycopg_pool's check_connection runs `execute("")`: on SLS it fails on a healthy connection."""
+
+    async def check() -> None:
+        async with await _connect_async(standin.url) as connection:
+            await AsyncConnectionPool.check_connection(connection)
+
+    with pytest.raises(psycopg.errors.SyntaxError, match="empty query"):
+        asyncio.run(check())
+    assert standin.counters["refused_empty"] == 1
+
+
+# --- the default LIMIT --------------------------------------------------------------------------
+
+SERIES = "generate_series(1, 150) AS g"
+
+
+@pytest.mark.parametrize(
+    ("sql", "rows", "appended"),
+    [
+        (f"SELECT g FROM {SERIES}", 100, True),
+        (f"SELECT g FROM {SERIES};", 100, True),
+        (f"SELECT g FROM {SERIES} LIMIT 150", 150, False),
+        (f"SELECT g FROM {SERIES} ORDER BY g LIMIT 150", 150, False),
+        (f"SELECT g FROM (SELECT g FROM {SERIES} LIMIT 150) AS s", 100, True),
+        (f"WITH s AS (SELECT g FROM {SERIES} LIMIT 150) SELECT g FROM s", 100, True),
+        (f"SELECT g, 'LIMIT 150' FROM {SERIES}", 100, True),
+        (f"SELECT g FROM {SERIES} -- LIMIT 150", 100, True),
+    ],
+)
+def test_a_select_without_a_top_level_limit_gets_100_rows(
+    standin: SlsStandIn, conn: psycopg.Connection[Any], sql: str, rows: int, appended: bool
+) -> None:
+    assert len(conn.execute(sql).fetchall()) == rows
+    assert standin.counters["default_limit_appended"] == int(appended)
+    [seen] = standin.counters.statements(1)
+    assert (seen.sql, seen.limit_appended, seen.rows) == (sql, appended, rows)
+
+
+# --- long text ----------------------------------------------------------------------------------
+
+
+def test_text_over_2048_characters_is_cut_and_other_types_are_not(
+    standin: SlsStandIn, conn: psycopg.Connection[Any]
+) -> None:
+    row = conn.execute(
+        "SELECT repeat('x', 3000) AS t, CAST(repeat('é', 3000) AS varchar) AS v, repeat('s', 2048) AS exact,"
+        " 9223372036854775807::bigint AS n, CAST(repeat('1', 3000) AS numeric) AS big,"
+        " to_json(repeat('j', 3000)) AS j, NULL::text AS nothing"
+    ).fetchone()
+    assert row is not None
+    text, varchar, exact, number, numeric, json, nothing = row
+    assert (text, varchar, exact) == ("x" * 2048, "é" * 2048, "s" * 2048)  # characters, not bytes
+    assert number == 9223372036854775807
+    assert len(str(numeric)) == 3000
+    assert json == "j" * 3000
+    assert nothing is None
+    assert standin.counters["truncated_values"] == 2
+
+
+# --- the concurrency quota ----------------------------------------------------------------------
+
+
+def test_the_16th_concurrent_query_is_refused(standin: SlsStandIn, database_url: str) -> None:
+    async def scenario() -> list[Any]:
+        connections = [await _connect_async(standin.url) for _ in range(16)]
+        try:
+
+            async def sleep(connection: psycopg.AsyncConnection[Any]) -> Any:
+                return await (await connection.execute("SELECT pg_sleep(1.5)")).fetchall()
+
+            running = [asyncio.create_task(sleep(c)) for c in connections[:15]]
+            deadline = time.monotonic() + 10
+            while _sleeping(database_url) < 15 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert _sleeping(database_url) == 15
+            with pytest.raises(psycopg.OperationalError, match=r"too many concurrent queries \(limit 15\)"):
+                await connections[15].execute("SELECT 1")
+            answers = await asyncio.gather(*running)
+            answers.append(await (await connections[15].execute("SELECT 'after'")).fetchall())
+            return answers
+        finally:
+            for connection in connections:
+                await connection.close()
+
+    answers = asyncio.run(scenario())
+    assert answers == [[("",)]] * 15 + [[("after",)]]
+    assert standin.counters["refused_concurrency"] == 1
+
+
+def _sleeping(database_url: str) -> int:
+    with psycopg.connect(database_url, autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE state = 'active' AND query LIKE 'SELECT pg_sleep(1.5)%'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+# --- row order ----------------------------------------------------------------------------------
+
+
+def test_rows_without_a_top_level_order_by_come_in_no_particular_order(
+    standin: SlsStandIn, conn: psycopg.Connection[Any]
+) -> None:
+    unordered = "SELECT g FROM generate_series(1, 20) AS g LIMIT 20"
+    ordered = "SELECT g FROM generate_series(1, 20) AS g ORDER BY g LIMIT 20"
+    assert conn.execute(ordered).fetchall() == [(g,) for g in range(1, 21)]
+    assert standin.counters["shuffled_results"] == 0
+    shuffled = conn.execute(unordered).fetchall()
+    assert shuffled != [(g,) for g in range(1, 21)]
+    assert sorted(shuffled) == [(g,) for g in range(1, 21)]
+    assert conn.execute(unordered).fetchall() == shuffled  # seeded: the same statement, the same order
+    assert standin.counters["shuffled_results"] == 2
+    two = conn.execute("SELECT g FROM generate_series(1, 2) AS g").fetchall()
+    assert two == [(2,), (1,)]  # never left as the database returned it when it can be changed
+    window = "SELECT g, row_number() OVER (ORDER BY g) FROM generate_series(1, 5) AS g"
+    assert [n for _, n in conn.execute(window).fetchall()] != [1, 2, 3, 4, 5]
+
+
+# --- the Presto shims ---------------------------------------------------------------------------
+
+TIES = [(7, 1), (3, 5), (1, 5), (9, 5), (4, 2), (8, None)]  # (x, y): three rows share the largest y
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4)))[::5])
+def test_max_by_and_min_by_break_ties_against_the_caller(
+    standin: SlsStandIn, conn: psycopg.Connection[Any], order: tuple[int, ...]
+) -> None:
+    rows = [TIES[i] for i in order] + TIES[4:]
+    values = ", ".join(f"({x}, {'NULL' if y is None else y})" for x, y in rows)
+    source = f"(VALUES {values}) AS t(x, y)"
+    sql = (
+        "SELECT max_by(bx, yb), min_by(bx, -yb), max_by(tx, yb), min_by(tx, -yb) FROM (SELECT"
+        f" CAST(x AS bigint) AS bx, CAST(x AS text) AS tx, CAST(y AS bigint) AS yb FROM {source}) AS s"
+    )
+    # among the y=5 rows (x 3, 1, 9): max_by takes the smallest x, min_by (on -y) the largest
+    assert conn.execute(sql).fetchall() == [(1, 9, "1", "9")]
+
+
+def test_max_by_ignores_null_orderings_and_is_null_without_any(conn: psycopg.Connection[Any]) -> None:
+    sql = "SELECT max_by(x, y), min_by(x, y) FROM (VALUES (1::bigint, NULL::bigint), (NULL, 2)) AS t(x, y)"
+    assert conn.execute(sql).fetchall() == [(None, None)]
+    none = "SELECT max_by(x, y) FROM (VALUES (1::bigint, NULL::bigint)) AS t(x, y)"
+    assert conn.execute(none).fetchall() == [(None,)]
+    null_tie = "SELECT max_by(x, y) FROM (VALUES (NULL::text, 1::bigint), ('b', 1), ('a', 0)) AS t(x, y)"
+    assert conn.execute(null_tie).fetchall() == [("b",)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["garbage", "", "2025-03-01 10:00:00", "now", "epoch", "March 1 2025", "2025-03-01T10:00:00+08:00 junk"],
+)
+def test_from_iso8601_timestamp_refuses_what_is_not_iso_8601(
+    conn: psycopg.Connection[Any], text: str
+) -> None:
+    with pytest.raises(psycopg.errors.InvalidDatetimeFormat):
+        conn.execute("SELECT from_iso8601_timestamp(%s)", [text])
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch"),
+    [
+        ("2025-03-01T10:00:00Z", 1740823200.0),
+        ("2025-03-01T10:00:00.123456+08:00", 1740794400.123),  # Presto keeps milliseconds
+        ("2025-03-01T10:00+0800", 1740794400.0),
+        ("2025-03-01T10:00:00", 1740794400.0),  # no offset: the session's zone, Asia/Shanghai
+        ("2025-03-01", 1740758400.0),
+    ],
+)
+def test_from_iso8601_timestamp_reads_iso_8601(
+    conn: psycopg.Connection[Any], text: str, epoch: float
+) -> None:
+    assert conn.execute("SELECT to_unixtime(from_iso8601_timestamp(%s))", [text]).fetchall() == [(epoch,)]
+
+
+# --- the proxy's own life -----------------------------------------------------------------------
+
+
+def test_terminate_and_stop_leave_nothing_behind(database_url: str) -> None:
+    proxy = SlsStandIn(database_url, seed=7).start()
+    with psycopg.connect(proxy.url, autocommit=True, cursor_factory=psycopg.ClientCursor) as first:
+        assert first.execute("SELECT 1").fetchall() == [(1,)]
+    lingering = psycopg.connect(proxy.url, autocommit=True, cursor_factory=psycopg.ClientCursor)
+    proxy.stop()
+    assert not proxy._thread.is_alive()
+    with pytest.raises(psycopg.OperationalError):
+        lingering.execute("SELECT 1")
+    lingering.close()
+    with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+        probe.connect(("127.0.0.1", proxy.port))
+    assert proxy.counters["queries"] == 1
+
+
+# --- the service's own SLS use, through the stand-in (known failures, for queries/ and app/) -----
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=BackendUnavailable,
+    reason="the pool's connection check (psycopg_pool check_connection) is an empty query, which SLS refuses",
+)
+def test_the_services_backend_answers_through_the_standin(standin: SlsStandIn) -> None:
+    settings = load_settings(
+        {"STATS_DATABASE_URL": standin.url, "STATS_DIALECT": "sls", "STATS_QUERY_TIMEOUT": "1"}
+    )
+
+    async def ping() -> None:
+        backend = Backend(standin.url, settings)
+        await backend.open()
+        try:
+            await backend.ping()  # /readyz's query
+        finally:
+            await backend.close()
+
+    asyncio.run(ping())
+    assert standin.counters["refused_empty"] == 0
+
+
+def _one_run_a_day_loaded(pg_conn: psycopg.Connection[Any], days: int, plan: str) -> RunScope:
+    """Loads `days` runs of app A, one a day from 2025-01-01; the sls scope over all of them."""
+    load_history(pg_conn, _one_run_a_day(days))
+    return RunScope(
+        tenant_id=examples.T,
+        app_id=examples.A,
+        triggered_from="app-run",
+        dialect="sls",
+        plan=plan,  # type: ignore[arg-type]
+    )
+
+
+def _one_run_a_day(days: int) -> list[Any]:
+    first = datetime(2025, 1, 1, 12, tzinfo=UTC)
+    runs = []
+    for day in range(days):
+        created = first + timedelta(days=day)
+        run_id = f"{day:08x}-0000-4000-8000-000000000000"
+        text = created.replace(tzinfo=None).isoformat()
+        moment = int(created.timestamp() * 1_000_000)
+        runs.append(
+            examples._version(run_id, moment, moment * 1000, "succeeded", 1, created_at=text, started_at=text)
+        )
+    return runs
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="the daily queries have no LIMIT: SLS's default LIMIT 100 cuts them",
+)
+@pytest.mark.parametrize("plan", ["shortcut", "windowed"])
+@pytest.mark.parametrize("measure", ["daily_runs", "day_users"])
+def test_150_days_of_runs_give_150_daily_rows_through_the_standin(
+    standin: SlsStandIn,
+    conn: psycopg.Connection[Any],
+    pg_conn: psycopg.Connection[Any],
+    plan: str,
+    measure: str,
+) -> None:
+    """The API allows 400-day ranges; every day with runs is one row (day_users: one per user)."""
+    scope = _one_run_a_day_loaded(pg_conn, 150, plan)
+    query = (
+        daily.daily(scope, "UTC", DAILY_RUNS.sql)
+        if measure == "daily_runs"
+        else daily.day_users(scope, "UTC")
+    )
+    days = fetch(conn, query)
+    assert standin.counters["default_limit_appended"] == 1
+    assert len(days) == 150
+
+
+@pytest.mark.parametrize(
+    "plan",
+    [
+        pytest.param(
+            "shortcut",
+            marks=pytest.mark.xfail(
+                strict=True,
+                raises=AssertionError,
+                reason="its LIMIT is inside the `page` CTE: SLS's default LIMIT 100 cuts 101",
+            ),
+        ),
+        "windowed",
+    ],
+)
+def test_a_run_page_of_100_learns_has_more_through_the_standin(
+    conn: psycopg.Connection[Any], pg_conn: psycopg.Connection[Any], plan: str
+) -> None:
+    """The API's largest page is 100 runs; the service asks for 101 to learn whether more follow."""
+    scope = _one_run_a_day_loaded(pg_conn, 150, plan)
+    page = fetch(conn, runs.run_page(scope, 101, None, None))
+    assert len(page) == 101
