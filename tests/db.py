@@ -10,6 +10,7 @@ import psycopg
 from psycopg.rows import class_row
 
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
+from queries.literals import with_literals
 from queries.scope import Query
 from tests.reference import EPOCH, Version, created_us, iso_to_us
 
@@ -29,16 +30,16 @@ def load_history(conn: psycopg.Connection[Any], rows: Iterable[Version]) -> None
 
 
 def fetch(conn: psycopg.Connection[Any], query: Query) -> Sequence[tuple[Any, ...]]:
-    """Run with client-side binding, as the service does against SLS."""
+    """Run as the service sends a statement to SLS: its values written in, one simple query."""
     with psycopg.ClientCursor(conn) as cursor:
-        cursor.execute(query.sql, query.params)
+        cursor.execute(with_literals(query))
         return cursor.fetchall()
 
 
 def fetch_rows(conn: psycopg.Connection[Any], query: Query, row_type: type[Row]) -> list[Row]:
     """Like `fetch`, with rows built by column name as the service's backend builds them."""
     with psycopg.ClientCursor(conn, row_factory=class_row(row_type)) as cursor:
-        cursor.execute(query.sql, query.params)
+        cursor.execute(with_literals(query))
         return cursor.fetchall()
 
 

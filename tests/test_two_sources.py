@@ -10,6 +10,7 @@ the boundary usually has users on both sides."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections import Counter
 from collections.abc import Coroutine, Iterator
@@ -49,7 +50,9 @@ COMBINATIONS = (("postgres", "shortcut"), ("postgres", "windowed"), ("sls", "sho
 class Harness:
     """One event loop, the real backends (opened once), and a repository per split instant."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, sls_url: str | None = None) -> None:
+        """`sls_url`: where sls-dialect LogStores connect (the SLS stand-in), else the database
+        itself with the Presto shims first on the search path."""
         self.loop = asyncio.new_event_loop()
         self.settings: dict[tuple[str, str], Settings] = {}
         self.logstores: dict[tuple[str, str], Backend] = {}
@@ -63,9 +66,12 @@ class Harness:
                     "STATS_QUERY_PLAN": plan,
                 }
             )
-            options = "-c search_path=sls_compat,public" if dialect == "sls" else ""
             self.settings[dialect, plan] = settings
-            self.logstores[dialect, plan] = Backend(database_url, settings, extra_options=options)
+            if dialect == "sls" and sls_url is not None:
+                self.logstores[dialect, plan] = Backend(sls_url, settings)
+            else:
+                options = "-c search_path=sls_compat,public" if dialect == "sls" else ""
+                self.logstores[dialect, plan] = Backend(database_url, settings, extra_options=options)
         any_settings = next(iter(self.settings.values()))
         self.workflow_runs = Backend(database_url, any_settings, dialect="postgres", name="workflow_runs")
         for backend in (*self.logstores.values(), self.workflow_runs):
@@ -107,12 +113,19 @@ class Harness:
 
 
 @pytest.fixture(scope="module")
-def harness(database_url: str) -> Iterator[Harness]:
-    found = Harness(database_url)
+def harness(database_url: str, request: pytest.FixtureRequest) -> Iterator[Harness]:
+    """The sls-dialect LogStores go through the SLS stand-in, which enforces SLS's limits."""
+    standin = None
+    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN", "1") != "0":
+        standin = request.getfixturevalue("sls_standin")
+    found = Harness(database_url, standin.url if standin is not None else None)
+    appended = standin.counters["default_limit_appended"] if standin is not None else 0
     try:
         yield found
     finally:
         found.close()
+    if standin is not None:  # no statement of the service relied on SLS's default LIMIT 100
+        assert standin.counters["default_limit_appended"] == appended
 
 
 def _load(pg_conn: psycopg.Connection[Any], split: SplitHistory) -> None:
