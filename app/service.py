@@ -1,14 +1,16 @@
 """What the routes call: the repository behind the answer cache, with day-granular rollups.
 
 Daily measures are additive by day (terminals are distinct *per day*), so a bounded range is
-answered from per-day cache entries plus **one** backend query spanning only the days that are
-not cached (and partial days at the edges, which are never cached). A day is settled once it
+answered from per-day cache entries of its whole local days, wherever it starts and ends, plus
+backend queries for what they do not cover: the partial days at its edges (never cached) and
+uncached days, at most two statements. A day is settled once it
 ended more than STATS_SETTLE_AFTER ago and is then kept STATS_SETTLED_TTL; live days
 STATS_CACHE_TTL. A dashboard refreshing 90 days thus asks the backend for about one day.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -58,6 +60,23 @@ def local_day_spans(zone: str, start_us: int, end_us: int) -> list[DaySpan]:
         if begin is not None and finish is not None and start_us <= begin and finish <= end_us:
             spans.append(DaySpan(day, begin, finish))
     return spans
+
+
+def uncovered_segments(start_us: int, end_us: int, cached: list[DaySpan]) -> list[tuple[int, int]]:
+    """The parts of [start_us, end_us) that cached whole days do not answer, in order: usually the
+    partial day at each edge (Grafana asks `now-30d..now`) and the live days. More than two
+    become one range from the first to the last, so a cache with holes costs one statement."""
+    segments = []
+    position = start_us
+    for span in cached:
+        if position < span.start_us:
+            segments.append((position, span.start_us))
+        position = max(position, span.end_us)
+    if position < end_us:
+        segments.append((position, end_us))
+    if len(segments) > 2:
+        segments = [(segments[0][0], segments[-1][1])]
+    return segments
 
 
 class StatsService:
@@ -110,38 +129,30 @@ class StatsService:
 
         cached = {span.day: self.cache.peek(day_key(span), tenant=request.tenant_id) for span in spans}
         have = {day: value for day, value in cached.items() if value is not None}
-        # The backend covers everything not answered by cached whole days, as one range.
-        uncovered_start, uncovered_end = request.start_us, request.end_us
-        for span in spans:  # leading cached days
-            if span.day not in have or uncovered_start != span.start_us:
-                break
-            uncovered_start = span.end_us
-        for span in reversed(spans):  # trailing cached days
-            if span.day not in have or uncovered_end != span.end_us:
-                break
-            uncovered_end = span.start_us
-        fetched: dict[str, Any] = {}
-        if uncovered_start < uncovered_end:
-            part = msgspec.structs.replace(request, start_us=uncovered_start, end_us=uncovered_end)
-            fetched = {item.date: item for item in await self.repository.daily(measure, part)}
-            for span in spans:
-                if uncovered_start <= span.start_us and span.end_us <= uncovered_end:
-                    self.cache.put(
-                        day_key(span),
-                        fetched.get(span.day.isoformat(), _NO_RUNS),
-                        self._ttl(span.end_us),
-                        tenant=request.tenant_id,
-                    )
+        segments = uncovered_segments(request.start_us, request.end_us, [s for s in spans if s.day in have])
+        found = await asyncio.gather(
+            *(
+                self.repository.daily(measure, msgspec.structs.replace(request, start_us=low, end_us=high))
+                for low, high in segments
+            )
+        )
+        fetched = {item.date: item for items in found for item in items}
+
+        def uncovered(span: DaySpan) -> bool:
+            return any(low <= span.start_us and span.end_us <= high for low, high in segments)
+
+        for span in spans:
+            if uncovered(span):
+                value = fetched.get(span.day.isoformat(), _NO_RUNS)
+                self.cache.put(day_key(span), value, self._ttl(span.end_us), tenant=request.tenant_id)
         from_cache = {
-            span.day.isoformat(): have[span.day]
-            for span in spans
-            if span.day in have and (span.end_us <= uncovered_start or span.start_us >= uncovered_end)
+            span.day.isoformat(): have[span.day] for span in spans if span.day in have and not uncovered(span)
         }
         combined = {**{day: item for day, item in from_cache.items() if item is not _NO_RUNS}, **fetched}
         answer = [combined[day] for day in sorted(combined)]
         if not from_cache:
             return answer, "miss"
-        return answer, "hit" if uncovered_start >= uncovered_end else "partial"
+        return answer, "partial" if segments else "hit"
 
     def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:
         """X-Cache, and X-Data-Available-From when the range starts before the oldest day the

@@ -84,3 +84,44 @@ def test_rollup_answers_equal_the_reference(
     history = data.draw(histories(zone=zone))
     load_history(pg_conn, history)
     check_rollups(loop.run_until_complete, repository, settings, history, data, zone)
+
+
+class _RecordingRepository:
+    """The real repository, recording the created-time ranges it is asked for."""
+
+    def __init__(self, repository: StatsRepository) -> None:
+        self.repository = repository
+        self.sources = repository.sources
+        self.asked: list[tuple[int | None, int | None]] = []
+
+    async def daily(self, measure: Any, request: DailyRequest) -> Any:
+        self.asked.append((request.start_us, request.end_us))
+        return await self.repository.daily(measure, request)
+
+
+def test_a_grafana_range_reads_only_its_edges_once_its_days_are_cached(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any
+) -> None:
+    """`now-30d..now` starts and ends mid-day: its 29 whole interior days come from the cache."""
+    loop, repository, settings = loop_and_repository
+    load_history(pg_conn, [])
+    now_us = 1_741_000_000_123_456  # mid-day in UTC
+    recording = _RecordingRepository(repository)
+    clock = [now_us / 1e6]
+    service = StatsService(recording, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])  # type: ignore[arg-type]
+    day_us = 86_400_000_000
+
+    def refresh(end_us: int) -> str:
+        request = DailyRequest(
+            tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
+            start_us=end_us - 30 * day_us, end_us=end_us,
+        )  # fmt: skip
+        _, outcome = loop.run_until_complete(service.daily(DAILY_MEASURES[0], request))
+        return str(outcome)
+
+    assert refresh(now_us) == "miss"
+    recording.asked.clear()
+    assert refresh(now_us + 10_000_000) == "partial"  # ten seconds later
+    assert len(recording.asked) == 2
+    # The two partial edge days, and yesterday, still live (this module caches live days 0 s).
+    assert sum(high - low for low, high in recording.asked) == 2 * day_us
