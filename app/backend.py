@@ -105,8 +105,9 @@ async def statement_scope() -> AsyncIterator[None]:
 class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
     @staticmethod
     async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-        """`SELECT 1`, not psycopg_pool's empty statement, which SLS does not document."""
-        await conn.execute("SELECT 1")
+        """`SELECT 1 LIMIT 1` (every statement states its LIMIT), not psycopg_pool's empty statement,
+        which SLS does not document."""
+        await conn.execute("SELECT 1 LIMIT 1")
 
 
 class Backend:
@@ -274,7 +275,7 @@ class Backend:
         kwargs = {**self._connect_kwargs, "application_name": "dify-stats-probe"}
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
-            await conn.execute("SELECT 1")
+            await conn.execute("SELECT 1 LIMIT 1")
         finally:
             await conn.close()
 
@@ -286,7 +287,7 @@ class Backend:
 
     async def ping(self) -> None:
         """A trivial query, for /readyz."""
-        await self.fetch(Query("SELECT 1 AS ok", {}), _Ok)
+        await self.fetch(Query("SELECT 1 AS ok LIMIT 1", {}), _Ok)
 
 
 class _Ok(msgspec.Struct):
