@@ -141,3 +141,16 @@ def client(service_settings: Any) -> Iterator[Any]:
     app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
     with TestClient(app=app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def no_statement_relies_on_the_default_limit(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every sls statement of these tests runs through the SLS stand-in, which appends LIMIT 100 to
+    a SELECT that states none: no statement may need that."""
+    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN", "1") == "0":
+        yield
+        return
+    standin: SlsStandIn = request.getfixturevalue("sls_standin")
+    before = standin.counters["default_limit_appended"]
+    yield
+    assert standin.counters["default_limit_appended"] == before, standin.counters.statements(3)

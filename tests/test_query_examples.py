@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -19,23 +17,13 @@ from queries.scope import RunScope
 from schemas.runs import RunCounts
 from tests import examples
 from tests.db import fetch, fetch_rows, load_history
-from tests.sls_standin import SlsStandIn
 
 MAR_1_SHANGHAI_US = 1_740_758_400_000_000  # 2025-03-01T00:00:00+08:00
 MAR_3_SHANGHAI_US = 1_740_931_200_000_000  # 2025-03-03T00:00:00+08:00
 
 
-@pytest.fixture(autouse=True)
-def no_statement_relies_on_the_default_limit(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every sls statement of these tests runs through the SLS stand-in, which appends LIMIT 100 to
-    a SELECT that states none: no statement may need that."""
-    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN", "1") == "0":
-        yield
-        return
-    standin: SlsStandIn = request.getfixturevalue("sls_standin")
-    before = standin.counters["default_limit_appended"]
-    yield
-    assert standin.counters["default_limit_appended"] == before, standin.counters.statements(3)
+# Every sls statement here runs through the SLS stand-in: none may need its default LIMIT 100.
+pytestmark = pytest.mark.usefixtures("no_statement_relies_on_the_default_limit")
 
 
 @pytest.fixture(params=[(d, p) for d in ("postgres", "sls") for p in ("shortcut", "windowed")], ids=str)

@@ -3,8 +3,6 @@ histories that keep the writer invariants (real PostgreSQL, session zone Asia/Sh
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -19,7 +17,6 @@ from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow
 from queries.scope import RunScope
 from tests import reference
 from tests.db import fetch, fetch_rows, load_history
-from tests.sls_standin import SlsStandIn
 from tests.strategies import APPS, created_ranges, histories, scope_of, zones
 
 DIALECTS = ("postgres", "sls")
@@ -44,17 +41,8 @@ def _dated(pairs: list[Any]) -> list[tuple[str, Any]]:
     return [(day.isoformat(), value) for day, value in pairs]
 
 
-@pytest.fixture(autouse=True)
-def no_statement_relies_on_the_default_limit(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Every sls statement of these tests runs through the SLS stand-in, which appends LIMIT 100 to
-    a SELECT that states none: no statement may need that."""
-    if os.environ.get("STATS_TEST_SLS_VIA_STANDIN", "1") == "0":
-        yield
-        return
-    standin: SlsStandIn = request.getfixturevalue("sls_standin")
-    before = standin.counters["default_limit_appended"]
-    yield
-    assert standin.counters["default_limit_appended"] == before, standin.counters.statements(3)
+# Every sls statement here runs through the SLS stand-in: none may need its default LIMIT 100.
+pytestmark = pytest.mark.usefixtures("no_statement_relies_on_the_default_limit")
 
 
 @given(data=st.data(), zone=zones)
