@@ -140,7 +140,7 @@ class GrafanaQuery:
         self.start_us = instant_param("range.from", request.range.from_, "UTC")
         self.end_us = instant_param("range.to", request.range.to, "UTC")
         check_range(self.start_us, self.end_us, settings.max_range_days, "UTC", "range.from", "range.to")
-        self.filters = self._filters([*(request.filters or []), *(request.adhocFilters or [])])
+        self.filters = self._filters([*(request.filters or []), *(request.adhoc_filters or [])])
         self.targets = [target for target in request.targets if not target.hide]
         if len(self.targets) > MAX_TARGETS:
             raise BadParameter("targets", f"at most {MAX_TARGETS} visible targets per query")

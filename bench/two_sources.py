@@ -122,7 +122,7 @@ async def measure(url: str, now_s: int) -> dict[str, Any]:
              "start_date": datetime.fromtimestamp(now_s - 30 * 86_400, UTC).replace(tzinfo=None),
              "end_date": datetime.fromtimestamp(now_s, UTC).replace(tzinfo=None)},
         )  # fmt: skip
-        record["dify_workflow_runs_ms"] = round(await _median_ms(partial(workflow_runs.fetch, dify)), 1)
+        record["dify_workflow_runs_ms"] = round(await _median_ms(partial(workflow_runs.fetch, dify, dict)), 1)
         records.append(record)
     first_page: dict[str, Any] = {"measure": "run_list_first_page", "days": "all"}
     for name, repository in repositories.items():

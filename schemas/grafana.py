@@ -18,12 +18,12 @@ class Option(msgspec.Struct, frozen=True, omit_defaults=True):
     label: str | None = None
 
 
-class PayloadConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+class PayloadConfig(msgspec.Struct, frozen=True, omit_defaults=True, rename="camel"):
     name: str
     label: str | None = None
     type: PayloadType = "select"
     placeholder: str | None = None
-    reloadMetric: bool = False
+    reload_metric: bool = False
     width: int | None = None
     options: list[Option] | None = None
 
@@ -51,9 +51,9 @@ class TimeRange(msgspec.Struct, frozen=True):
     raw: Any = None
 
 
-class Target(msgspec.Struct, frozen=True):
+class Target(msgspec.Struct, frozen=True, rename="camel"):
     target: str
-    refId: str | None = None
+    ref_id: str | None = None
     payload: dict[str, Any] | None = None
     hide: bool = False
 
@@ -64,14 +64,14 @@ class Filter(msgspec.Struct, frozen=True):
     operator: str = "="
 
 
-class QueryRequest(msgspec.Struct, frozen=True):
+class QueryRequest(msgspec.Struct, frozen=True, rename="camel"):
     range: TimeRange
     targets: list[Target]
     filters: list[Filter] | None = None
-    adhocFilters: list[Filter] | None = None
-    panelId: int | str | None = None
-    maxDataPoints: float | None = None
-    intervalMs: float | None = None
+    adhoc_filters: list[Filter] | None = None  # the plugin's older name for `filters`
+    panel_id: int | str | None = None
+    max_data_points: float | None = None
+    interval_ms: float | None = None
 
 
 class TimeSeries(msgspec.Struct, frozen=True):
