@@ -14,7 +14,9 @@ from schemas.runs import RunCounts, RunDetail, RunSummary
 
 
 def daily_points(measure: DailyMeasure, rows: Iterable[DailyRow]) -> list[Any]:
-    return [measure.point(day_number_to_date(row.day).isoformat(), row) for row in rows]
+    return [
+        measure.point(day_number_to_date(row.day).isoformat(), row) for row in rows if row.day is not None
+    ]
 
 
 def run_counts(rows: Iterable[StatusCountRow]) -> RunCounts:

@@ -49,6 +49,10 @@ class Metrics:
             "dify_stats_backend_query_seconds", "Backend query time", ["source", "plan"],
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.skipped_runs = Counter(
+            "dify_stats_skipped_runs", "Runs left out of an answer because their created time does not "
+            "parse", ["source"], registry=self.registry,
+        )  # fmt: skip
         self.backend_errors = Counter(
             "dify_stats_backend_errors", "Backend statements that failed, by kind "
             "(unavailable, quota, bad_sql, bad_data, other)", ["source", "kind"], registry=self.registry,

@@ -89,10 +89,7 @@ class StatsRepository:
         )
         zone = request.timezone
         measured = asyncio.gather(
-            *(
-                source.backend.fetch(daily.daily(scope, zone, measure.sql), DailyRow)
-                for source, scope in parts
-            )
+            *(self._daily_rows(source, scope, zone, measure) for source, scope in parts)
         )
         if len(parts) == 1:
             return answers.daily_points(measure, (await measured)[0])
@@ -100,6 +97,27 @@ class StatsRepository:
             return answers.daily_points(measure, combine_daily_rows(await measured, {}))
         found, users = await asyncio.gather(measured, self._boundary_users(parts, zone))
         return answers.daily_points(measure, combine_daily_rows(found, users))
+
+    async def _daily_rows(
+        self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure
+    ) -> list[DailyRow]:
+        """The measure's rows of one source, every page; runs whose created time did not parse
+        are reported (a warning naming one, and a metric), not counted."""
+        rows = await read_pages(
+            source.backend, partial(daily.daily, scope, zone, measure.sql), DailyRow, lambda row: row.day
+        )
+        for row in rows:
+            if row.day is None and int(row.unparsed_runs or 0):
+                skipped = int(row.unparsed_runs)
+                log.warning(
+                    "runs_skipped_unparsable_created_time",
+                    source=source.name,
+                    runs=skipped,
+                    example_run_id=row.unparsed_example,
+                )
+                if source.backend.metrics is not None:
+                    source.backend.metrics.skipped_runs.labels(source=source.name).inc(skipped)
+        return [row for row in rows if row.day is not None]
 
     async def _boundary_users(self, parts: list[tuple[Source, RunScope]], zone: str) -> dict[int, set[str]]:
         """Users per day, near each source's boundary, of the days more than one source has."""
@@ -321,6 +339,8 @@ def combine_daily_rows(parts: Sequence[Sequence[DailyRow]], users: dict[int, set
     merged: dict[int, DailyRow] = {}
     for part in parts:
         for row in part:
+            if row.day is None:
+                continue
             day = int(row.day)
             seen = merged.get(day, DailyRow(day=day))
             merged[day] = DailyRow(

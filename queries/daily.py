@@ -42,6 +42,14 @@ class DailyAggregates(msgspec.Struct, frozen=True):
     reads_tokens: bool = False
 
 
+# Runs whose created time does not parse (dialects.epoch_us_sql gives NULL) are in no day: the
+# daily statements keep them as one row whose `day` is NULL (sorted last), counting them and naming
+# one, so that the app can report them instead of skipping them silently.
+UNPARSED = (
+    "count(DISTINCT CASE WHEN created_us IS NULL THEN id END) AS unparsed_runs, "
+    "min(CASE WHEN created_us IS NULL THEN id END) AS unparsed_example"
+)
+
 DAY_PAGE = 1_000  # days per statement: a range of up to STATS_MAX_RANGE_DAYS is one page
 USER_PAGE = 10_000  # (day, user) rows per statement
 
@@ -54,14 +62,16 @@ def daily(
     page: int = DAY_PAGE,
 ) -> Query:
     """One daily measure over the scope, in the scope's plan: a page of days after `after_day`."""
-    if scope.plan == "workflow_runs":
+    if scope.plan == "workflow_runs":  # created_at is a timestamp there: it always parses
         query = _workflow_runs_daily(scope, zone, aggregates.over_runs)
     elif scope.plan == "windowed":
-        query = _windowed_daily(scope, zone, aggregates.over_runs)
+        query = _windowed_daily(scope, zone, f"{aggregates.over_runs}, {UNPARSED}", keep_unparsed=True)
     elif scope.dialect == "sls" and aggregates.over_versions is not None:
-        query = _per_version_daily(scope, zone, aggregates.over_versions)
+        query = _per_version_daily(scope, zone, f"{aggregates.over_versions}, {UNPARSED}", keep_unparsed=True)
     else:
-        query = _per_run_daily(scope, zone, aggregates.over_runs, with_tokens=aggregates.reads_tokens)
+        query = _per_run_daily(
+            scope, zone, f"{aggregates.over_runs}, {UNPARSED}", with_tokens=aggregates.reads_tokens
+        )
     after = (after_day,) if after_day is not None else None
     return keyset_page(query.sql, query.params, ("day",), after, page)
 
@@ -89,7 +99,7 @@ def _per_run_daily(scope: RunScope, zone: str, aggregates: str, *, with_tokens: 
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM (
-    SELECT created_by{", total_tokens" if with_tokens else ""},
+    SELECT id, created_by{", total_tokens" if with_tokens else ""},
            {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
         SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text{tokens}
@@ -98,12 +108,20 @@ FROM (
         GROUP BY id
     ) AS per_run{parse_once_fence(scope.dialect)}
 ) AS runs
-WHERE {created_range_where(scope)}
+WHERE {_in_range(scope, keep_unparsed=True)}
 GROUP BY 1"""
     return Query(sql, scope.params())
 
 
-def _per_version_daily(scope: RunScope, zone: str, aggregates: str, group_by: str = "1") -> Query:
+def _in_range(scope: RunScope, *, keep_unparsed: bool) -> str:
+    if keep_unparsed:
+        return f"(created_us IS NULL OR ({created_range_where(scope)}))"
+    return created_range_where(scope)
+
+
+def _per_version_daily(
+    scope: RunScope, zone: str, aggregates: str, keep_unparsed: bool = False, group_by: str = "1"
+) -> Query:
     """Parse every version and count distinct ids/users per day (SLS's columnar strength)."""
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
@@ -112,18 +130,20 @@ FROM (
     FROM {LOGSTORE_TABLE}
     WHERE {app_rows_where(scope)}
 ) AS versions
-WHERE {created_range_where(scope)}
+WHERE {_in_range(scope, keep_unparsed=keep_unparsed)}
 GROUP BY {group_by}"""
     return Query(sql, scope.params())
 
 
-def _windowed_daily(scope: RunScope, zone: str, aggregates: str, group_by: str = "1") -> Query:
+def _windowed_daily(
+    scope: RunScope, zone: str, aggregates: str, keep_unparsed: bool = False, group_by: str = "1"
+) -> Query:
     """The general plan: keep each run's latest version, then filter and group that."""
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM ({latest_versions_sql(scope, ("created_by", "total_tokens"))}
 ) AS latest
-WHERE {created_range_where(scope)}
+WHERE {_in_range(scope, keep_unparsed=keep_unparsed)}
 GROUP BY {group_by}"""
     return Query(sql, scope.params())
 

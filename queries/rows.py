@@ -10,12 +10,15 @@ import msgspec
 
 
 class DailyRow(msgspec.Struct, frozen=True):
-    """One local day of a daily measure; a measure fills the aggregates it declares."""
+    """One local day of a daily measure; a measure fills the aggregates it declares. The row whose
+    `day` is None counts the runs whose created time did not parse (queries/daily.UNPARSED)."""
 
-    day: int
+    day: int | None
     runs: Any = 0
     users: Any = 0
     tokens: Any = 0
+    unparsed_runs: Any = 0
+    unparsed_example: str | None = None
 
 
 class DayUserRow(msgspec.Struct, frozen=True):

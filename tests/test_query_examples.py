@@ -9,7 +9,7 @@ import psycopg
 import pytest
 
 from app import answers
-from app.measures import MEASURES_BY_NAME
+from app.measures import DAILY_MEASURES, MEASURES_BY_NAME
 from queries import counts, daily, runs
 from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow, StatusCountRow
 from queries.runs import RunCursor
@@ -75,6 +75,10 @@ def test_a_run_whose_created_time_does_not_parse_is_skipped_not_fatal(
     load_history(pg_conn, broken)
     everything = _daily(run, "daily_runs", scope(), "UTC")
     assert everything == [("2025-03-01", 3)]  # r3 is left out, the others counted
+    for measure in DAILY_MEASURES:  # and each statement says so, for the app to report it
+        rows = fetch_rows(conn, daily.daily(scope(), "UTC", measure.sql), DailyRow)
+        skipped = [(row.unparsed_runs, row.unparsed_example) for row in rows if row.day is None]
+        assert skipped == [(1, examples.R3)], measure.name
     found = answers.run_counts(fetch_rows(conn, counts.status_counts(scope(), None), StatusCountRow))
     assert found.total == 3
 
