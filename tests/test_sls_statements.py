@@ -33,6 +33,16 @@ def test_each_value_comes_back_unchanged(pg_conn: psycopg.Connection[Any]) -> No
     assert with_literals(Query("SELECT %(n)s, %(none)s", {"n": -12, "none": None})) == "SELECT -12, NULL"
 
 
+def test_each_value_comes_back_unchanged_through_the_sls_standin(sls_standin: Any) -> None:
+    """The same through the stand-in of SLS's endpoint (simple protocol only, no binding)."""
+    with psycopg.connect(sls_standin.url, autocommit=True, prepare_threshold=None) as conn:
+        for value in NASTY:
+            text = with_literals(Query("SELECT %(value)s AS value LIMIT 1", {"value": value}))
+            with psycopg.ClientCursor(conn) as cursor:
+                cursor.execute(text)  # type: ignore[arg-type]
+                assert cursor.fetchall() == [(value,)], value
+
+
 def test_values_it_cannot_write_are_refused() -> None:
     for value in (True, 1.5, b"x", "nul\x00"):
         with pytest.raises((TypeError, ValueError)):
