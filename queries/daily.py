@@ -45,7 +45,12 @@ class DailyAggregates(msgspec.Struct, frozen=True):
 # Runs whose created time does not parse (dialects.epoch_us_sql gives NULL) are in no day: the
 # daily statements keep them as one row whose `day` is NULL (sorted last), counting them and naming
 # one, so that the app can report them instead of skipping them silently.
-UNPARSED = (
+# Over one row per run a plain count; over versions a distinct count of ids.
+UNPARSED_RUNS = (
+    "count(CASE WHEN created_us IS NULL THEN 1 END) AS unparsed_runs, "
+    "min(CASE WHEN created_us IS NULL THEN id END) AS unparsed_example"
+)
+UNPARSED_VERSIONS = (
     "count(DISTINCT CASE WHEN created_us IS NULL THEN id END) AS unparsed_runs, "
     "min(CASE WHEN created_us IS NULL THEN id END) AS unparsed_example"
 )
@@ -65,12 +70,14 @@ def daily(
     if scope.plan == "workflow_runs":  # created_at is a timestamp there: it always parses
         query = _workflow_runs_daily(scope, zone, aggregates.over_runs)
     elif scope.plan == "windowed":
-        query = _windowed_daily(scope, zone, f"{aggregates.over_runs}, {UNPARSED}", keep_unparsed=True)
+        query = _windowed_daily(scope, zone, f"{aggregates.over_runs}, {UNPARSED_RUNS}", keep_unparsed=True)
     elif scope.dialect == "sls" and aggregates.over_versions is not None:
-        query = _per_version_daily(scope, zone, f"{aggregates.over_versions}, {UNPARSED}", keep_unparsed=True)
+        query = _per_version_daily(
+            scope, zone, f"{aggregates.over_versions}, {UNPARSED_VERSIONS}", keep_unparsed=True
+        )
     else:
         query = _per_run_daily(
-            scope, zone, f"{aggregates.over_runs}, {UNPARSED}", with_tokens=aggregates.reads_tokens
+            scope, zone, f"{aggregates.over_runs}, {UNPARSED_RUNS}", with_tokens=aggregates.reads_tokens
         )
     after = (after_day,) if after_day is not None else None
     return keyset_page(query.sql, query.params, ("day",), after, page)

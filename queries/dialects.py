@@ -24,7 +24,8 @@ def created_text_sql(alias: str = "") -> str:
 
 # The ISO-8601 date-times the parsers below read: a text of another shape is NULL, so one bad row
 # is skipped (its run is in no range) instead of failing the whole statement, as one unparsable
-# value does on SLS. A shape-valid impossible date (February 30) still fails the statement.
+# value does on SLS. A shape-valid impossible date (February 30) still fails the statement, and
+# on PostgreSQL, where the check is cheaper, so does a text with the right separators and length.
 ISO_SHAPE = (
     "^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?"
     "(Z|[+-][0-9][0-9](:?[0-9][0-9])?)?$"
@@ -34,9 +35,15 @@ ISO_SHAPE = (
 def epoch_us_sql(dialect: Dialect, text: str) -> str:
     """SQL turning the ISO-8601 text expression `text` into bigint microseconds since the epoch,
     NULL when the text is not an ISO-8601 date-time."""
-    well_formed = (
-        f"{text} ~ '{ISO_SHAPE}'" if dialect == "postgres" else f"regexp_like({text}, '{ISO_SHAPE}')"
-    )
+    if dialect == "postgres":
+        # A regex per run doubled a 90-day statement on PostgreSQL (72 -> 134 ms, 100 k runs);
+        # the separators and the length are what the cast needs to be possible at all.
+        well_formed = (
+            f"(length({text}) BETWEEN 19 AND 32 AND substr({text}, 5, 1) = '-' "
+            f"AND substr({text}, 11, 1) = 'T' AND substr({text}, 14, 1) = ':')"
+        )
+    else:
+        well_formed = f"regexp_like({text}, '{ISO_SHAPE}')"
     return f"CASE WHEN {well_formed} THEN {_parsed_epoch_us_sql(dialect, text)} END"
 
 

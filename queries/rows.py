@@ -11,7 +11,7 @@ import msgspec
 
 class DailyRow(msgspec.Struct, frozen=True):
     """One local day of a daily measure; a measure fills the aggregates it declares. The row whose
-    `day` is None counts the runs whose created time did not parse (queries/daily.UNPARSED)."""
+    `day` is None counts the runs whose created time did not parse (queries/daily.py)."""
 
     day: int | None
     runs: Any = 0
