@@ -10,7 +10,7 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal, get_args, get_type_hints
 from urllib.parse import quote, urlsplit
 
 import msgspec
@@ -124,64 +124,127 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class _Variables(msgspec.Struct, frozen=True, kw_only=True):
+    """The plain variables as the environment gives them, each with its bounds and default,
+    declared once: msgspec's conversion checks them and its errors name the variable."""
+
+    STATS_DIALECT: Dialect | None = None  # default: sls for an aliyuncs.com host
+    STATS_DATA_DIR: str = "./.stats-data"
+    STATS_QUERY_PLAN: QueryPlan = "shortcut"
+    STATS_TIME_SLACK: Annotated[int, msgspec.Meta(ge=0, le=86_400 * 7)] = 3600
+    ALIYUN_SLS_PG_POOL_SIZE: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    STATS_POOL_SIZE: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
+    STATS_QUERY_TIMEOUT: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 30.0
+    STATS_MAX_RANGE_DAYS: Annotated[int, msgspec.Meta(ge=1, le=36_500)] = 400
+    STATS_HOST: str = "127.0.0.1"
+    STATS_PORT: Annotated[int, msgspec.Meta(ge=1, le=65_535)] = 8000
+    STATS_AUTH: Literal["on", "off"] | None = None  # default: on when keys are set
+    STATS_DIFY_TIMEOUT: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 5.0
+    STATS_AUTH_CACHE_TTL: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 60.0
+    STATS_CACHE_MAX_ENTRIES: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 10_000
+    STATS_CACHE_TTL: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 30.0
+    STATS_SETTLE_AFTER: Annotated[float, msgspec.Meta(ge=0, le=86_400 * 30)] = 86_400.0
+    STATS_SETTLED_TTL: Annotated[float, msgspec.Meta(ge=0, le=86_400 * 30)] = 3_600.0
+    STATS_STALE_MAX: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 600.0
+    STATS_MAX_QUERIES_PER_REQUEST: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
+    STATS_TENANT_SHARE: Annotated[float, msgspec.Meta(ge=0.01, le=1)] = 0.5
+    STATS_MAX_INFLIGHT: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 128
+    STATS_PROBE_INTERVAL: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 1.0
+    ALIYUN_SLS_LOGSTORE_TTL: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 0  # 0: not set
+    STATS_SLS_FIELD_BYTES: Annotated[int, msgspec.Meta(ge=64, le=16_384)] = 2048
+    STATS_LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
+    STATS_STARTUP_WAIT: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
+    STATS_MAX_CONNECTIONS: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+
+
+_CASE_FREE = ("STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL")
+
+
+def _read_variables(env: Mapping[str, str]) -> _Variables:
+    raw = {name: env[name].strip() for name in _Variables.__struct_fields__ if env.get(name, "").strip()}
+    raw.update({name: raw[name].lower() for name in _CASE_FREE if name in raw})
+    try:
+        return msgspec.convert(raw, _Variables, strict=False)
+    except msgspec.ValidationError as error:
+        problem, _, path = str(error).rpartition(" - at `$.")
+        name = path.rstrip("`")
+        value = raw.get(name, "")
+        choices = _choices(get_type_hints(_Variables)[name])
+        if choices:
+            raise ConfigError(f"{name}={value!r} must be one of: {', '.join(choices)}") from None
+        problem = problem.replace(" | null", "").replace("Expected", "expected")
+        raise ConfigError(f"{name}={value!r}: {problem}") from None
+
+
+def _choices(hint: object) -> list[str]:
+    """The values a Literal (possibly inside an Optional) allows."""
+    return [value for arg in get_args(hint) for value in ([arg] if isinstance(arg, str) else _choices(arg))]
+
+
 def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
     """Read and check every variable; `overrides` (from CLI flags) win over the environment."""
     env = os.environ if env is None else env
-    reader = _EnvReader(env)
-
-    database_url = reader.text("STATS_DATABASE_URL") or _sls_url_from_dify_vars(reader)
-    dialect = reader.choice("STATS_DIALECT", ("postgres", "sls"), _default_dialect(database_url))
+    found = _read_variables(env)
+    database_url = _text(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
+    dialect = found.STATS_DIALECT or _default_dialect(database_url)
     # SLS allows 15 concurrent queries per project, shared with Dify's own readers: take a third.
-    pool_default = reader.integer("ALIYUN_SLS_PG_POOL_SIZE", 5 if dialect == "sls" else 8, 1, 1000)
-    pool_size = reader.integer("STATS_POOL_SIZE", pool_default, 1, 1000)
+    pool_size = found.STATS_POOL_SIZE or found.ALIYUN_SLS_PG_POOL_SIZE or (5 if dialect == "sls" else 8)
     if dialect == "sls" and pool_size > SLS_MAX_CONCURRENCY:
         raise ConfigError(
             f"STATS_POOL_SIZE={pool_size} exceeds {SLS_MAX_CONCURRENCY}, "
             "the concurrent-query limit of an SLS project"
         )
-    query_timeout = reader.number("STATS_QUERY_TIMEOUT", 30.0, 0.1, 3600.0)
+    query_timeout = found.STATS_QUERY_TIMEOUT
     if dialect == "sls" and query_timeout > SLS_MAX_TIMEOUT:
         raise ConfigError(f"STATS_QUERY_TIMEOUT={query_timeout} exceeds SLS's own {SLS_MAX_TIMEOUT} s limit")
+    since = _text(env, "STATS_LOGSTORE_SINCE")
+    try:
+        logstore_since = parse_instant(since) if since else None
+    except ValueError as error:
+        raise ConfigError(f"STATS_LOGSTORE_SINCE={error}") from None
 
     values: dict[str, object] = {
         "database_url": database_url,
         "dialect": dialect,
-        "data_dir": reader.text("STATS_DATA_DIR") or "./.stats-data",
-        "query_plan": reader.choice("STATS_QUERY_PLAN", ("shortcut", "windowed"), "shortcut"),
-        "time_slack": reader.integer("STATS_TIME_SLACK", 3600, 0, 86_400 * 7),
+        "data_dir": found.STATS_DATA_DIR,
+        "query_plan": found.STATS_QUERY_PLAN,
+        "time_slack": found.STATS_TIME_SLACK,
         "pool_size": pool_size,
         "query_timeout": query_timeout,
-        "max_range_days": reader.integer("STATS_MAX_RANGE_DAYS", 400, 1, 36_500),
-        "host": reader.text("STATS_HOST") or "127.0.0.1",
-        "port": reader.integer("STATS_PORT", 8000, 1, 65_535),
-        "api_keys": parse_api_keys(reader.text("STATS_API_KEYS") or ""),
-        "dify_console_api_url": reader.text("DIFY_CONSOLE_API_URL"),
-        "dify_timeout": reader.number("STATS_DIFY_TIMEOUT", 5.0, 0.1, 60.0),
-        "auth_cache_ttl": reader.number("STATS_AUTH_CACHE_TTL", 60.0, 0.0, 86_400.0),
-        "cache_max_entries": reader.integer("STATS_CACHE_MAX_ENTRIES", 10_000, 1, 10_000_000),
-        "cache_ttl": reader.number("STATS_CACHE_TTL", 30.0, 0.0, 86_400.0),
-        "settle_after": reader.number("STATS_SETTLE_AFTER", 86_400.0, 0.0, 86_400.0 * 30),
-        "settled_ttl": reader.number("STATS_SETTLED_TTL", 3_600.0, 0.0, 86_400.0 * 30),
-        "stale_max": reader.number("STATS_STALE_MAX", 600.0, 0.0, 86_400.0),
-        "max_queries_per_request": reader.integer("STATS_MAX_QUERIES_PER_REQUEST", 64, 1, 10_000),
-        "tenant_share": reader.number("STATS_TENANT_SHARE", 0.5, 0.01, 1.0),
-        "max_inflight": reader.integer("STATS_MAX_INFLIGHT", 128, 1, 100_000),
-        "probe_interval": reader.number("STATS_PROBE_INTERVAL", 1.0, 0.1, 60.0),
-        "dify_database_url": reader.text("STATS_DIFY_DATABASE_URL"),
-        "logstore_since": reader.instant("STATS_LOGSTORE_SINCE"),
-        "logstore_ttl_days": reader.integer("ALIYUN_SLS_LOGSTORE_TTL", 0, 0, 36_500) or None,
-        "sls_field_bytes": reader.integer("STATS_SLS_FIELD_BYTES", 2048, 64, 16_384),
-        "log_level": reader.choice("STATS_LOG_LEVEL", ("debug", "info", "warning", "error"), "info"),
-        "startup_wait": reader.number("STATS_STARTUP_WAIT", 0.0, 0.0, 3600.0),
-        "max_connections": reader.integer("STATS_MAX_CONNECTIONS", 1000, 1, 1_000_000),
+        "max_range_days": found.STATS_MAX_RANGE_DAYS,
+        "host": found.STATS_HOST,
+        "port": found.STATS_PORT,
+        "api_keys": parse_api_keys(_text(env, "STATS_API_KEYS") or ""),
+        "dify_console_api_url": _text(env, "DIFY_CONSOLE_API_URL"),
+        "dify_timeout": found.STATS_DIFY_TIMEOUT,
+        "auth_cache_ttl": found.STATS_AUTH_CACHE_TTL,
+        "cache_max_entries": found.STATS_CACHE_MAX_ENTRIES,
+        "cache_ttl": found.STATS_CACHE_TTL,
+        "settle_after": found.STATS_SETTLE_AFTER,
+        "settled_ttl": found.STATS_SETTLED_TTL,
+        "stale_max": found.STATS_STALE_MAX,
+        "max_queries_per_request": found.STATS_MAX_QUERIES_PER_REQUEST,
+        "tenant_share": found.STATS_TENANT_SHARE,
+        "max_inflight": found.STATS_MAX_INFLIGHT,
+        "probe_interval": found.STATS_PROBE_INTERVAL,
+        "dify_database_url": _text(env, "STATS_DIFY_DATABASE_URL"),
+        "logstore_since": logstore_since,
+        "logstore_ttl_days": found.ALIYUN_SLS_LOGSTORE_TTL or None,
+        "sls_field_bytes": found.STATS_SLS_FIELD_BYTES,
+        "log_level": found.STATS_LOG_LEVEL,
+        "startup_wait": found.STATS_STARTUP_WAIT,
+        "max_connections": found.STATS_MAX_CONNECTIONS,
     }
-    auth_setting = reader.choice("STATS_AUTH", ("on", "off", ""), "")
     values.update({k: v for k, v in overrides.items() if v is not None})
-    values["auth"] = auth_setting == "on" or (auth_setting == "" and bool(values["api_keys"]))
+    values["auth"] = found.STATS_AUTH == "on" or (found.STATS_AUTH is None and bool(values["api_keys"]))
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_auth(settings)
     _check_sources(settings)
     return settings
+
+
+def _text(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
 
 
 def _check_sources(settings: Settings) -> None:
@@ -241,7 +304,7 @@ def _default_dialect(database_url: str | None) -> str:
     return "postgres"
 
 
-def _sls_url_from_dify_vars(reader: _EnvReader) -> str | None:
+def _sls_url_from_dify_vars(env: Mapping[str, str]) -> str | None:
     """Dify's own ALIYUN_SLS_* variables, used when STATS_DATABASE_URL is unset."""
     names = (
         "ALIYUN_SLS_ACCESS_KEY_ID",
@@ -249,7 +312,7 @@ def _sls_url_from_dify_vars(reader: _EnvReader) -> str | None:
         "ALIYUN_SLS_ENDPOINT",
         "ALIYUN_SLS_PROJECT_NAME",
     )
-    found = {name: reader.text(name) for name in names}
+    found = {name: _text(env, name) for name in names}
     if not any(found.values()):
         return None
     missing = [name for name, value in found.items() if not value]
@@ -260,54 +323,3 @@ def _sls_url_from_dify_vars(reader: _EnvReader) -> str | None:
     host = endpoint if endpoint.startswith(project + ".") else f"{project}.{endpoint}"
     credentials = f"{quote(ak_id, safe='')}:{quote(ak_secret, safe='')}"
     return f"postgresql://{credentials}@{host}:5432/{project}?sslmode=require"
-
-
-class _EnvReader:
-    """Typed access to the environment; every failure names the variable."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def text(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
-        return value or None
-
-    def integer(self, name: str, default: int, low: int, high: int) -> int:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a whole number") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name}={value} is outside {low}..{high}")
-        return value
-
-    def number(self, name: str, default: float, low: float, high: float) -> float:
-        raw = self.text(name)
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw!r} is not a number") from None
-        if not low <= value <= high:
-            raise ConfigError(f"{name}={value} is outside {low}..{high}")
-        return value
-
-    def choice(self, name: str, allowed: tuple[str, ...], default: str) -> str:
-        raw = (self.text(name) or default).lower()
-        if raw not in allowed:
-            shown = ", ".join(a for a in allowed if a)
-            raise ConfigError(f"{name}={raw!r} must be one of: {shown}")
-        return raw
-
-    def instant(self, name: str) -> datetime | None:
-        raw = self.text(name)
-        if raw is None:
-            return None
-        try:
-            return parse_instant(raw)
-        except ValueError as error:
-            raise ConfigError(f"{name}={error}") from None
