@@ -99,6 +99,7 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
     )
     fallback = "invalid_param" if error.status_code < 500 else "internal_error"
     response = error_response(error.status_code, codes.get(error.status_code, fallback), str(message))
+    response.headers.update(error.headers or {})  # a 405's Allow, a 401's WWW-Authenticate
     if "request_id" not in request.scope.get("state", {}):
         # No route matched (unknown path, wrong method): the request middleware never ran, so this
         # answer gets its request id, log line and metric here.

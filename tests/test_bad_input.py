@@ -71,7 +71,9 @@ def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:
 def test_unknown_routes_and_methods_are_dify_shaped_with_a_request_id(base_url: str) -> None:
     _dify_shaped(httpx.get(f"{base_url}/no/such/route"), 404, "not_found")
     _dify_shaped(httpx.post(f"{base_url}{BASE}/runs/count"), 405, "method_not_allowed")
-    _dify_shaped(httpx.delete(f"{base_url}/healthz"), 405, "method_not_allowed")
+    wrong_method = httpx.delete(f"{base_url}/healthz")
+    _dify_shaped(wrong_method, 405, "method_not_allowed")
+    assert set(wrong_method.headers["allow"].replace(" ", "").split(",")) >= {"GET", "HEAD"}
     metrics = httpx.get(f"{base_url}/metrics").text
     assert 'route="(no route)",status="404"' in metrics and 'route="(no route)",status="405"' in metrics
 
