@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 import structlog
@@ -16,11 +16,17 @@ from app.query_cli import add_query_parser, run_query
 log = structlog.get_logger("dify_stats.cli")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """A bad command line is one line and exit 2, like every other error of the CLI (`--help`
+    still shows the usage)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"dify-stats: {self.prog}: {message} (see --help)\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m app", description="dify-stats: statistics of Dify workflow runs"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = _OneLineErrors(prog="python -m app", description="dify-stats: statistics of Dify workflow runs")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", help="listen address (STATS_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (STATS_PORT, default 8000)")

@@ -157,3 +157,11 @@ def test_two_sources_answer_as_the_whole_history(database_url: str, pg_conn: psy
         assert split.returncode == 0, split.stderr
         assert json.loads(split.stdout) == json.loads(answer), name
         assert json.loads(answer)["data"], name
+
+
+def test_a_bad_command_line_is_one_line_and_exit_2(database_url: str) -> None:
+    for args in ((), ("daily-runs", "--tenant", examples.T, "--app", examples.A, "--bogus"), ("no-such",)):
+        done = query(database_url, *args)
+        assert done.returncode == 2, args
+        assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
+        assert done.stderr.startswith("dify-stats: ") and "Traceback" not in done.stderr
