@@ -304,17 +304,14 @@ class StatsRepository:
                 return detail
         return None
 
-    async def ping(self) -> None:
-        """A trivial query on every source, for /readyz."""
-        for source in self.sources:
-            await source.backend.ping()
-
 
 async def read_pages(
     backend: Backend, build: Callable[[Any], Query], row_type: type[Row], key: Callable[[Row], Any]
 ) -> list[Row]:
     """Every row of a statement read in keyset pages: `build(None)` is the first page's
-    statement, `build(key(last row))` the next one's, until a page is not full."""
+    statement, `build(key(last row))` the next one's, until a page is not full. A row whose key
+    is NULL sorts last (the daily statements' row of unparsable runs), so nothing follows it:
+    paging on from it would start over at the first page."""
     rows: list[Row] = []
     after = None
     while True:
@@ -324,6 +321,8 @@ async def read_pages(
         if query.page_size is None or len(page) < query.page_size:
             return rows
         after = key(page[-1])
+        if after is None:
+            return rows
 
 
 def _users_by_day(user_rows: Sequence[DayUserRow]) -> dict[int, set[str]]:

@@ -74,3 +74,38 @@ def test_days_before_the_logstore_retention_are_announced(database_url: str, his
     assert "x-data-available-from" not in counts_recent.headers
     with _client(database_url) as client:  # no retention configured: nothing to announce
         assert "x-data-available-from" not in client.get(f"{BASE}/statistics/daily-runs").headers
+
+
+def test_paging_stops_at_the_row_of_unparsable_runs(
+    database_url: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    """That row's day is NULL and sorts last: a full page ending with it is the last page (paging
+    on from a NULL key would start over at the first page, until the statement cap)."""
+    import asyncio
+    from functools import partial
+
+    from app.measures import DAILY_RUNS
+    from app.repository import read_pages
+    from queries import daily
+    from queries.rows import DailyRow
+    from queries.scope import RunScope
+
+    rows = [
+        msgspec.structs.replace(row, created_at="not a time", started_at="") if row.id == examples.R3 else row
+        for row in examples.history()
+    ]
+    load_history(pg_conn, rows)
+    settings = load_settings({"STATS_DATABASE_URL": database_url})
+    scope = RunScope(tenant_id=examples.T, app_id=examples.A, triggered_from="app-run")
+
+    async def read() -> list[DailyRow]:
+        backend = Backend(database_url, settings)
+        await backend.open()
+        try:  # one day with runs and the NULL row: exactly one full page of two
+            build = partial(daily.daily, scope, "UTC", DAILY_RUNS.sql, page=2)
+            return await read_pages(backend, build, DailyRow, lambda row: row.day)
+        finally:
+            await backend.close()
+
+    found = asyncio.run(asyncio.wait_for(read(), 30))
+    assert [(row.day is None, row.unparsed_runs) for row in found] == [(False, 0), (True, 1)]
