@@ -71,7 +71,7 @@ def error_kind(error: Exception) -> str:
     message = str(error).lower()
     if sqlstate[:2] in ("53", "54") or any(word in message for word in _QUOTA_WORDS):
         return "quota"
-    if isinstance(error, PoolTimeout | TimeoutError | psycopg.OperationalError | BackendUnavailable):
+    if isinstance(error, PoolTimeout | TimeoutError | psycopg.OperationalError):
         return "unavailable"
     if sqlstate.startswith("42") or isinstance(error, psycopg.ProgrammingError):
         return "bad_sql"
@@ -286,7 +286,7 @@ class Backend:
             raise BackendUnavailable(f"{self.name}: not answering (circuit {self.breaker.state})")
 
     async def ping(self) -> None:
-        """A trivial query, for /readyz."""
+        """A trivial statement through the pool (its connection check, then one query)."""
         await self.fetch(Query("SELECT 1 AS ok LIMIT 1", {}), _Ok)
 
 

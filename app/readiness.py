@@ -70,11 +70,6 @@ async def check_backend(backend: Backend) -> None:
         raise SourceProblem(f"{backend.name}: not answering ({type(error).__name__})") from None
 
 
-async def check_sources(sources: Iterable[Source]) -> None:
-    for source in sources:
-        await check_backend(source.backend)
-
-
 # When each backend's table and columns last passed the check: /readyz re-checks them at most
 # this often, so it does not wait for a pooled connection on every call under load.
 _SCHEMA_RECHECK_S = 60.0
