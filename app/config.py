@@ -57,6 +57,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     settle_after: float = 86_400.0
     settled_ttl: float = 3_600.0
     stale_max: float = 600.0
+    live_runs_max: int = 200_000  # runs kept for live days and range edges (app/run_states.py)
 
     # Hostile and heavy traffic (docs/reliability.md)
     max_queries_per_request: int = 64
@@ -146,6 +147,7 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_SETTLE_AFTER: Annotated[float, msgspec.Meta(ge=0, le=86_400 * 30)] = 86_400.0
     STATS_SETTLED_TTL: Annotated[float, msgspec.Meta(ge=0, le=86_400 * 30)] = 3_600.0
     STATS_STALE_MAX: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 600.0
+    STATS_LIVE_RUNS_MAX: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 200_000
     STATS_MAX_QUERIES_PER_REQUEST: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
     STATS_TENANT_SHARE: Annotated[float, msgspec.Meta(ge=0.01, le=1)] = 0.5
     STATS_MAX_INFLIGHT: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 128
@@ -223,6 +225,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "settle_after": found.STATS_SETTLE_AFTER,
         "settled_ttl": found.STATS_SETTLED_TTL,
         "stale_max": found.STATS_STALE_MAX,
+        "live_runs_max": found.STATS_LIVE_RUNS_MAX,
         "max_queries_per_request": found.STATS_MAX_QUERIES_PER_REQUEST,
         "tenant_share": found.STATS_TENANT_SHARE,
         "max_inflight": found.STATS_MAX_INFLIGHT,

@@ -31,7 +31,7 @@ from app.config import Settings
 from app.measures import DailyMeasure
 from app.params import BadParameter
 from app.sources import Source, overlap
-from queries import apps, counts, daily, runs
+from queries import apps, counts, daily, run_rows, runs
 from queries.app_activity import APP_ACTIVITY_PAGE, ActivityScope, AppKey, app_activity
 from queries.rows import (
     AppActivityRow,
@@ -41,6 +41,7 @@ from queries.rows import (
     DayUserRow,
     RunDetailRow,
     RunPageRow,
+    RunStateRow,
     StatusCountRow,
 )
 from queries.runs import RunCursor
@@ -97,6 +98,31 @@ class StatsRepository:
             return answers.daily_points(measure, combine_daily_rows(await measured, {}))
         found, users = await asyncio.gather(measured, self._boundary_users(parts, zone))
         return answers.daily_points(measure, combine_daily_rows(found, users))
+
+    def keeps_runs(self, since_us: int, until_us: int | None) -> bool:
+        """Whether one shortcut LogStore source answers all of [since_us, until_us): only then are
+        its runs read one row each and kept (app/run_states.py)."""
+        for source in self.sources:  # newest created times first
+            if overlap(since_us, until_us, source.start_us, source.end_us) is not None:
+                starts_before = source.start_us is None or source.start_us <= since_us
+                ends_after = source.end_us is None or (until_us is not None and until_us <= source.end_us)
+                return source.plan == "shortcut" and starts_before and ends_after
+        return False
+
+    async def run_rows(
+        self, request: DailyRequest, since_us: int, until_us: int | None, written_since_s: int | None
+    ) -> list[RunStateRow]:
+        """One row per run created in [since_us, until_us) with a version written at or after
+        `written_since_s` (None: any version), for a range `keeps_runs` accepted."""
+        [(source, scope)] = self._parts(
+            request.tenant_id, request.app_id, request.triggered_from, since_us, until_us
+        )
+        return await read_pages(
+            source.backend,
+            partial(run_rows.run_rows, scope, request.timezone, written_since_s),
+            RunStateRow,
+            lambda row: row.id,
+        )
 
     async def _daily_rows(
         self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure

@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -26,6 +26,7 @@ from app.config import Settings
 from app.days import from_epoch_us, local_midnight_us, touched_days
 from app.measures import DailyMeasure
 from app.repository import StatsRepository
+from app.run_states import KeptRuns, RunStateStore
 from queries.rows import AppActivityRow
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
@@ -44,19 +45,22 @@ class DaySpan(msgspec.Struct, frozen=True):
     end_us: int
 
 
+def unambiguous_midnight_us(day: date, zone: str) -> int | None:
+    """The instant `day` starts at in `zone`, or None when the zone changes offset across that
+    midnight so that instants on either side may belong to either day."""
+    tz = ZoneInfo(zone)
+    instant = local_midnight_us(day, zone)
+    before, after = from_epoch_us(instant - 1, tz).date(), from_epoch_us(instant, tz).date()
+    return instant if (before, after) == (day - timedelta(days=1), day) else None
+
+
 def local_day_spans(zone: str, start_us: int, end_us: int) -> list[DaySpan]:
     """The whole local days inside [start_us, end_us), skipping days whose midnight is ambiguous
     (a zone changing offset across midnight): those are left to the backend, never cached."""
-    tz = ZoneInfo(zone)
-
-    def midnight_us(day: date) -> int | None:
-        instant = local_midnight_us(day, zone)
-        before, after = from_epoch_us(instant - 1, tz).date(), from_epoch_us(instant, tz).date()
-        return instant if (before, after) == (day - timedelta(days=1), day) else None
-
     spans = []
     for day in touched_days(zone, start_us, end_us):
-        begin, finish = midnight_us(day), midnight_us(day + timedelta(days=1))
+        begin = unambiguous_midnight_us(day, zone)
+        finish = unambiguous_midnight_us(day + timedelta(days=1), zone)
         if begin is not None and finish is not None and start_us <= begin and finish <= end_us:
             spans.append(DaySpan(day, begin, finish))
     return spans
@@ -79,6 +83,18 @@ def uncovered_segments(start_us: int, end_us: int, cached: list[DaySpan]) -> lis
     return segments
 
 
+class _Part(NamedTuple):
+    """Points of part of a range; `remembered`: some came from memory; `read`: some were read."""
+
+    points: list[Any]
+    remembered: bool
+    read: bool
+
+
+def _live_key(request: DailyRequest) -> tuple[str, ...]:
+    return ("runs", request.app_id, request.triggered_from, request.timezone)
+
+
 class StatsService:
     def __init__(
         self,
@@ -86,11 +102,15 @@ class StatsService:
         cache: AnswerCache,
         settings: Settings,
         wall_clock: Callable[[], float] = time.time,
+        run_states: RunStateStore | None = None,
     ) -> None:
         self.repository = repository
         self.cache = cache
         self.settings = settings
         self.wall_clock = wall_clock
+        self.run_states = run_states or RunStateStore(
+            settings.live_runs_max, settings.tenant_share, settings.settled_ttl
+        )
 
     def _settled(self, end_us: int | None) -> bool:
         return end_us is not None and end_us / 1e6 + self.settings.settle_after <= self.wall_clock()
@@ -121,7 +141,39 @@ class StatsService:
         self, measure: DailyMeasure, request: DailyRequest
     ) -> tuple[list[Any], CacheResult]:
         assert request.start_us is not None and request.end_us is not None
-        spans = local_day_spans(request.timezone, request.start_us, request.end_us)
+        start, end = request.start_us, request.end_us
+        live_from = self._kept_live_from(request)
+        split = end if live_from is None else min(end, max(start, live_from))
+        parts = []
+        if start < split:
+            parts.append(self._from_day_rollups(measure, request, start, split))
+        if split < end:
+            assert live_from is not None
+            parts.append(self._from_kept_runs(measure, request, split, end, live_from, None))
+        found = await asyncio.gather(*parts)
+        points = {item.date: item for part in found for item in part.points}
+        answer = [points[day] for day in sorted(points)]
+        if not any(part.remembered for part in found):
+            return answer, "miss"
+        return answer, "partial" if any(part.read for part in found) else "hit"
+
+    def _kept_live_from(self, request: DailyRequest) -> int | None:
+        """The local midnight live days start at (the day holding now - STATS_SETTLE_AFTER), when
+        their runs can be kept; None otherwise (then they are re-read like any uncached day)."""
+        if not self.run_states.may_keep(request.tenant_id, _live_key(request)):
+            return None
+        now_us = int(self.wall_clock() * 1_000_000)
+        day = from_epoch_us(now_us - int(self.settings.settle_after * 1_000_000), ZoneInfo(request.timezone))
+        midnight = unambiguous_midnight_us(day.date(), request.timezone)
+        if midnight is None or not self.repository.keeps_runs(midnight, None):
+            return None
+        return midnight
+
+    async def _from_day_rollups(
+        self, measure: DailyMeasure, request: DailyRequest, low: int, high: int
+    ) -> _Part:
+        """[low, high) from cached whole days, plus reads of what they do not cover."""
+        spans = local_day_spans(request.timezone, low, high)
 
         def day_key(span: DaySpan) -> tuple[object, ...]:
             return ("day", measure.name, request.tenant_id, request.app_id, request.triggered_from,
@@ -129,14 +181,14 @@ class StatsService:
 
         cached = {span.day: self.cache.peek(day_key(span), tenant=request.tenant_id) for span in spans}
         have = {day: value for day, value in cached.items() if value is not None}
-        segments = uncovered_segments(request.start_us, request.end_us, [s for s in spans if s.day in have])
+        segments = uncovered_segments(low, high, [s for s in spans if s.day in have])
         found = await asyncio.gather(
             *(
-                self.repository.daily(measure, msgspec.structs.replace(request, start_us=low, end_us=high))
-                for low, high in segments
+                self._segment(measure, request, segment_low, segment_high)
+                for segment_low, segment_high in segments
             )
         )
-        fetched = {item.date: item for items in found for item in items}
+        fetched = {item.date: item for part in found for item in part.points}
 
         def uncovered(span: DaySpan) -> bool:
             return any(low <= span.start_us and span.end_us <= high for low, high in segments)
@@ -145,14 +197,59 @@ class StatsService:
             if uncovered(span):
                 value = fetched.get(span.day.isoformat(), _NO_RUNS)
                 self.cache.put(day_key(span), value, self._ttl(span.end_us), tenant=request.tenant_id)
-        from_cache = {
-            span.day.isoformat(): have[span.day] for span in spans if span.day in have and not uncovered(span)
-        }
-        combined = {**{day: item for day, item in from_cache.items() if item is not _NO_RUNS}, **fetched}
-        answer = [combined[day] for day in sorted(combined)]
-        if not from_cache:
-            return answer, "miss"
-        return answer, "partial" if segments else "hit"
+        from_cache = [have[span.day] for span in spans if span.day in have and not uncovered(span)]
+        points = [item for item in from_cache if item is not _NO_RUNS] + list(fetched.values())
+        remembered = bool(from_cache) or any(part.remembered for part in found)
+        return _Part(points, remembered, read=any(part.read for part in found))
+
+    async def _segment(self, measure: DailyMeasure, request: DailyRequest, low: int, high: int) -> _Part:
+        """An uncovered segment: part of one settled day (a range's edge) from that day's kept
+        runs, so that a range moving with now reads its edge day once; anything else is read."""
+        days = touched_days(request.timezone, low, high)
+        if len(days) == 1:
+            since = unambiguous_midnight_us(days[0], request.timezone)
+            until = unambiguous_midnight_us(days[0] + timedelta(days=1), request.timezone)
+            partial_day = since is not None and until is not None and (since, until) != (low, high)
+            if partial_day and since is not None and self.repository.keeps_runs(since, until):
+                return await self._from_kept_runs(measure, request, low, high, since, until)
+        return await self._read(measure, request, low, high)
+
+    async def _read(self, measure: DailyMeasure, request: DailyRequest, low: int, high: int) -> _Part:
+        points = await self.repository.daily(
+            measure, msgspec.structs.replace(request, start_us=low, end_us=high)
+        )
+        return _Part(points, remembered=False, read=True)
+
+    async def _from_kept_runs(
+        self, measure: DailyMeasure, request: DailyRequest, low: int, high: int, since: int, until: int | None
+    ) -> _Part:
+        """[low, high) from the kept runs created in [since, until) (until None: live days). A
+        stale state reads only the versions written since its last read, minus
+        STATS_TIME_SLACK for versions that arrive late; a state that does not fit in
+        STATS_LIVE_RUNS_MAX still answers this once, and its days are then re-read for a while."""
+        key = _live_key(request) if until is None else (*_live_key(request), since, until)
+        tenant, store = request.tenant_id, self.run_states
+        if not store.may_keep(tenant, key):
+            return await self._read(measure, request, low, high)
+        refresh_after = self.settings.cache_ttl if until is None else self.settings.settled_ttl
+        async with store.lock(tenant, key):
+            state = store.get(tenant, key)
+            if state is None or state.since_us > since:
+                state = KeptRuns(since, until)
+            state.forget_before(since)
+            now_s = self.wall_clock()
+            remembered = state.read_at_s is not None
+            read = state.read_at_s is None or now_s - state.read_at_s >= refresh_after
+            if read:
+                written_since = (
+                    None if state.read_at_s is None else int(state.read_at_s) - self.settings.time_slack
+                )
+                state.merge(await self.repository.run_rows(request, state.since_us, until, written_since))
+                state.read_at_s = now_s
+                if not store.keep(tenant, key, state):
+                    log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
+        rows = state.rows(low, high)
+        return _Part(answers.daily_points(measure, rows), remembered, read)
 
     def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:
         """X-Cache, and X-Data-Available-From when the range starts before the oldest day the

@@ -83,3 +83,13 @@ class RunDetailRow(RunRow, frozen=True, kw_only=True):
 
 SUMMARY_COLUMNS: tuple[str, ...] = RunRow.__struct_fields__
 DETAIL_COLUMNS: tuple[str, ...] = RunDetailRow.__struct_fields__
+
+
+class RunStateRow(msgspec.Struct, frozen=True):
+    """One run as queries/run_rows.py reads it: what the kept state of live days needs."""
+
+    id: str
+    day: int
+    created_us: int
+    created_by: str
+    latest_key: str

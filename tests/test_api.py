@@ -200,22 +200,29 @@ def test_concurrent_identical_misses_run_one_backend_query(database_url: str) ->
 
 def test_day_rollups_fetch_only_unsettled_days(database_url: str) -> None:
     """90 days warm: a refresh after the whole-answer entry expired asks the backend once, for
-    just the days that are not settled yet."""
+    the versions of the live days written since the last read (minus the slack)."""
     settings = make_settings(database_url, STATS_CACHE_TTL="0")
     backend = CountingBackend(database_url, settings)
     app = create_app(settings, backend)
     service = app.state.service
     # "Now" is 2025-03-03 12:00 Shanghai: 2025-03-01 ended 36 h ago (settled), 2025-03-02 12 h ago (live).
-    service.wall_clock = lambda: 1_740_974_400.0
+    now_s = 1_740_974_400
+    service.wall_clock = lambda: float(now_s)
     params = {
         "start": "2024-12-03",
         "end": "2025-03-03",
         "timezone": "Asia/Shanghai",
         "triggered_from": "app-run",
     }
+    live_from_us = 1_740_844_800_000_000  # 2025-03-02T00:00+08:00
     with TestClient(app=app) as client:
         cold = client.get(f"{BASE}/statistics/daily-runs", params=params)
-        assert cold.headers["x-cache"] == "miss" and len(backend.queries) == 1
+        assert cold.headers["x-cache"] == "miss"
+        # The settled days in one statement, the live days' runs in another (kept).
+        assert sorted((query["start_us"], query.get("end_us")) for query in backend.queries) == [
+            (1_733_155_200_000_000, live_from_us),
+            (live_from_us, None),
+        ]
         warm = client.get(f"{BASE}/statistics/daily-runs", params=params)
         assert (
             warm.json()
@@ -223,10 +230,12 @@ def test_day_rollups_fetch_only_unsettled_days(database_url: str) -> None:
             == {"data": [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]}
         )
         assert warm.headers["x-cache"] == "partial"
-        assert len(backend.queries) == 2
-        refreshed = backend.queries[1]
-        # Only 2025-03-02 (live) was asked for: [2025-03-02T00:00+08:00, 2025-03-03T00:00+08:00).
-        assert (refreshed["start_us"], refreshed["end_us"]) == (1_740_844_800_000_000, 1_740_931_200_000_000)
+        assert len(backend.queries) == 3
+        refreshed = backend.queries[2]
+        assert (refreshed["start_us"], refreshed["written_since"]) == (
+            live_from_us,
+            now_s - settings.time_slack,
+        )
 
 
 def test_stale_answer_when_the_backend_fails() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Iterator
+from datetime import timedelta
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from hypothesis import given
@@ -87,41 +89,179 @@ def test_rollup_answers_equal_the_reference(
 
 
 class _RecordingRepository:
-    """The real repository, recording the created-time ranges it is asked for."""
+    """The real repository, recording what it is asked to read: created-time ranges of daily
+    statements, and (since, until, written since) of kept-run reads."""
 
     def __init__(self, repository: StatsRepository) -> None:
         self.repository = repository
         self.sources = repository.sources
         self.asked: list[tuple[int | None, int | None]] = []
+        self.kept_reads: list[tuple[int, int | None, int | None]] = []
 
     async def daily(self, measure: Any, request: DailyRequest) -> Any:
         self.asked.append((request.start_us, request.end_us))
         return await self.repository.daily(measure, request)
 
+    def keeps_runs(self, since_us: int, until_us: int | None) -> bool:
+        return self.repository.keeps_runs(since_us, until_us)
 
-def test_a_grafana_range_reads_only_its_edges_once_its_days_are_cached(
+    async def run_rows(
+        self, request: DailyRequest, since_us: int, until_us: int | None, written: int | None
+    ) -> Any:
+        self.kept_reads.append((since_us, until_us, written))
+        return await self.repository.run_rows(request, since_us, until_us, written)
+
+
+def test_a_grafana_range_refresh_reads_only_versions_written_since_the_last_read(
     pg_conn: psycopg.Connection[Any], loop_and_repository: Any
 ) -> None:
-    """`now-30d..now` starts and ends mid-day: its 29 whole interior days come from the cache."""
+    """`now-30d..now` starts and ends mid-day. Its whole settled days come from the day cache;
+    its edge day and live days from kept runs, which a refresh updates with the versions written
+    since the last read (minus the slack), whatever the range's length."""
     loop, repository, settings = loop_and_repository
     load_history(pg_conn, [])
-    now_us = 1_741_000_000_123_456  # mid-day in UTC
+    now_s = 1_741_000_000.123456  # mid-day in UTC
     recording = _RecordingRepository(repository)
-    clock = [now_us / 1e6]
+    clock = [now_s]
     service = StatsService(recording, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])  # type: ignore[arg-type]
     day_us = 86_400_000_000
 
-    def refresh(end_us: int) -> str:
+    def refresh(days: int) -> str:
+        end_us = int(clock[0] * 1_000_000)
         request = DailyRequest(
             tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
-            start_us=end_us - 30 * day_us, end_us=end_us,
+            start_us=end_us - days * day_us, end_us=end_us,
         )  # fmt: skip
         _, outcome = loop.run_until_complete(service.daily(DAILY_MEASURES[0], request))
         return str(outcome)
 
-    assert refresh(now_us) == "miss"
+    assert refresh(30) == "miss"
+    # The settled days in one statement; the live days (yesterday, today) read as kept runs.
+    today = int(now_s // 86_400) * day_us
+    live_from = today - day_us
+    assert recording.asked == [(int(now_s * 1_000_000) - 30 * day_us, live_from)]
+    assert recording.kept_reads == [(live_from, None, None)]
     recording.asked.clear()
-    assert refresh(now_us + 10_000_000) == "partial"  # ten seconds later
-    assert len(recording.asked) == 2
-    # The two partial edge days, and yesterday, still live (this module caches live days 0 s).
-    assert sum(high - low for low, high in recording.asked) == 2 * day_us
+    recording.kept_reads.clear()
+    first_read_s = clock[0]
+    clock[0] += 10  # ten seconds later (live answers are cached 0 s in this module)
+    assert refresh(30) == "partial"
+    edge_day = (int(clock[0] * 1_000_000) - 30 * day_us) // day_us * day_us
+    assert recording.asked == []
+    assert sorted(recording.kept_reads, key=str) == sorted(
+        [(edge_day, edge_day + day_us, None), (live_from, None, int(first_read_s) - settings.time_slack)],
+        key=str,
+    )
+    for days in (7, 90):  # any length: once its days and its edge day are kept, only new versions
+        refresh(days)
+        clock[0] += 10
+        refresh(days)
+        recording.asked.clear()
+        recording.kept_reads.clear()
+        second_read_s = clock[0] = clock[0] + 10
+        assert refresh(days) == "partial"
+        assert recording.asked == []
+        assert recording.kept_reads == [(live_from, None, int(second_read_s - 10) - settings.time_slack)]
+
+
+@st.composite
+def arrivals(draw: st.DrawFn, history: list[reference.Version], zone: str) -> tuple[list[int], list[int]]:
+    """Per version, when it becomes readable: at or after its `__time__`, up to
+    STATS_TIME_SLACK - 1 s late, so versions arrive out of order, duplicated, paused then
+    resumed; and refresh instants (whole seconds, increasing) among those arrivals."""
+    lateness = st.sampled_from((0, 1, 600, 3_599)) | st.integers(0, 3_599)
+    readable = [row.time + draw(lateness) for row in history]
+    moments = readable or [draw(st.sampled_from(ZONE_ANCHORS_US[zone])) // 1_000_000]
+    picks = draw(st.lists(st.sampled_from(moments), min_size=2, max_size=6))
+    late = (
+        draw(st.lists(st.sampled_from(list(zip(history, readable, strict=True))), max_size=3))
+        if history
+        else []
+    )
+    for row, at in late:
+        picks.append(draw(st.integers(row.time, at)))  # a read while the version is written, not readable
+    refreshes = sorted({pick + draw(st.sampled_from((0, 0, -600, 600))) for pick in picks})
+    return refreshes, readable
+
+
+@given(data=st.data(), zone=zones)
+def test_kept_runs_stay_exact_while_versions_arrive_between_refreshes(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, data: st.DataObject, zone: str
+) -> None:
+    """One service refreshed again and again while versions arrive: each answer equals the
+    reference over the versions readable at that moment, for live days kept as runs and read
+    incrementally, edge days kept as runs, and states too large to keep."""
+    loop, repository, settings = loop_and_repository
+    history = data.draw(histories(zone=zone))
+    refreshes, readable = data.draw(arrivals(history, zone))
+    (tenant_id, app_id), trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
+    settings = msgspec.structs.replace(
+        settings,
+        settle_after=data.draw(st.sampled_from((0.0, 3_600.0, 86_400.0, 3 * 86_400.0))),
+        settled_ttl=0.0,  # a settled day cached across arrivals would rightly be out of date
+        live_runs_max=data.draw(st.sampled_from((2, 200_000))),  # 2: states too large to keep
+    )
+    clock = [0.0]
+    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])
+    day_us = 86_400_000_000
+    for now_s in refreshes:
+        clock[0] = now_s + 0.5
+        visible = [row for row, at in zip(history, readable, strict=True) if at <= now_s]
+        load_history(pg_conn, visible)
+        now_us = int(clock[0] * 1_000_000)
+        end = now_us + data.draw(st.sampled_from((0, 0, -1, 1, -day_us // 3, day_us // 2)))
+        start = end - data.draw(st.integers(1, 4 * day_us))
+        request = DailyRequest(
+            tenant_id=tenant_id,
+            app_id=app_id,
+            triggered_from=trigger,
+            timezone=zone,
+            start_us=start,
+            end_us=end,
+        )
+        truth = reference.runs_in_scope(visible, tenant_id, app_id, trigger, start, end)
+        for measure in DAILY_MEASURES:
+            answer, _ = loop.run_until_complete(service.daily(measure, request))
+            expected = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
+            got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
+            assert got == expected, (measure.name, now_s, start, end)
+
+
+def _version(
+    run_id: str, created_s: int, time_s: int, log_version: int, status: str, tokens: int
+) -> reference.Version:
+    created = (reference.EPOCH + timedelta(seconds=created_s)).replace(tzinfo=None).isoformat()
+    finished = status not in ("running", "paused")
+    return reference.Version(
+        time=time_s, id=run_id, log_version=log_version, tenant_id="t", app_id="a", workflow_id="w",
+        triggered_from="app-run", type="workflow", version="draft", status=status, total_tokens=tokens,
+        total_steps=1, exceptions_count=0, elapsed_time=None, created_by_role="account", created_by="u",
+        created_at=created, started_at=created, finished_at=created if finished else "",
+    )  # fmt: skip
+
+
+def test_a_version_arriving_late_within_the_slack_is_merged(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any
+) -> None:
+    """A refresh reads versions written since the last read minus the slack: a version written
+    before the last read but readable only after it still counts, and the latest one wins."""
+    loop, repository, settings = loop_and_repository
+    noon_s = 1_741_003_200  # 2025-03-03 12:00 UTC
+    running = _version("r1", noon_s, noon_s, 1, "running", 0)
+    finished = _version("r1", noon_s, noon_s + 60, 2, "succeeded", 500)
+    clock = [noon_s + 120.0]  # the first read: the finished version is written, not yet readable
+    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])
+    request = DailyRequest(
+        tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
+        start_us=(noon_s - 43_200) * 1_000_000, end_us=(noon_s + 43_200) * 1_000_000,
+    )  # fmt: skip
+    tokens = DAILY_MEASURES[2]
+    assert tokens.name == "daily_token_costs"
+    load_history(pg_conn, [running])
+    answer, _ = loop.run_until_complete(service.daily(tokens, request))
+    assert [(item.date, item.token_count) for item in answer] == [("2025-03-03", 0)]
+    clock[0] = noon_s + 600.0  # the finished version, written at +60 s, became readable only now
+    load_history(pg_conn, [running, finished])
+    answer, outcome = loop.run_until_complete(service.daily(tokens, request))
+    assert [(item.date, item.token_count) for item in answer] == [("2025-03-03", 500)]
+    assert outcome == "partial"

@@ -1,0 +1,159 @@
+"""The per-run state kept for live days, so that a dashboard's refresh costs the versions written
+since its last read, not the days it shows.
+
+`KeptRuns` holds, for one tenant, app, trigger source and zone, every run created in a range
+[since_us, until_us) (until_us None: to now): its local day, created time, user and latest-version
+key (queries/run_rows.py). Per day it keeps the tallies the daily measures need (runs, runs per
+user, tokens of latest versions), so a whole day answers at once; a partial day walks that day's
+runs. Merging rows read again is exact: a run's key only ever grows to the latest version's, and
+its created time and user never change (the writer's invariant 1).
+
+`RunStateStore` bounds the memory: at most STATS_LIVE_RUNS_MAX runs over all kept states, one
+tenant at most STATS_TENANT_SHARE of them; a state that would not fit is not kept and its days
+are re-read as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Hashable, Iterable
+from weakref import WeakValueDictionary
+
+import msgspec
+from cachetools import LRUCache, TTLCache
+
+from queries.rows import DailyRow, RunStateRow
+
+_TOKENS = slice(32, 52)  # total_tokens in dialects.latest_key_sql's fixed-width key
+
+
+class KeptRun(msgspec.Struct, frozen=True, gc=False):
+    created_us: int
+    created_by: str
+    latest_key: str
+
+    @property
+    def tokens(self) -> int:
+        return int(self.latest_key[_TOKENS])
+
+
+class _Day:
+    """One local day's runs and their running totals."""
+
+    __slots__ = ("first_us", "last_us", "runs", "tokens", "users")
+
+    def __init__(self) -> None:
+        self.runs: dict[str, KeptRun] = {}
+        self.users: Counter[str] = Counter()
+        self.tokens = 0
+        self.first_us = self.last_us = 0
+
+    def add(self, run_id: str, run: KeptRun) -> bool:
+        """Merge one run's read; True when the run is new to the state."""
+        known = self.runs.get(run_id)
+        if known is not None:
+            if run.latest_key > known.latest_key:
+                self.tokens += run.tokens - known.tokens
+                self.runs[run_id] = KeptRun(known.created_us, known.created_by, run.latest_key)
+            return False
+        if not self.runs:
+            self.first_us = self.last_us = run.created_us
+        self.runs[run_id] = run
+        self.users[run.created_by] += 1
+        self.tokens += run.tokens
+        self.first_us, self.last_us = min(self.first_us, run.created_us), max(self.last_us, run.created_us)
+        return True
+
+    def row(self, day: int, low_us: int, high_us: int) -> DailyRow | None:
+        """The day's tallies over the runs created in [low_us, high_us)."""
+        if self.last_us < low_us or self.first_us >= high_us:
+            return None
+        if low_us <= self.first_us and self.last_us < high_us:
+            return DailyRow(day=day, runs=len(self.runs), users=len(self.users), tokens=self.tokens)
+        inside = [run for run in self.runs.values() if low_us <= run.created_us < high_us]
+        if not inside:
+            return None
+        users = {run.created_by for run in inside}
+        return DailyRow(day=day, runs=len(inside), users=len(users), tokens=sum(run.tokens for run in inside))
+
+
+class KeptRuns:
+    """Every run of one scope created in [since_us, until_us), as of the last read."""
+
+    def __init__(self, since_us: int, until_us: int | None) -> None:
+        self.since_us = since_us
+        self.until_us = until_us
+        self.read_at_s: float | None = None  # the wall clock when the last read started
+        self.size = 0  # runs held
+        self._days: dict[int, _Day] = {}
+
+    def merge(self, rows: Iterable[RunStateRow]) -> None:
+        for row in rows:
+            day = self._days.get(row.day)
+            if day is None:
+                day = self._days[row.day] = _Day()
+            if day.add(row.id, KeptRun(int(row.created_us), str(row.created_by), str(row.latest_key))):
+                self.size += 1
+
+    def forget_before(self, since_us: int) -> None:
+        """Drop the days that ended before `since_us` (they have settled) and cover from it."""
+        for number in [number for number, day in self._days.items() if day.last_us < since_us]:
+            self.size -= len(self._days.pop(number).runs)
+        self.since_us = max(self.since_us, since_us)
+
+    def rows(self, low_us: int, high_us: int) -> list[DailyRow]:
+        """Per local day, the runs created in [low_us, high_us) (within what the state covers)."""
+        found = (day.row(number, low_us, high_us) for number, day in sorted(self._days.items()))
+        return [row for row in found if row is not None]
+
+
+class RunStateStore:
+    """Kept states by key, bounded by the runs they hold (least recently kept goes first)."""
+
+    def __init__(self, max_runs: int, tenant_share: float, too_large_for_s: float = 3600.0) -> None:
+        self.max_runs = max_runs
+        self._tenant_max = max(1, int(max_runs * tenant_share))
+        self._states: LRUCache[tuple[str, Hashable], KeptRuns] = LRUCache(
+            max(1, max_runs), getsizeof=lambda state: max(1, state.size)
+        )
+        self._locks: WeakValueDictionary[tuple[str, Hashable], asyncio.Lock] = WeakValueDictionary()
+        # Scopes whose state did not fit: not tried again for a while (each try is a full read).
+        self._too_large: TTLCache[tuple[str, Hashable], bool] = TTLCache(
+            4096, too_large_for_s, timer=time.monotonic
+        )
+
+    @property
+    def runs(self) -> int:
+        return int(self._states.currsize)
+
+    def lock(self, tenant: str, key: Hashable) -> asyncio.Lock:
+        """One read of a scope's state at a time: the others wait, then find it fresh."""
+        slot = (tenant, key)
+        found = self._locks.get(slot)
+        if found is None:
+            found = self._locks[slot] = asyncio.Lock()
+        return found
+
+    def get(self, tenant: str, key: Hashable) -> KeptRuns | None:
+        return self._states.get((tenant, key))
+
+    def may_keep(self, tenant: str, key: Hashable) -> bool:
+        return self.max_runs > 0 and (tenant, key) not in self._too_large
+
+    def keep(self, tenant: str, key: Hashable, state: KeptRuns) -> bool:
+        """Keep (or re-size) a state; False, and the state dropped, when it cannot fit."""
+        slot = (tenant, key)
+        self._states.pop(slot, None)
+        if state.size > self._tenant_max:
+            self._too_large[slot] = True
+            return False
+        own = [other for other in self._states if other[0] == tenant]  # oldest kept first
+        used = sum(self._states[other].size for other in own)
+        for other in own:
+            if used + state.size <= self._tenant_max:
+                break
+            used -= self._states.pop(other).size
+        self._states[slot] = state  # evicts other tenants' least recently used states if needed
+        return True

@@ -1,0 +1,53 @@
+"""One row per run, for the per-run state the service keeps of live days (app/run_states.py).
+
+A refresh of live days must cost about the versions written since the last read, not the days:
+so the service keeps each live run's created time, local day, user and latest-version key, and
+merges into it the runs of the versions written since its last read (`written_since_s`, the
+last read's wall clock minus STATS_TIME_SLACK). The merge is exact because the state of a run is
+the maximum of its versions in one complete order (`dialects.latest_key_sql`): the maximum over
+two reads is the maximum over their union, and a version read twice changes nothing.
+
+Shortcut plan only: a run's created time, trigger source and user are taken from whichever of
+its versions a read sees, which the writer's invariant 1 (they never change) makes exact.
+"""
+
+from __future__ import annotations
+
+from queries.dialects import created_text_sql, epoch_us_sql, latest_key_sql, parse_once_fence
+from queries.scope import LOGSTORE_TABLE, Query, RunScope, created_range_where, keyset_page
+from queries.timezones import local_day_sql, offset_segments
+
+RUN_PAGE = 50_000  # runs per statement; a busy app's live days fit in one or two pages
+
+
+def run_rows(
+    scope: RunScope, zone: str, written_since_s: int | None = None, after_id: str | None = None
+) -> Query:
+    """Runs created in the scope's range whose versions were written at or after
+    `written_since_s` (None: the scope's own `__time__` bound), a page of ids after `after_id`.
+
+    Columns: id, day (local day number in `zone`), created_us, created_by, latest_key (the max of
+    the run's versions read here in the truth's order; its total_tokens at characters 33-52)."""
+    assert scope.plan == "shortcut", "a run's immutable fields are read from any of its versions"
+    params = scope.params()
+    written = "__time__ >= %(min_time)s" if scope.start_us is not None else "__time__ > 0"
+    if written_since_s is not None:
+        params["written_since"] = written_since_s
+        written = "__time__ >= %(written_since)s"
+    day = local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
+    sql = f"""
+SELECT id, {day} AS day, created_us, created_by, latest_key
+FROM (
+    SELECT id, created_by, latest_key, {epoch_us_sql(scope.dialect, "created_text")} AS created_us
+    FROM (
+        SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text,
+               max({latest_key_sql()}) AS latest_key
+        FROM {LOGSTORE_TABLE}
+        WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s
+          AND triggered_from = %(triggered_from)s AND {written}
+        GROUP BY id
+    ) AS per_run{parse_once_fence(scope.dialect)}
+) AS runs
+WHERE {created_range_where(scope)}"""
+    after = (after_id,) if after_id is not None else None
+    return keyset_page(sql, params, ("id",), after, RUN_PAGE)
