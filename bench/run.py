@@ -41,7 +41,7 @@ from app.repository import StatsRepository  # noqa: E402
 from app.service import StatsService  # noqa: E402
 from app.sources import build_sources  # noqa: E402
 from bench import two_sources  # noqa: E402
-from bench.dify_sql import dify_daily, dify_run_page, dify_status_counts  # noqa: E402
+from bench.dify_sql import windowed_daily, windowed_run_page, windowed_status_counts  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
 from queries.scope import Query, RunScope  # noqa: E402
@@ -139,13 +139,19 @@ def measure_backend(size: str, url: str, now_s: int) -> list[dict[str, Any]]:
             for measure in DAILY_MEASURES:
                 ours = timed(conn, daily.daily(scope, "UTC", measure.sql))
                 win = timed(conn, daily.daily(windowed, "UTC", measure.sql))
-                dify = timed(conn, dify_daily(measure.name, dify_params))
+                dify = timed(conn, windowed_daily(measure.name, dify_params))
                 records.append(record(size, measure.name, days, ours, win, dify, scan))
             ours = timed(conn, counts.status_counts(scope, None))
             win = timed(conn, counts.status_counts(windowed, None))
             records.append(
                 record(
-                    size, "status_counts", days, ours, win, timed(conn, dify_status_counts(dify_params)), scan
+                    size,
+                    "status_counts",
+                    days,
+                    ours,
+                    win,
+                    timed(conn, windowed_status_counts(dify_params)),
+                    scan,
                 )
             )
             print(f"  {size} {days:2d} d done", flush=True)
@@ -159,7 +165,7 @@ def measure_backend(size: str, url: str, now_s: int) -> list[dict[str, Any]]:
                 conn, runs.run_page(msgspec.structs.replace(everything, plan="windowed"), 21, None, after)
             )
             records.append(
-                record(size, label, "all", ours, win, timed(conn, dify_run_page(params, offset)), scan)
+                record(size, label, "all", ours, win, timed(conn, windowed_run_page(params, offset)), scan)
             )
     return records
 
