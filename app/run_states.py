@@ -16,6 +16,7 @@ are re-read as before.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import Counter
 from collections.abc import Hashable, Iterable
@@ -94,7 +95,8 @@ class KeptRuns:
             day = self._days.get(row.day)
             if day is None:
                 day = self._days[row.day] = _Day()
-            if day.add(row.id, KeptRun(int(row.created_us), str(row.created_by), str(row.latest_key))):
+            run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), str(row.latest_key))
+            if day.add(row.id, run):
                 self.size += 1
 
     def forget_before(self, since_us: int) -> None:

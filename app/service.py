@@ -1,11 +1,11 @@
-"""What the routes call: the repository behind the answer cache, with day-granular rollups.
+"""What the routes call: the repository behind the answer cache, with day rollups and kept runs.
 
 Daily measures are additive by day (terminals are distinct *per day*), so a bounded range is
-answered from per-day cache entries of its whole local days, wherever it starts and ends, plus
-backend queries for what they do not cover: the partial days at its edges (never cached) and
-uncached days, at most two statements. A day is settled once it
-ended more than STATS_SETTLE_AFTER ago and is then kept STATS_SETTLED_TTL; live days
-STATS_CACHE_TTL. A dashboard refreshing 90 days thus asks the backend for about one day.
+answered in parts: its settled whole days from per-day cache entries (a day is settled once it
+ended more than STATS_SETTLE_AFTER ago, and is kept STATS_SETTLED_TTL); its live days, and a
+partial settled day at its edge, from runs kept in memory (app/run_states.py) that a refresh
+updates with the versions written since the last read; whatever is neither is read, in at most
+two statements. A dashboard refreshing `now-90d..now` thus reads about its new versions.
 """
 
 from __future__ import annotations

@@ -11,13 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app import answers
+from app.days import day_number_to_date
 from app.measures import DAILY_MEASURES
-from queries import counts, daily, runs
-from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow
+from queries import counts, daily, run_rows, runs
+from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow, RunStateRow
 from queries.scope import RunScope
 from tests import reference
 from tests.db import fetch, fetch_rows, load_history
-from tests.strategies import APPS, created_ranges, histories, scope_of, zones
+from tests.strategies import APPS, created_ranges, histories, instants, scope_of, zones
 
 DIALECTS = ("postgres", "sls")
 PLANS = ("shortcut", "windowed")
@@ -142,3 +143,33 @@ def test_run_detail_is_the_latest_version(
                     reference.iso_to_us(run.finished_at) // 1_000_000 if run.finished_at else None,
                 ), (dialect, plan)
                 assert detail.created_at == reference.created_us(run) // 1_000_000
+
+
+@given(data=st.data(), zone=zones)
+def test_run_rows_are_each_runs_latest_version_written_since(
+    dialect_conns: Conns, data: st.DataObject, zone: str
+) -> None:
+    """The rows kept for live days: per run created in the range with a version written since
+    the instant, its local day, created time, user and the latest of those versions' tokens."""
+    history = data.draw(histories(zone=zone))
+    app, trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
+    start = data.draw(instants(zone))
+    end = data.draw(st.none() | instants(zone).filter(lambda end: end > start))
+    written_since = data.draw(st.none() | st.sampled_from([row.time for row in history] or [0]))
+    load_history(dialect_conns["postgres"], history)
+    since = [row for row in history if written_since is None or row.time >= written_since]
+    want = sorted(
+        (run.id, reference.local_date(reference.created_us(run), zone), reference.created_us(run),
+         run.created_by, run.total_tokens)
+        for run in _expected_runs(since, app, trigger, (start, end))
+    )  # fmt: skip
+    for dialect in DIALECTS:
+        query = run_rows.run_rows(
+            _scope(app, trigger, (start, end), dialect, "shortcut"), zone, written_since
+        )
+        found = fetch_rows(dialect_conns[dialect], query, RunStateRow)
+        got = [
+            (row.id, day_number_to_date(row.day), row.created_us, row.created_by, int(row.latest_key[32:52]))
+            for row in found
+        ]
+        assert got == want, dialect
