@@ -221,7 +221,15 @@ def _cursor_after(conn: psycopg.Connection[Any], scope: RunScope, offset: int) -
 
 def measure_overhead(url: str, now_s: int) -> dict[str, Any]:
     """Uncached service time over HTTP vs the same SQL run directly with psycopg (7-day daily runs)."""
-    settings = load_settings({"STATS_DATABASE_URL": url, "STATS_CACHE_TTL": "0", "STATS_SETTLED_TTL": "0"})
+    # No kept runs either: the service must send the very statement measured directly.
+    settings = load_settings(
+        {
+            "STATS_DATABASE_URL": url,
+            "STATS_CACHE_TTL": "0",
+            "STATS_SETTLED_TTL": "0",
+            "STATS_LIVE_RUNS_MAX": "0",
+        }
+    )
     app = demo_apps()[0]
     scope = range_scope(now_s, 7)
     assert scope.start_us is not None and scope.end_us is not None
