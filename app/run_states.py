@@ -20,6 +20,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Hashable, Iterable
+from typing import NamedTuple
 from weakref import WeakValueDictionary
 
 import msgspec
@@ -34,10 +35,17 @@ class KeptRun(msgspec.Struct, frozen=True, gc=False):
     created_us: int
     created_by: str
     latest_key: str
+    tokens: int  # the latest version's, from latest_key (read once, summed often)
 
-    @property
-    def tokens(self) -> int:
-        return int(self.latest_key[_TOKENS])
+
+class Wanted(NamedTuple):
+    """Which aggregates besides runs a measure reads (a partial day computes only those)."""
+
+    users: bool = True
+    tokens: bool = True
+
+
+EVERY_AGGREGATE = Wanted()
 
 
 class _Day:
@@ -57,7 +65,7 @@ class _Day:
         if known is not None:
             if run.latest_key > known.latest_key:
                 self.tokens += run.tokens - known.tokens
-                self.runs[run_id] = KeptRun(known.created_us, known.created_by, run.latest_key)
+                self.runs[run_id] = KeptRun(known.created_us, known.created_by, run.latest_key, run.tokens)
             return False
         if not self.runs:
             self.first_us = self.last_us = run.created_us
@@ -67,8 +75,9 @@ class _Day:
         self.first_us, self.last_us = min(self.first_us, run.created_us), max(self.last_us, run.created_us)
         return True
 
-    def row(self, day: int, low_us: int, high_us: int) -> DailyRow | None:
-        """The day's tallies over the runs created in [low_us, high_us)."""
+    def row(self, day: int, low_us: int, high_us: int, wanted: Wanted) -> DailyRow | None:
+        """The day's tallies over the runs created in [low_us, high_us); a partial day counts
+        only the `wanted` aggregates (it walks the day's runs)."""
         if self.last_us < low_us or self.first_us >= high_us:
             return None
         if low_us <= self.first_us and self.last_us < high_us:
@@ -76,8 +85,9 @@ class _Day:
         inside = [run for run in self.runs.values() if low_us <= run.created_us < high_us]
         if not inside:
             return None
-        users = {run.created_by for run in inside}
-        return DailyRow(day=day, runs=len(inside), users=len(users), tokens=sum(run.tokens for run in inside))
+        users = len({run.created_by for run in inside}) if wanted.users else 0
+        tokens = sum(run.tokens for run in inside) if wanted.tokens else 0
+        return DailyRow(day=day, runs=len(inside), users=users, tokens=tokens)
 
 
 class KeptRuns:
@@ -95,7 +105,8 @@ class KeptRuns:
             day = self._days.get(row.day)
             if day is None:
                 day = self._days[row.day] = _Day()
-            run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), str(row.latest_key))
+            key = str(row.latest_key)
+            run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), key, int(key[_TOKENS]))
             if day.add(row.id, run):
                 self.size += 1
 
@@ -105,9 +116,9 @@ class KeptRuns:
             self.size -= len(self._days.pop(number).runs)
         self.since_us = max(self.since_us, since_us)
 
-    def rows(self, low_us: int, high_us: int) -> list[DailyRow]:
+    def rows(self, low_us: int, high_us: int, wanted: Wanted = EVERY_AGGREGATE) -> list[DailyRow]:
         """Per local day, the runs created in [low_us, high_us) (within what the state covers)."""
-        found = (day.row(number, low_us, high_us) for number, day in sorted(self._days.items()))
+        found = (day.row(number, low_us, high_us, wanted) for number, day in sorted(self._days.items()))
         return [row for row in found if row is not None]
 
 

@@ -14,6 +14,8 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import lru_cache
+from itertools import pairwise
 from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -26,7 +28,7 @@ from app.config import Settings
 from app.days import from_epoch_us, local_midnight_us, touched_days
 from app.measures import DailyMeasure
 from app.repository import StatsRepository
-from app.run_states import KeptRuns, RunStateStore
+from app.run_states import KeptRuns, RunStateStore, Wanted
 from queries.rows import AppActivityRow
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
@@ -45,6 +47,7 @@ class DaySpan(msgspec.Struct, frozen=True):
     end_us: int
 
 
+@lru_cache(maxsize=65_536)
 def unambiguous_midnight_us(day: date, zone: str) -> int | None:
     """The instant `day` starts at in `zone`, or None when the zone changes offset across that
     midnight so that instants on either side may belong to either day."""
@@ -172,32 +175,48 @@ class StatsService:
     async def _from_day_rollups(
         self, measure: DailyMeasure, request: DailyRequest, low: int, high: int
     ) -> _Part:
-        """[low, high) from cached whole days, plus reads of what they do not cover."""
+        """[low, high) from cached whole days, plus reads of what they do not cover. Once all of
+        its whole days are known they are also remembered as one block, so that a refresh of a
+        long range looks its days up once, not once per day."""
         spans = local_day_spans(request.timezone, low, high)
+        scope = (
+            "day",
+            measure.name,
+            request.tenant_id,
+            request.app_id,
+            request.triggered_from,
+            request.timezone,
+        )
+        contiguous = all(one.end_us == after.start_us for one, after in pairwise(spans))
+        block_key = (*scope, spans[0].day, spans[-1].day) if spans and contiguous else None
+        block = None if block_key is None else self.cache.peek(block_key, tenant=request.tenant_id)
+        if block is not None:
+            edges = await asyncio.gather(
+                *(self._segment(measure, request, *edge) for edge in uncovered_segments(low, high, spans))
+            )
+            points = [*block, *(item for part in edges for item in part.points)]
+            return _Part(points, remembered=True, read=any(part.read for part in edges))
 
-        def day_key(span: DaySpan) -> tuple[object, ...]:
-            return ("day", measure.name, request.tenant_id, request.app_id, request.triggered_from,
-                    request.timezone, span.day)  # fmt: skip
-
-        cached = {span.day: self.cache.peek(day_key(span), tenant=request.tenant_id) for span in spans}
+        cached = {span.day: self.cache.peek((*scope, span.day), tenant=request.tenant_id) for span in spans}
         have = {day: value for day, value in cached.items() if value is not None}
         segments = uncovered_segments(low, high, [s for s in spans if s.day in have])
-        found = await asyncio.gather(
-            *(
-                self._segment(measure, request, segment_low, segment_high)
-                for segment_low, segment_high in segments
-            )
-        )
+        found = await asyncio.gather(*(self._segment(measure, request, *segment) for segment in segments))
         fetched = {item.date: item for part in found for item in part.points}
-
-        def uncovered(span: DaySpan) -> bool:
-            return any(low <= span.start_us and span.end_us <= high for low, high in segments)
-
+        read_days = {
+            span.day for span in spans if any(a <= span.start_us and span.end_us <= b for a, b in segments)
+        }
+        whole_days = []
         for span in spans:
-            if uncovered(span):
+            if span.day in read_days:
                 value = fetched.get(span.day.isoformat(), _NO_RUNS)
-                self.cache.put(day_key(span), value, self._ttl(span.end_us), tenant=request.tenant_id)
-        from_cache = [have[span.day] for span in spans if span.day in have and not uncovered(span)]
+                self.cache.put((*scope, span.day), value, self._ttl(span.end_us), tenant=request.tenant_id)
+            else:
+                value = have[span.day]
+            whole_days.append(value)
+        if block_key is not None:
+            block_points = tuple(value for value in whole_days if value is not _NO_RUNS)
+            self.cache.put(block_key, block_points, self._ttl(spans[-1].end_us), tenant=request.tenant_id)
+        from_cache = [have[span.day] for span in spans if span.day in have and span.day not in read_days]
         points = [item for item in from_cache if item is not _NO_RUNS] + list(fetched.values())
         remembered = bool(from_cache) or any(part.remembered for part in found)
         return _Part(points, remembered, read=any(part.read for part in found))
@@ -248,7 +267,7 @@ class StatsService:
                 state.read_at_s = now_s
                 if not store.keep(tenant, key, state):
                     log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
-        rows = state.rows(low, high)
+        rows = state.rows(low, high, Wanted(users=measure.counts_users, tokens=measure.sql.reads_tokens))
         return _Part(answers.daily_points(measure, rows), remembered, read)
 
     def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:

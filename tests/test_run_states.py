@@ -52,5 +52,5 @@ def test_a_later_version_replaces_a_runs_tokens_and_an_earlier_one_does_not() ->
     assert [(r.runs, r.users, r.tokens) for r in state.rows(0, 10)] == [(1, 1, 70)]
     state.merge([row(3, 100)])
     assert [(r.runs, r.tokens) for r in state.rows(0, 10)] == [(1, 100)]
-    assert [(r.runs, r.tokens) for r in state.rows(5, 6)] == [(1, 100)]  # a partial day agrees
+    assert [(r.runs, r.users, r.tokens) for r in state.rows(5, 6)] == [(1, 1, 100)]  # a partial day agrees
     assert state.rows(6, 10) == [] and state.size == 1
