@@ -198,7 +198,12 @@ def target_lines(results: dict[str, Any]) -> list[str]:
                 detail = f"{item['ours_ms']} ms vs {item['short_ms']} ms"
             else:
                 detail = f"ours {item['ours_ms']} ms vs Dify windowed {item['dify_windowed_ms']} ms"
-            lines.append(f"  - {item['what']}: {item['value']}x ({detail}): {_verdict(item['met'])}")
+            ceiling = (
+                f"; a bare scan of its rows allows at most {item['ceiling']}x here"
+                if "ceiling" in item
+                else ""
+            )
+            lines.append(f"  - {item['what']}: {item['value']}x ({detail}{ceiling}): {_verdict(item['met'])}")
         for explained in target["where_time_goes"]:
             lines.append(f"  - where the time goes, {explained['what']}:")
             for number, statement in enumerate(explained["statements"], 1):
