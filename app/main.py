@@ -62,6 +62,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     for source in sources:
         source.backend.metrics = metrics
     metrics.watch_pools({source.name: source.backend.pool for source in sources})
+    metrics.watch_kept_runs(lambda: service.run_states.runs)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -8,11 +8,11 @@ the middleware reads it with the X-Cache result when the response starts.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
@@ -57,6 +57,11 @@ class Metrics:
             "dify_stats_backend_errors", "Backend statements that failed, by kind "
             "(unavailable, quota, bad_sql, bad_data, other)", ["source", "kind"], registry=self.registry,
         )  # fmt: skip
+
+    def watch_kept_runs(self, runs: Callable[[], float]) -> None:
+        """Runs kept in memory for live days and range edges, against STATS_LIVE_RUNS_MAX."""
+        gauge = Gauge("dify_stats_kept_runs", "Runs kept in memory for live days", registry=self.registry)
+        gauge.set_function(runs)
 
     def watch_pools(self, pools: dict[str, AsyncConnectionPool[Any]]) -> None:
         """Pool gauges labelled by source (`logstore`, `workflow_runs`)."""

@@ -288,6 +288,7 @@ def test_metrics_count_requests_cache_results_and_backend_time(client: TestClien
     assert 'dify_stats_cache_results_total{result="miss"} 1.0' in text
     assert 'dify_stats_backend_query_seconds_count{plan="shortcut",source="logstore"} 1.0' in text
     assert "dify_stats_pool_requests_waiting" in text
+    assert "dify_stats_kept_runs 0.0" in text  # no daily range asked yet
 
 
 def test_request_log_line_has_route_cache_and_backend_time_but_no_values(
