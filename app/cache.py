@@ -35,11 +35,13 @@ class _Entry(msgspec.Struct):
     stale_until: float
 
 
-class _EvictingLRU(LRUCache[K, V], Generic[K, V]):
+class EvictingLRU(LRUCache[K, V], Generic[K, V]):
     """An LRUCache that reports each entry it evicts to make room."""
 
-    def __init__(self, maxsize: int, evicted: Callable[[K], None]) -> None:
-        super().__init__(maxsize=maxsize)
+    def __init__(
+        self, maxsize: int, evicted: Callable[[K], None], getsizeof: Callable[[V], float] | None = None
+    ) -> None:
+        super().__init__(maxsize=maxsize, getsizeof=getsizeof)
         self._evicted = evicted
 
     def popitem(self) -> tuple[K, V]:
@@ -64,11 +66,11 @@ class AnswerCache:
         tenant_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._entries: _EvictingLRU[tuple[str, Hashable], _Entry] = _EvictingLRU(
+        self._entries: EvictingLRU[tuple[str, Hashable], _Entry] = EvictingLRU(
             max_entries, self._evicted_globally
         )
         self._tenant_quota = max(1, int(max_entries * tenant_share))
-        self._by_tenant: dict[str, _EvictingLRU[Hashable, None]] = {}  # each tenant's own LRU order
+        self._by_tenant: dict[str, EvictingLRU[Hashable, None]] = {}  # each tenant's own LRU order
         self._in_flight: dict[tuple[str, Hashable], _Load] = {}
         self._stale_max = stale_max
         self._clock = clock
@@ -89,7 +91,7 @@ class AnswerCache:
         now = self._clock()
         keys = self._by_tenant.get(tenant)
         if keys is None:
-            keys = self._by_tenant[tenant] = _EvictingLRU(
+            keys = self._by_tenant[tenant] = EvictingLRU(
                 self._tenant_quota, lambda own: self._forget(tenant, own)
             )
         keys[key] = None  # first: a tenant at its quota evicts its own entry, nobody else's

@@ -20,15 +20,23 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Hashable, Iterable
+from functools import partial
 from typing import NamedTuple
 from weakref import WeakValueDictionary
 
 import msgspec
-from cachetools import LRUCache, TTLCache
+from cachetools import TTLCache
 
+from app.cache import EvictingLRU
+from queries.dialects import LATEST_KEY_PREFIX
 from queries.rows import DailyRow, RunStateRow
 
-_TOKENS = slice(32, 52)  # total_tokens in dialects.latest_key_sql's fixed-width key
+_TOKENS = slice(LATEST_KEY_PREFIX - 20, LATEST_KEY_PREFIX)  # total_tokens in latest_key_sql's key
+
+
+def _tokens(key: str) -> int:
+    """The tokens in a key; a negative count (never written by Dify) reads as itself, not a failure."""
+    return int(key[_TOKENS].lstrip("0") or "0")
 
 
 class KeptRun(msgspec.Struct, frozen=True, gc=False):
@@ -93,9 +101,10 @@ class _Day:
 class KeptRuns:
     """Every run of one scope created in [since_us, until_us), as of the last read."""
 
-    def __init__(self, since_us: int, until_us: int | None) -> None:
+    def __init__(self, since_us: int, until_us: int | None, built_at_s: float = 0.0) -> None:
         self.since_us = since_us
         self.until_us = until_us
+        self.built_at_s = built_at_s  # the wall clock of its first, whole read
         self.read_at_s: float | None = None  # the wall clock when the last read started
         self.size = 0  # runs held
         self._days: dict[int, _Day] = {}
@@ -106,7 +115,7 @@ class KeptRuns:
             if day is None:
                 day = self._days[row.day] = _Day()
             key = str(row.latest_key)
-            run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), key, int(key[_TOKENS]))
+            run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), key, _tokens(key))
             if day.add(row.id, run):
                 self.size += 1
 
@@ -122,15 +131,22 @@ class KeptRuns:
         return [row for row in found if row is not None]
 
 
+def _weight(state: KeptRuns) -> int:
+    """What a state costs against the bound: its runs, and an empty state as one."""
+    return max(1, state.size)
+
+
 class RunStateStore:
-    """Kept states by key, bounded by the runs they hold (least recently kept goes first)."""
+    """Kept states by key, bounded by the runs they hold (least recently used goes first); each
+    tenant has its own LRU order within its share, as the answer cache (app/cache.py)."""
 
     def __init__(self, max_runs: int, tenant_share: float, too_large_for_s: float = 3600.0) -> None:
         self.max_runs = max_runs
         self._tenant_max = max(1, int(max_runs * tenant_share))
-        self._states: LRUCache[tuple[str, Hashable], KeptRuns] = LRUCache(
-            max(1, max_runs), getsizeof=lambda state: max(1, state.size)
+        self._states: EvictingLRU[tuple[str, Hashable], KeptRuns] = EvictingLRU(
+            max(1, max_runs), self._evicted_globally, getsizeof=_weight
         )
+        self._by_tenant: dict[str, EvictingLRU[Hashable, KeptRuns]] = {}
         self._locks: WeakValueDictionary[tuple[str, Hashable], asyncio.Lock] = WeakValueDictionary()
         # Scopes whose state did not fit: not tried again for a while (each try is a full read).
         self._too_large: TTLCache[tuple[str, Hashable], bool] = TTLCache(
@@ -150,6 +166,9 @@ class RunStateStore:
         return found
 
     def get(self, tenant: str, key: Hashable) -> KeptRuns | None:
+        own = self._by_tenant.get(tenant)
+        if own is not None:
+            own.get(key)  # its use counts in the tenant's order too
         return self._states.get((tenant, key))
 
     def may_keep(self, tenant: str, key: Hashable) -> bool:
@@ -157,16 +176,32 @@ class RunStateStore:
 
     def keep(self, tenant: str, key: Hashable, state: KeptRuns) -> bool:
         """Keep (or re-size) a state; False, and the state dropped, when it cannot fit."""
-        slot = (tenant, key)
-        self._states.pop(slot, None)
-        if state.size > self._tenant_max:
-            self._too_large[slot] = True
+        self._forget(tenant, key)
+        if _weight(state) > self._tenant_max:
+            self._too_large[(tenant, key)] = True
             return False
-        own = [other for other in self._states if other[0] == tenant]  # oldest kept first
-        used = sum(self._states[other].size for other in own)
-        for other in own:
-            if used + state.size <= self._tenant_max:
-                break
-            used -= self._states.pop(other).size
-        self._states[slot] = state  # evicts other tenants' least recently used states if needed
+        own = self._by_tenant.get(tenant)
+        if own is None:
+            own = self._by_tenant[tenant] = EvictingLRU(
+                self._tenant_max, partial(self._evicted_by_tenant, tenant), getsizeof=_weight
+            )
+        own[key] = state  # first: a tenant over its share evicts its own states, nobody else's
+        self._states[(tenant, key)] = state  # then the least recently used of all, if needed
         return True
+
+    def _forget(self, tenant: str, key: Hashable) -> None:
+        self._states.pop((tenant, key), None)
+        own = self._by_tenant.get(tenant)
+        if own is not None:
+            own.pop(key, None)
+
+    def _evicted_by_tenant(self, tenant: str, key: Hashable) -> None:
+        self._states.pop((tenant, key), None)
+
+    def _evicted_globally(self, slot: tuple[str, Hashable]) -> None:
+        tenant, key = slot
+        own = self._by_tenant.get(tenant)
+        if own is not None:
+            own.pop(key, None)
+            if not own:
+                del self._by_tenant[tenant]

@@ -36,6 +36,7 @@ from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
 log = structlog.get_logger("dify_stats.service")
 APPS_WINDOW_S = 90 * 86_400
+FULL_READ_EVERY_S = 3_600  # kept runs are read whole again this often (versions later than the slack)
 T = TypeVar("T")
 
 
@@ -242,21 +243,24 @@ class StatsService:
     async def _from_kept_runs(
         self, measure: DailyMeasure, request: DailyRequest, low: int, high: int, since: int, until: int | None
     ) -> _Part:
-        """[low, high) from the kept runs created in [since, until) (until None: live days). A
-        stale state reads only the versions written since its last read, minus
-        STATS_TIME_SLACK for versions that arrive late; a state that does not fit in
-        STATS_LIVE_RUNS_MAX still answers this once, and its days are then re-read for a while."""
+        """[low, high) from the kept runs created in [since, until) (until None: live days).
+
+        A state older than its days' TTL (live: STATS_CACHE_TTL, settled: STATS_SETTLED_TTL)
+        reads only the versions written since its last read, minus STATS_TIME_SLACK for versions
+        that become readable late; every FULL_READ_EVERY_S it is read whole again, so a version
+        later than that is still counted within the hour. A state that does not fit in
+        STATS_LIVE_RUNS_MAX answers this once, and its days are then re-read for a while."""
         key = _live_key(request) if until is None else (*_live_key(request), since, until)
         tenant, store = request.tenant_id, self.run_states
         if not store.may_keep(tenant, key):
             return await self._read(measure, request, low, high)
-        refresh_after = self.settings.cache_ttl if until is None else self.settings.settled_ttl
+        refresh_after = self._ttl(until)  # a day that has not settled is refreshed as live
         async with store.lock(tenant, key):
             state = store.get(tenant, key)
-            if state is None or state.since_us > since:
-                state = KeptRuns(since, until)
-            state.forget_before(since)
             now_s = self.wall_clock()
+            if state is None or state.since_us > since or now_s - state.built_at_s >= FULL_READ_EVERY_S:
+                state = KeptRuns(since, until, built_at_s=now_s)
+            state.forget_before(since)
             remembered = state.read_at_s is not None
             read = state.read_at_s is None or now_s - state.read_at_s >= refresh_after
             if read:

@@ -265,3 +265,40 @@ def test_a_version_arriving_late_within_the_slack_is_merged(
     answer, outcome = loop.run_until_complete(service.daily(tokens, request))
     assert [(item.date, item.token_count) for item in answer] == [("2025-03-03", 500)]
     assert outcome == "partial"
+
+
+def test_today_kept_as_an_edge_day_is_refreshed_as_live(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any
+) -> None:
+    """When the live days' runs do not fit, today's part of a range is kept as an edge day: it
+    has not settled, so it must be refreshed like a live day, not once per STATS_SETTLED_TTL."""
+    loop, repository, settings = loop_and_repository
+    # 2 runs a tenant; live answers and yesterday's day entry cached 30 s (of the real clock)
+    settings = msgspec.structs.replace(settings, live_runs_max=4, settled_ttl=3_600.0, cache_ttl=30.0)
+    noon_s = 1_741_003_200  # 2025-03-03 12:00 UTC
+    day_s = 86_400
+    history = [
+        _version("y1", noon_s - day_s, noon_s - day_s, 1, "succeeded", 1),
+        _version("y2", noon_s - day_s, noon_s - day_s, 1, "succeeded", 1),
+        _version("t1", noon_s - 60, noon_s - 60, 1, "succeeded", 1),
+    ]
+    clock = [float(noon_s)]
+    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])
+
+    def runs_per_day() -> list[tuple[str, int]]:
+        request = DailyRequest(
+            tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
+            start_us=(noon_s - 36 * 3600) * 1_000_000, end_us=int(clock[0] * 1_000_000),
+        )  # fmt: skip
+        answer, _ = loop.run_until_complete(service.daily(DAILY_MEASURES[0], request))
+        return [(item.date, item.runs) for item in answer]
+
+    load_history(pg_conn, history)
+    assert runs_per_day() == [("2025-03-02", 2), ("2025-03-03", 1)]  # live days: 3 runs, too many
+    clock[0] += 1
+    assert runs_per_day() == [("2025-03-02", 2), ("2025-03-03", 1)]  # read; yesterday now cached
+    clock[0] += 1
+    assert runs_per_day() == [("2025-03-02", 2), ("2025-03-03", 1)]  # today kept as an edge day
+    load_history(pg_conn, [*history, _version("t2", noon_s + 1, noon_s + 1, 1, "running", 0)])
+    clock[0] += 31  # past STATS_CACHE_TTL, well before STATS_SETTLED_TTL
+    assert runs_per_day() == [("2025-03-02", 2), ("2025-03-03", 2)]

@@ -54,3 +54,20 @@ def test_a_later_version_replaces_a_runs_tokens_and_an_earlier_one_does_not() ->
     assert [(r.runs, r.tokens) for r in state.rows(0, 10)] == [(1, 100)]
     assert [(r.runs, r.users, r.tokens) for r in state.rows(5, 6)] == [(1, 1, 100)]  # a partial day agrees
     assert state.rows(6, 10) == [] and state.size == 1
+
+
+def test_empty_states_count_against_their_tenants_share() -> None:
+    """States of apps without runs cost one each: a tenant asking for many evicts only its own."""
+    store = RunStateStore(max_runs=100, tenant_share=0.5)
+    assert store.keep("a", "a1", _state(40, "a"))
+    for n in range(1_000):
+        store.keep("b", f"empty{n}", KeptRuns(0, None))
+    assert store.get("a", "a1") is not None
+    assert store.runs == 40 + 50
+
+
+def test_a_negative_token_count_is_read_not_a_failure() -> None:
+    state = KeptRuns(0, None)
+    key = "0" * 32 + "-5".rjust(20, "0")
+    state.merge([RunStateRow(id="r", day=1, created_us=5, created_by="u", latest_key=key)])
+    assert [(r.runs, r.tokens) for r in state.rows(0, 10)] == [(1, -5)]
