@@ -117,9 +117,10 @@ class StatsRepository:
         [(source, scope)] = self._parts(
             request.tenant_id, request.app_id, request.triggered_from, since_us, until_us
         )
+        scope = msgspec.structs.replace(scope, written_since_s=written_since_s)
         return await read_pages(
             source.backend,
-            partial(run_rows.run_rows, scope, request.timezone, written_since_s),
+            partial(run_rows.run_rows, scope, request.timezone),
             RunStateRow,
             lambda row: row.id,
         )

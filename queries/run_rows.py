@@ -14,26 +14,19 @@ its versions a read sees, which the writer's invariant 1 (they never change) mak
 from __future__ import annotations
 
 from queries.dialects import created_text_sql, epoch_us_sql, latest_key_sql, parse_once_fence
-from queries.scope import LOGSTORE_TABLE, Query, RunScope, created_range_where, keyset_page
+from queries.scope import LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where, keyset_page
 from queries.timezones import local_day_sql, offset_segments
 
 RUN_PAGE = 50_000  # runs per statement; a busy app's live days fit in one or two pages
 
 
-def run_rows(
-    scope: RunScope, zone: str, written_since_s: int | None = None, after_id: str | None = None
-) -> Query:
-    """Runs created in the scope's range whose versions were written at or after
-    `written_since_s` (None: the scope's own `__time__` bound), a page of ids after `after_id`.
+def run_rows(scope: RunScope, zone: str, after_id: str | None = None) -> Query:
+    """Runs created in the scope's range with a version written within its `__time__` bound
+    (`written_since_s` for a refresh), a page of ids after `after_id`.
 
     Columns: id, day (local day number in `zone`), created_us, created_by, latest_key (the max of
     the run's versions read here in the truth's order; its total_tokens at characters 33-52)."""
     assert scope.plan == "shortcut", "a run's immutable fields are read from any of its versions"
-    params = scope.params()
-    written = "__time__ >= %(min_time)s" if scope.start_us is not None else "__time__ > 0"
-    if written_since_s is not None:
-        params["written_since"] = written_since_s
-        written = "__time__ >= %(written_since)s"
     day = local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
     sql = f"""
 SELECT id, {day} AS day, created_us, created_by, latest_key
@@ -43,11 +36,10 @@ FROM (
         SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text,
                max({latest_key_sql()}) AS latest_key
         FROM {LOGSTORE_TABLE}
-        WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s
-          AND triggered_from = %(triggered_from)s AND {written}
+        WHERE {app_rows_where(scope)}
         GROUP BY id
     ) AS per_run{parse_once_fence(scope.dialect)}
 ) AS runs
 WHERE {created_range_where(scope)}"""
     after = (after_id,) if after_id is not None else None
-    return keyset_page(sql, params, ("id",), after, RUN_PAGE)
+    return keyset_page(sql, scope.params(), ("id",), after, RUN_PAGE)

@@ -73,6 +73,7 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
     time_slack_s: int = 3600
     dialect: Dialect = "postgres"
     plan: Plan = "shortcut"
+    written_since_s: int | None = None  # only versions written from then on (a refresh of kept runs)
 
     def params(self) -> dict[str, object]:
         values: dict[str, object] = {"tenant_id": self.tenant_id, "app_id": self.app_id}
@@ -80,17 +81,24 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
             values["triggered_from"] = self.triggered_from
         if self.start_us is not None:
             values["start_us"] = self.start_us
-            values["min_time"] = self.start_us // 1_000_000 - self.time_slack_s
         if self.end_us is not None:
             values["end_us"] = self.end_us
+        bounds = [bound for bound in (self._created_time_bound(), self.written_since_s) if bound is not None]
+        if bounds:
+            values["min_time"] = max(bounds)
         return values
+
+    def _created_time_bound(self) -> int | None:
+        return None if self.start_us is None else self.start_us // 1_000_000 - self.time_slack_s
 
 
 def time_where(scope: RunScope) -> str:
     """The `__time__` condition every LogStore statement carries (SLS's own reader always sends
     one; `__time__ > 0` asks for everything). Every row of a run is written at or after its
-    created time (up to clock skew), so rows before start - slack cannot matter."""
-    return "__time__ >= %(min_time)s" if scope.start_us is not None else "__time__ > 0"
+    created time (up to clock skew), so rows before start - slack cannot matter; a refresh of
+    kept runs also needs none written before its `written_since_s`."""
+    bounded = scope.start_us is not None or scope.written_since_s is not None
+    return "__time__ >= %(min_time)s" if bounded else "__time__ > 0"
 
 
 def app_rows_where(scope: RunScope, *, with_trigger: bool = True) -> str:

@@ -232,7 +232,7 @@ def test_day_rollups_fetch_only_unsettled_days(database_url: str) -> None:
         assert warm.headers["x-cache"] == "partial"
         assert len(backend.queries) == 3
         refreshed = backend.queries[2]
-        assert (refreshed["start_us"], refreshed["written_since"]) == (
+        assert (refreshed["start_us"], refreshed["min_time"]) == (
             live_from_us,
             now_s - settings.time_slack,
         )

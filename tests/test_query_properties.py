@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from hypothesis import given
@@ -165,7 +166,10 @@ def test_run_rows_are_each_runs_latest_version_written_since(
     )  # fmt: skip
     for dialect in DIALECTS:
         query = run_rows.run_rows(
-            _scope(app, trigger, (start, end), dialect, "shortcut"), zone, written_since
+            msgspec.structs.replace(
+                _scope(app, trigger, (start, end), dialect, "shortcut"), written_since_s=written_since
+            ),
+            zone,
         )
         found = fetch_rows(dialect_conns[dialect], query, RunStateRow)
         got = [
