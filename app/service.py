@@ -206,18 +206,18 @@ class StatsService:
         read_days = {
             span.day for span in spans if any(a <= span.start_us and span.end_us <= b for a, b in segments)
         }
-        whole_days = []
+        whole_days, from_cache = [], []
         for span in spans:
             if span.day in read_days:
                 value = fetched.get(span.day.isoformat(), _NO_RUNS)
                 self.cache.put((*scope, span.day), value, self._ttl(span.end_us), tenant=request.tenant_id)
             else:
                 value = have[span.day]
+                from_cache.append(value)
             whole_days.append(value)
         if block_key is not None:
             block_points = tuple(value for value in whole_days if value is not _NO_RUNS)
             self.cache.put(block_key, block_points, self._ttl(spans[-1].end_us), tenant=request.tenant_id)
-        from_cache = [have[span.day] for span in spans if span.day in have and span.day not in read_days]
         points = [item for item in from_cache if item is not _NO_RUNS] + list(fetched.values())
         remembered = bool(from_cache) or any(part.remembered for part in found)
         return _Part(points, remembered, read=any(part.read for part in found))
@@ -229,8 +229,13 @@ class StatsService:
         if len(days) == 1:
             since = unambiguous_midnight_us(days[0], request.timezone)
             until = unambiguous_midnight_us(days[0] + timedelta(days=1), request.timezone)
-            partial_day = since is not None and until is not None and (since, until) != (low, high)
-            if partial_day and since is not None and self.repository.keeps_runs(since, until):
+            whole_day = (since, until) == (low, high)
+            if (
+                since is not None
+                and until is not None
+                and not whole_day
+                and self.repository.keeps_runs(since, until)
+            ):
                 return await self._from_kept_runs(measure, request, low, high, since, until)
         return await self._read(measure, request, low, high)
 
@@ -267,7 +272,8 @@ class StatsService:
                 written_since = (
                     None if state.read_at_s is None else int(state.read_at_s) - self.settings.time_slack
                 )
-                state.merge(await self.repository.run_rows(request, state.since_us, until, written_since))
+                runs = await self.repository.run_rows(request, state.since_us, state.until_us, written_since)
+                state.merge(runs)
                 state.read_at_s = now_s
                 if not store.keep(tenant, key, state):
                     log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
