@@ -277,7 +277,14 @@ class StatsService:
                 state.read_at_s = now_s
                 if not store.keep(tenant, key, state):
                     log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
-        rows = state.rows(low, high, Wanted(users=measure.counts_users, tokens=measure.sql.reads_tokens))
+        reads = measure.sql.reads
+        wanted = Wanted(
+            users=measure.counts_users,
+            tokens="total_tokens" in reads,
+            statuses="status" in reads,
+            durations="duration_us" in reads,
+        )
+        rows = state.rows(low, high, wanted)
         return _Part(answers.daily_points(measure, rows), remembered, read)
 
     def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:

@@ -24,6 +24,7 @@ from app.sources import build_sources
 from schemas.requests import DailyRequest
 from tests import reference
 from tests.db import load_history
+from tests.points import answered, dated
 from tests.strategies import ZONE_ANCHORS_US, histories, instants, scope_of, zones
 
 
@@ -73,9 +74,8 @@ def check_rollups(
         )
         answer, _ = run(service.daily(measure, request))
         truth = reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end)
-        expected = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
-        got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
-        assert got == expected, (measure.name, start, end)
+        expected = dated(reference.DAILY[measure.name](truth, zone))
+        assert answered(measure, answer) == expected, (measure.name, start, end)
 
 
 @given(data=st.data(), zone=zones)
@@ -222,9 +222,8 @@ def test_kept_runs_stay_exact_while_versions_arrive_between_refreshes(
         truth = reference.runs_in_scope(visible, tenant_id, app_id, trigger, start, end)
         for measure in DAILY_MEASURES:
             answer, _ = loop.run_until_complete(service.daily(measure, request))
-            expected = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
-            got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
-            assert got == expected, (measure.name, now_s, start, end)
+            expected = dated(reference.DAILY[measure.name](truth, zone))
+            assert answered(measure, answer) == expected, (measure.name, now_s, start, end)
 
 
 def _version(
