@@ -47,17 +47,23 @@ def _tokens(key: str) -> int:
 class KeptRun(msgspec.Struct, frozen=True, gc=False):
     created_us: int
     created_by: str
-    latest_key: str
-    # The latest version's, from latest_key (read once, tallied often):
+    # The latest version, as read from its key (queries/run_rows.py): the key up to its tokens, then
+    # what follows read out once (tallied often), so the key's tail is not kept twice.
+    key_prefix: str
     tokens: int
-    status: str
+    status: str  # interned: a few distinct values
     duration_us: int | None  # None while unfinished (or unknown)
+
+    def order(self) -> tuple[str, bool, int, str]:
+        """The whole key's order (duration digits sort as the numbers, no duration lowest)."""
+        return (self.key_prefix, self.duration_us is not None, self.duration_us or 0, self.status)
 
 
 def kept_run(created_us: int, created_by: str, key: str) -> KeptRun:
     """A run as run_rows reads it: what its latest-version key carries, read out once."""
     duration = duration_from_key(key[_DURATION])
-    return KeptRun(created_us, created_by, key, _tokens(key), sys.intern(key[_STATUS]), duration)
+    prefix = key[:LATEST_KEY_PREFIX]
+    return KeptRun(created_us, created_by, prefix, _tokens(key), sys.intern(key[_STATUS]), duration)
 
 
 class Wanted(NamedTuple):
@@ -89,7 +95,7 @@ class _Day:
         """Merge one run's read; True when the run is new to the state."""
         known = self.runs.get(run_id)
         if known is not None:
-            if run.latest_key > known.latest_key:
+            if run.order() > known.order():
                 self._tally(known, -1)
                 self._tally(run, 1)
                 self.runs[run_id] = msgspec.structs.replace(
