@@ -11,9 +11,9 @@ is then grouped by local day. The plans, side by side:
   its created time once, then group by day. Exact without a latest-version step because id,
   triggered_from, created_by, created_at and started_at never change between versions; what
   does change is taken per id with plain aggregates, a hash aggregation instead of a window sort:
-  tokens of the latest version (retried finished versions differ), the status (of any finished
-  version, else of the latest unfinished one) and the duration of the latest finished version
-  (queries/versions.py).
+  tokens of the latest version (retried finished versions differ; the `max` of the latest-version
+  key on SLS, an ordered `array_agg` on PostgreSQL), the status (of any finished version, else of
+  the latest unfinished one) and the duration of the latest finished version (queries/versions.py).
 - shortcut, per version (`_per_version_daily`): parse every version and count distinct ids and
   users per day. SLS is columnar and does this fast; PostgreSQL is faster per run. Used on SLS for
   every measure that can be counted over versions (`over_versions`): not tokens, status, duration.
