@@ -33,7 +33,13 @@ import msgspec
 from queries.dialects import created_text_sql, epoch_us_sql, latest_value_sql, parse_once_fence
 from queries.scope import LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where, keyset_page
 from queries.timezones import local_day_sql, offset_segments
-from queries.versions import DURATION, STATUS, STATUS_AGGREGATES, duration_aggregate_sql, latest_versions_sql
+from queries.versions import (
+    DURATION,
+    RUN_STATUS,
+    RUN_STATUS_AGGREGATES,
+    duration_aggregate_sql,
+    latest_versions_sql,
+)
 from queries.workflow_runs import CREATED_US, WORKFLOW_RUNS_TABLE, duration_us_column, workflow_runs_where
 
 # What a measure may read of each run besides id, created_by and created_us, all of its latest
@@ -209,7 +215,7 @@ def _per_run(scope: RunScope, reads: tuple[str, ...]) -> str:
             f"{latest_value_sql(scope.dialect, 'total_tokens')} AS total_tokens",
             "total_tokens",
         ),
-        "status": (STATUS_AGGREGATES, f"{STATUS} AS status"),
+        "status": (RUN_STATUS_AGGREGATES, f"{RUN_STATUS} AS status"),
         "duration_us": (duration_aggregate_sql(scope.dialect), f"{DURATION} AS duration_us"),
     }
     aggregates = "".join(f", {per_id[column][0]}" for column in reads)

@@ -31,14 +31,12 @@ from queries.dialects import (
 from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, RunScope, app_rows_where
 
 # Per id (inside a GROUP BY id): what the run's status is derived from.
-_STATUS_KEY = latest_key_sql("coalesce(status, '')")
-STATUS_AGGREGATES = (
+RUN_STATUS_AGGREGATES = (
     f"max(CASE WHEN {FINISHED} THEN status END) AS finished_status, "
-    f"max(CASE WHEN NOT ({FINISHED}) THEN {_STATUS_KEY} END) "
-    "AS latest_unfinished"
+    f"max(CASE WHEN NOT ({FINISHED}) THEN {latest_key_sql('status')} END) AS latest_unfinished"
 )
 # One level up: the run's status from those two.
-STATUS = f"""CASE WHEN finished_status IS NOT NULL THEN finished_status
+RUN_STATUS = f"""CASE WHEN finished_status IS NOT NULL THEN finished_status
                 WHEN substr(latest_unfinished, {LATEST_KEY_PREFIX + 1}) = 'paused' THEN 'paused'
                 ELSE 'running' END"""
 
@@ -54,12 +52,12 @@ DURATION = duration_from_key_sql("finished_key")  # one level up: the run's dura
 def run_states_sql(scope: RunScope) -> str:
     return f"""
     SELECT id,
-           {STATUS} AS status,
+           {RUN_STATUS} AS status,
            {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
         SELECT id,
                min({created_text_sql()}) AS created_text,
-               {STATUS_AGGREGATES}
+               {RUN_STATUS_AGGREGATES}
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id

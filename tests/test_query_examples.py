@@ -211,6 +211,7 @@ def test_check_sls_runs_every_sls_query_against_the_stand_in(
         "daily_runs in a DST zone",
         "daily_runs, open start",
         "day_users",
+        "day_values (durations)",
         "status_counts",
         "run_rows (kept runs, first read)",
         "run_rows (a refresh)",
