@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from datetime import date, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -129,6 +129,7 @@ class StatsService:
                 self._ttl(request.end_us),
                 lambda: self.repository.daily(measure, request),
                 tenant=request.tenant_id,
+                value_type=list[measure.point_type],  # type: ignore[name-defined]
             )
         outcome: list[CacheResult] = ["miss"]
 
@@ -137,7 +138,11 @@ class StatsService:
             return answer
 
         answer, result = await self.cache.get_or_load(
-            (measure.name, request), self._ttl(request.end_us), from_rollups, tenant=request.tenant_id
+            (measure.name, request),
+            self._ttl(request.end_us),
+            from_rollups,
+            tenant=request.tenant_id,
+            value_type=list[measure.point_type],  # type: ignore[name-defined]
         )
         return answer, outcome[0] if result == "miss" else result
 
@@ -190,36 +195,45 @@ class StatsService:
         )
         contiguous = all(one.end_us == after.start_us for one, after in pairwise(spans))
         block_key = (*scope, spans[0].day, spans[-1].day) if spans and contiguous else None
-        block = None if block_key is None else self.cache.peek(block_key, tenant=request.tenant_id)
-        if block is not None:
-            edges = await asyncio.gather(
-                *(self._segment(measure, request, *edge) for edge in uncovered_segments(low, high, spans))
+        tenant, days_type = request.tenant_id, tuple[measure.point_type, ...]  # type: ignore[name-defined]
+        if block_key is not None:
+            block = (await self.cache.peek_many([block_key], tenant=tenant, value_type=days_type)).get(
+                block_key
             )
-            points = [*block, *(item for part in edges for item in part.points)]
-            return _Part(points, remembered=True, read=any(part.read for part in edges))
+            if block is not None:
+                edges = await asyncio.gather(
+                    *(self._segment(measure, request, *edge) for edge in uncovered_segments(low, high, spans))
+                )
+                points = [*block, *(item for part in edges for item in part.points)]
+                return _Part(points, remembered=True, read=any(part.read for part in edges))
 
-        cached = {span.day: self.cache.peek((*scope, span.day), tenant=request.tenant_id) for span in spans}
-        have = {day: value for day, value in cached.items() if value is not None}
+        # A day's value is its point, or no point: the backend lists only days with runs.
+        day_keys = {span.day: (*scope, span.day) for span in spans}
+        cached = await self.cache.peek_many(list(day_keys.values()), tenant=tenant, value_type=days_type)
+        have = {day: cached[key] for day, key in day_keys.items() if key in cached}
         segments = uncovered_segments(low, high, [s for s in spans if s.day in have])
         found = await asyncio.gather(*(self._segment(measure, request, *segment) for segment in segments))
         fetched = {item.date: item for part in found for item in part.points}
         read_days = {
             span.day for span in spans if any(a <= span.start_us and span.end_us <= b for a, b in segments)
         }
-        whole_days, from_cache = [], []
+        whole_days: list[Any] = []
+        from_cache: list[Any] = []
+        learned: list[tuple[Hashable, Any, float]] = []
         for span in spans:
             if span.day in read_days:
-                value = fetched.get(span.day.isoformat(), _NO_RUNS)
-                self.cache.put((*scope, span.day), value, self._ttl(span.end_us), tenant=request.tenant_id)
+                point = fetched.get(span.day.isoformat())
+                value = () if point is None else (point,)
+                learned.append((day_keys[span.day], value, self._ttl(span.end_us)))
             else:
                 value = have[span.day]
-                from_cache.append(value)
-            whole_days.append(value)
+                from_cache += value
+            whole_days += value
         if block_key is not None:
-            block_points = tuple(value for value in whole_days if value is not _NO_RUNS)
-            self.cache.put(block_key, block_points, self._ttl(spans[-1].end_us), tenant=request.tenant_id)
-        points = [item for item in from_cache if item is not _NO_RUNS] + list(fetched.values())
-        remembered = bool(from_cache) or any(part.remembered for part in found)
+            learned.append((block_key, tuple(whole_days), self._ttl(spans[-1].end_us)))
+        await self.cache.store_many(learned, tenant=tenant, value_type=days_type)
+        points = [*from_cache, *fetched.values()]
+        remembered = bool(have) or any(part.remembered for part in found)
         return _Part(points, remembered, read=any(part.read for part in found))
 
     async def _segment(self, measure: DailyMeasure, request: DailyRequest, low: int, high: int) -> _Part:
@@ -302,6 +316,7 @@ class StatsService:
             self.settings.cache_ttl,
             lambda: self.repository.counts(request),
             tenant=request.tenant_id,
+            value_type=RunCounts,
         )
 
     async def run_page(self, request: RunListRequest) -> tuple[RunPageAnswer, CacheResult]:
@@ -310,6 +325,7 @@ class StatsService:
             self.settings.cache_ttl,
             lambda: self.repository.run_page(request),
             tenant=request.tenant_id,
+            value_type=RunPageAnswer,
         )
 
     async def apps(self) -> tuple[list[tuple[str, str, int]], CacheResult]:
@@ -320,6 +336,7 @@ class StatsService:
             300,
             lambda: self.repository.apps(since),
             tenant="",  # every tenant's apps
+            value_type=list[tuple[str, str, int]],
         )
 
     async def tenant_apps(self, tenant_id: str) -> tuple[TenantAppsAnswer, CacheResult]:
@@ -328,6 +345,7 @@ class StatsService:
             ("tenant-apps", tenant_id),
             tenant_id,
             lambda since_s, rows: TenantAppsAnswer(since=since_s, data=answers.busiest_apps(rows)),
+            TenantAppsAnswer,
         )
 
     async def tenants(self) -> tuple[TenantsAnswer, CacheResult]:
@@ -336,17 +354,24 @@ class StatsService:
             ("tenants",),
             None,
             lambda since_s, rows: TenantsAnswer(since=since_s, data=answers.busiest_tenants(rows)),
+            TenantsAnswer,
         )
 
     async def _activity(
-        self, key: tuple[str, ...], tenant_id: str | None, answer: Callable[[int, list[AppActivityRow]], T]
+        self,
+        key: tuple[str, ...],
+        tenant_id: str | None,
+        answer: Callable[[int, list[AppActivityRow]], T],
+        answer_type: type[T],
     ) -> tuple[T, CacheResult]:
         since_s = int(self.wall_clock()) - APPS_WINDOW_S
 
         async def load() -> T:
             return answer(since_s, await self.repository.app_activity(tenant_id, since_s * 1_000_000))
 
-        return await self.cache.get_or_load(key, self.settings.cache_ttl, load, tenant=tenant_id or "")
+        return await self.cache.get_or_load(
+            key, self.settings.cache_ttl, load, tenant=tenant_id or "", value_type=answer_type
+        )
 
     async def run_detail(self, request: RunDetailRequest) -> tuple[RunDetail | None, CacheResult]:
         return await self.cache.get_or_load(
@@ -354,11 +379,5 @@ class StatsService:
             self.settings.cache_ttl,
             lambda: self.repository.run_detail(request),
             tenant=request.tenant_id,
+            value_type=RunDetail | None,
         )
-
-
-class _NoRuns(msgspec.Struct, frozen=True):
-    """A cached day that has no runs (the backend lists only days with runs)."""
-
-
-_NO_RUNS = _NoRuns()
