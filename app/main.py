@@ -31,6 +31,7 @@ from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.native import native_router
 from app.service import StatsService
 from app.shared_cache import SharedAnswers
+from app.shared_runs import SharedRuns
 from app.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
@@ -63,7 +64,9 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     shared = SharedAnswers(link, settings.stale_max, metrics) if link is not None else None
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
-    service = StatsService(repository, cache, settings)
+    service = StatsService(
+        repository, cache, settings, shared_runs=SharedRuns(link) if link is not None else None
+    )
     authorizer = ConsoleAuthorizer(settings)
     budgets: list[FleetBudget] = []
     for source in sources:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Hashable
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from datetime import date, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -27,8 +28,10 @@ from app.cache import AnswerCache, CacheResult
 from app.config import Settings
 from app.days import from_epoch_us, local_midnight_us, touched_days
 from app.measures import DailyMeasure
+from app.redis_link import SharedUnavailable
 from app.repository import StatsRepository
 from app.run_states import KeptRuns, RunStateStore, Wanted
+from app.shared_runs import SharedRuns
 from queries.rows import AppActivityRow
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
@@ -107,11 +110,13 @@ class StatsService:
         settings: Settings,
         wall_clock: Callable[[], float] = time.time,
         run_states: RunStateStore | None = None,
+        shared_runs: SharedRuns | None = None,
     ) -> None:
         self.repository = repository
         self.cache = cache
         self.settings = settings
         self.wall_clock = wall_clock
+        self.shared_runs = shared_runs
         self.run_states = run_states or RunStateStore(
             settings.live_runs_max, settings.tenant_share, settings.settled_ttl
         )
@@ -268,31 +273,78 @@ class StatsService:
         reads only the versions written since its last read, minus STATS_TIME_SLACK for versions
         that become readable late; every FULL_READ_EVERY_S it is read whole again, so a version
         later than that is still counted within the hour. A state that does not fit in
-        STATS_LIVE_RUNS_MAX answers this once, and its days are then re-read for a while."""
+        STATS_LIVE_RUNS_MAX answers this once, and its days are then re-read for a while.
+        With Redis, replicas share each state's reads (app/shared_runs.py): one reads the store,
+        the others catch up on what it read."""
         key = _live_key(request) if until is None else (*_live_key(request), since, until)
         tenant, store = request.tenant_id, self.run_states
         if not store.may_keep(tenant, key):
             return await self._read(measure, request, low, high)
         refresh_after = self._ttl(until)  # a day that has not settled is refreshed as live
         async with store.lock(tenant, key):
-            state = store.get(tenant, key)
-            now_s = self.wall_clock()
-            if state is None or state.since_us > since or now_s - state.built_at_s >= FULL_READ_EVERY_S:
-                state = KeptRuns(since, until, built_at_s=now_s)
+            kept = store.get(tenant, key)
+            state = await self._caught_up(tenant, key, kept)
+            remembered, read = state is not None, False
+            if self._stale(state, since, refresh_after):
+                async with self._fleet_reading(tenant, key):
+                    state = await self._caught_up(tenant, key, state)  # read meanwhile elsewhere?
+                    if self._stale(state, since, refresh_after):
+                        state, whole = await self._read_kept(request, key, state, since, until)
+                        remembered, read = remembered and not whole, True
+            assert state is not None
             state.forget_before(since)
-            remembered = state.read_at_s is not None
-            read = state.read_at_s is None or now_s - state.read_at_s >= refresh_after
-            if read:
-                written_since = (
-                    None if state.read_at_s is None else int(state.read_at_s) - self.settings.time_slack
-                )
-                runs = await self.repository.run_rows(request, state.since_us, state.until_us, written_since)
-                state.merge(runs)
-                state.read_at_s = now_s
-                if not store.keep(tenant, key, state):
-                    log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
+            if (read or state is not kept) and not store.keep(tenant, key, state):
+                log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
         rows = state.rows(low, high, Wanted(users=measure.counts_users, tokens=measure.sql.reads_tokens))
         return _Part(answers.daily_points(measure, rows), remembered, read)
+
+    def _stale(self, state: KeptRuns | None, since: int, refresh_after: float) -> bool:
+        """Whether a state must be read: whole (none, too narrow, or older than an hour), or its
+        newest versions (its last read is older than its days' TTL)."""
+        now_s = self.wall_clock()
+        return (
+            self._needs_whole(state, since, now_s)
+            or state is None
+            or state.read_at_s is None
+            or now_s - state.read_at_s >= refresh_after
+        )
+
+    @staticmethod
+    def _needs_whole(state: KeptRuns | None, since: int, now_s: float) -> bool:
+        return state is None or state.since_us > since or now_s - state.built_at_s >= FULL_READ_EVERY_S
+
+    async def _read_kept(
+        self, request: DailyRequest, key: Hashable, state: KeptRuns | None, since: int, until: int | None
+    ) -> tuple[KeptRuns, bool]:
+        """One read of the store for a state: whole, or the versions written since its last read
+        (less the slack); recorded for the fleet. (state, whether it was read whole)."""
+        now_s = self.wall_clock()
+        whole = self._needs_whole(state, since, now_s)
+        if whole or state is None:
+            state = KeptRuns(since, until, built_at_s=now_s)
+        state.forget_before(since)
+        written_since = None if state.read_at_s is None else int(state.read_at_s) - self.settings.time_slack
+        runs = await self.repository.run_rows(request, state.since_us, state.until_us, written_since)
+        changed = state.merge(runs)
+        state.read_at_s = now_s
+        if self.shared_runs is not None:
+            with suppress(SharedUnavailable):
+                if whole:
+                    await self.shared_runs.record_whole(request.tenant_id, key, state, runs)
+                else:
+                    await self.shared_runs.record_refresh(request.tenant_id, key, state, changed)
+        return state, whole
+
+    async def _caught_up(self, tenant: str, key: Hashable, state: KeptRuns | None) -> KeptRuns | None:
+        if self.shared_runs is None:
+            return state
+        try:
+            return await self.shared_runs.catch_up(tenant, key, state)
+        except SharedUnavailable:
+            return state
+
+    def _fleet_reading(self, tenant: str, key: Hashable) -> AbstractAsyncContextManager[None]:
+        return nullcontext() if self.shared_runs is None else self.shared_runs.reading(tenant, key)
 
     def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:
         """X-Cache, and X-Data-Available-From when the range starts before the oldest day the
