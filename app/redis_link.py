@@ -26,7 +26,7 @@ import structlog
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from app.config import RedisSettings
 from app.metrics import Metrics
@@ -42,6 +42,7 @@ FORMAT = "v1"  # bumped when the layout of keys changes; value types carry their
 
 # Beat one replica's heart with Redis's own clock; answer how many replicas are alive.
 _HEARTBEAT = """
+if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then redis.call('DEL', KEYS[1]) end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
@@ -53,6 +54,11 @@ return redis.call('ZCARD', KEYS[1])
 
 class SharedUnavailable(RuntimeError):
     """Redis did not answer (or is known down): do what one process does alone."""
+
+
+class SharedUnreadable(SharedUnavailable):
+    """Redis answered, but a key held something else than this service writes (a value of
+    another type, written by hand or by another program): that call is a miss, Redis stays up."""
 
 
 def _client(settings: RedisSettings) -> aioredis.Redis:
@@ -128,6 +134,11 @@ class RedisLink:
         try:
             async with asyncio.timeout(timeout):
                 return await call(self.client)
+        except ResponseError as error:  # WRONGTYPE and the like: the data, not the server
+            log.warning("redis_value_unreadable", error=str(error).split("\n")[0][:120])
+            if self.metrics is not None:
+                self.metrics.shared_cache.labels(result="unreadable").inc()
+            raise SharedUnreadable("redis: unreadable value") from None
         except (RedisError, OSError, TimeoutError) as error:
             self.failed(error)
             raise SharedUnavailable(f"redis: {type(error).__name__}") from None

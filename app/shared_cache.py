@@ -196,11 +196,11 @@ class SharedAnswers:
                 pipe = client.pipeline(transaction=False)
                 pipe.get(name)
                 pipe.pttl(name)
-                pipe.exists(lock)
+                pipe.pttl(lock)
                 return await pipe.execute()  # type: ignore[no-any-return]
 
             try:
-                data, ttl_ms, locked = await self.link.run(look)
+                data, ttl_ms, lock_ttl_ms = await self.link.run(look)
             except SharedUnavailable:
                 return None
             if data is not None:
@@ -208,5 +208,9 @@ class SharedAnswers:
                 if found is not None and found.fresh_s > 0:
                     self._count("hit")
                     return found.value
-            if not locked:
+            if int(lock_ttl_ms) == -1:  # a lock without a lease is not one of ours: never lapses
+                with suppress(SharedUnavailable):
+                    await self.link.run(lambda client: client.delete(lock))
+                return None
+            if int(lock_ttl_ms) < 0:  # gone: its holder finished, failed or died
                 return None

@@ -174,6 +174,8 @@ class SharedRuns:
         token = uuid.uuid4().hex
         try:
             while not await self.link.run(lambda client: client.set(lock, token, nx=True, px=LOCK_LEASE_MS)):
+                if await self.link.run(lambda client: client.pttl(lock)) == -1:  # not ours: no lease
+                    await self.link.run(lambda client: client.delete(lock))
                 await asyncio.sleep(LOCK_POLL_S)
         except SharedUnavailable:
             yield
