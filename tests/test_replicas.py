@@ -232,3 +232,47 @@ def test_garbage_over_every_key_still_gives_exact_answers(
                 assert answer.json()["data"] == EXPECTED
     health = httpx.get(f"{one.base}/readyz", timeout=5).json()
     assert health["redis"] == "up"
+
+
+def test_a_sentinel_failover_keeps_the_fleet_answering_and_sharing(
+    standin: SlsStandIn, tmp_path: Any
+) -> None:
+    """Redis as Dify's Helm chart runs it, with Sentinel: the master dies, the sentinel promotes
+    its replica, and the replicas find the new master by themselves."""
+    from tests.redis_server import start_sentinel_group
+
+    group = start_sentinel_group(tmp_path / "sentinel")
+    try:
+        env = cli_env(
+            tmp_path, STATS_DATABASE_URL=standin.url, STATS_DIALECT="sls",
+            STATS_REDIS_SENTINELS=f"127.0.0.1:{group.sentinel_port}",
+            STATS_REDIS_SENTINEL_SERVICE_NAME=group.service_name,
+        )  # fmt: skip
+        with service(env) as one, service(env) as two:
+            for replica in (one, two):
+                wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
+            first = httpx.get(f"{one.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
+            shared = httpx.get(f"{two.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
+            assert (first.headers["x-cache"], shared.headers["x-cache"]) == ("miss", "hit")
+            group.master.stop()  # SIGKILL
+            deadline = time.monotonic() + 30
+            asked = dict(RANGES[1])
+            while time.monotonic() < deadline:  # answers go on meanwhile, exact
+                answer = httpx.get(f"{one.base}{BASE}", params={**SHANGHAI, **asked}, timeout=30)
+                assert (answer.status_code, answer.json()["data"]) == (200, EXPECTED)
+                after = httpx.get(f"{two.base}{BASE}", params={**SHANGHAI, **asked}, timeout=30)
+                if after.headers["x-cache"] == "hit" and answer.headers["x-cache"] != "hit":
+                    break  # one computed it on the new master, the other read it there
+                time.sleep(0.5)
+                asked["end"] = _next_day(asked["end"])  # a question neither has answered yet
+            else:
+                raise AssertionError("sharing did not resume after the failover")
+            assert httpx.get(f"{two.base}/readyz", timeout=5).json()["redis"] == "up"
+    finally:
+        group.stop()
+
+
+def _next_day(day: str) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
