@@ -276,3 +276,43 @@ def _next_day(day: str) -> str:
     from datetime import date, timedelta
 
     return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def test_a_starting_replicas_checks_wait_for_a_slot_of_the_fleet(
+    standin: SlsStandIn, redis_url: str, tmp_path: Any
+) -> None:
+    """The start-up checks are statements too: while the fleet's budget is full, a replica
+    starting waits for a slot before it reads the store, then starts."""
+    import asyncio
+
+    from app.budget import FleetBudget, store_identity
+    from app.config import RedisSettings
+    from app.redis_link import RedisLink
+
+    async def fill_then_free(wait_s: float) -> None:
+        link = RedisLink(RedisSettings(url=redis_url))
+        budget = FleetBudget(link, store_identity(standin.url, "logstore"), POOL, 1.0)
+        held = [await budget._acquire("") for _ in range(POOL)]
+        filled.set()
+        await asyncio.sleep(wait_s)
+        for slot in held:
+            assert slot is not None
+            await budget._release(slot)
+        await link.close()
+
+    filled = threading.Event()
+    holder = threading.Thread(target=lambda: asyncio.run(fill_then_free(4)))
+    holder.start()
+    filled.wait(10)
+    standin.counters.reset()
+    env = cli_env(
+        tmp_path, STATS_DATABASE_URL=standin.url, STATS_DIALECT="sls", STATS_REDIS_URL=redis_url,
+        STATS_POOL_SIZE=str(POOL),
+    )  # fmt: skip
+    started = time.monotonic()
+    with service(env) as replica:
+        time.sleep(2)
+        assert standin.counters["queries"] == 0  # not a statement while every slot is held
+        wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
+        assert time.monotonic() - started >= 3.5
+    holder.join()
