@@ -73,12 +73,14 @@ class StatsRepository:
         start_us: int | None,
         end_us: int | None,
     ) -> list[tuple[Source, RunScope]]:
-        """Each source with its scope of the range (sources owning none of it are left out)."""
+        """Each source with its scope of the range (sources owning none of it are left out), read
+        now: an open range's local days are tabulated up to now plus the slack."""
         parts = []
+        read_at_s = int(self.wall_clock())
         for source in self.sources:
             scope = source.scope(tenant_id, app_id, triggered_from, start_us, end_us)
             if scope is not None:
-                parts.append((source, scope))
+                parts.append((source, msgspec.structs.replace(scope, read_at_s=read_at_s)))
         return parts
 
     async def daily(self, measure: DailyMeasure, request: DailyRequest) -> list[Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import two_sources
+from bench import two_sources, zones
 
 
 def find(
@@ -254,4 +254,6 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *two_sources.markdown_lines(results["two_sources"]),
     ]
+    if "first_request_per_zone" in results:
+        lines += ["", *zones.markdown_lines(results["first_request_per_zone"])]
     return "\n".join(lines) + "\n"

@@ -97,7 +97,7 @@ def day_users(scope: RunScope, zone: str, after: tuple[int, str] | None = None) 
 
 
 def _day_column(scope: RunScope, zone: str) -> str:
-    return local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
+    return local_day_sql("created_us", offset_segments(zone, *scope.created_span()))
 
 
 def _per_run_daily(scope: RunScope, zone: str, aggregates: str, *, with_tokens: bool) -> Query:

@@ -27,12 +27,23 @@ Conns = dict[str, psycopg.Connection[Any]]
 
 
 def _scope(
-    app: tuple[str, str], trigger: str | None, bounds: tuple[int | None, int | None], dialect: str, plan: str
+    app: tuple[str, str],
+    trigger: str | None,
+    bounds: tuple[int | None, int | None],
+    dialect: str,
+    plan: str,
+    read_at_s: int | None = None,
 ) -> RunScope:
     return RunScope(
         tenant_id=app[0], app_id=app[1], triggered_from=trigger, start_us=bounds[0], end_us=bounds[1],
-        dialect=dialect, plan=plan,  # type: ignore[arg-type]
+        dialect=dialect, plan=plan, read_at_s=read_at_s,  # type: ignore[arg-type]
     )  # fmt: skip
+
+
+def _read_at(history: list[reference.Version]) -> int | None:
+    """The earliest instant the store can be read with every row written: local days of an open
+    range are tabulated only up to it plus the slack."""
+    return max((row.time for row in history), default=None)
 
 
 def _expected_runs(history: list[reference.Version], app: tuple[str, str], trigger: str, bounds: Any) -> Any:
@@ -56,7 +67,7 @@ def test_daily_measures_match_reference(dialect_conns: Conns, data: st.DataObjec
     truth = _expected_runs(history, app, trigger, bounds)
     for dialect in DIALECTS:
         for plan in PLANS:
-            query_scope = _scope(app, trigger, bounds, dialect, plan)
+            query_scope = _scope(app, trigger, bounds, dialect, plan, _read_at(history))
             for measure in DAILY_MEASURES:
                 want = _dated(reference.DAILY[measure.name](truth, zone))
                 found = fetch_rows(
@@ -167,7 +178,8 @@ def test_run_rows_are_each_runs_latest_version_written_since(
     for dialect in DIALECTS:
         query = run_rows.run_rows(
             msgspec.structs.replace(
-                _scope(app, trigger, (start, end), dialect, "shortcut"), written_since_s=written_since
+                _scope(app, trigger, (start, end), dialect, "shortcut", _read_at(history)),
+                written_since_s=written_since,
             ),
             zone,
         )

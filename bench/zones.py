@@ -1,0 +1,162 @@
+"""The first request in a time zone against a repeat in the same zone, through the service.
+
+A zone's local days need its UTC offsets over the range (queries/timezones.py). Each of ZONES is
+new to the process when its first request arrives: 7 settled days of daily runs. The service runs
+without caches (no answer cache, day rollups or kept runs), so the repeats (the same request,
+REPEATS times, median) send the very statement the first one sent, and first minus repeat is
+what being first in a zone costs. While each request runs, a 1 ms timer on the serving loop
+records the loop's longest block: how long every other request waited meanwhile. The first
+request after start (UTC) is reported too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from app.backend import Backend
+from app.config import load_settings
+from app.demo import demo_apps
+from app.main import create_app
+from tests.live import serve
+
+# DST north and south, +05:30, +05:45, +03:30, -03:30, +12:45 with DST, DST abolished since.
+ZONES = (
+    "Europe/Paris",
+    "America/Chicago",
+    "Australia/Adelaide",
+    "Asia/Kolkata",
+    "Asia/Kathmandu",
+    "Asia/Tehran",
+    "America/St_Johns",
+    "Pacific/Chatham",
+    "America/Santiago",
+    "Europe/Moscow",
+    "America/Sao_Paulo",
+    "Africa/Cairo",
+)
+EXTRA_WANT_MS = 5.0  # a first request in a zone costs at most this much more than a repeat
+BLOCK_WANT_MS = 10.0  # and never blocks the loop longer than this
+TICK_S = 0.001
+REPEATS = 3
+
+
+class LoopWatch:
+    """An ASGI wrapper whose task on the serving loop notes the longest gap between 1 ms ticks."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.longest_s = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan" and self.task is None:
+            self.task = asyncio.create_task(self._watch())
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.task.cancel()
+            return
+        await self.app(scope, receive, send)
+
+    async def _watch(self) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(TICK_S)
+            self.longest_s = max(self.longest_s, time.perf_counter() - started - TICK_S)
+
+    def reset(self) -> None:
+        self.longest_s = 0.0
+
+
+def _timed(client: httpx.Client, watch: LoopWatch, path: str, params: dict[str, str]) -> tuple[float, float]:
+    """(ms of one uncached answer, ms of the loop's longest block meanwhile)."""
+    time.sleep(0.01)  # let the watch tick before the request
+    watch.reset()
+    started = time.perf_counter()
+    answer = client.get(path, params=params)
+    elapsed = (time.perf_counter() - started) * 1000
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["x-cache"] == "miss", "every request is measured uncached"
+    return elapsed, watch.longest_s * 1000
+
+
+def measure(url: str, now_s: int) -> dict[str, Any]:
+    settings = load_settings(
+        {
+            "STATS_DATABASE_URL": url,
+            "STATS_CACHE_TTL": "0",
+            "STATS_SETTLED_TTL": "0",
+            "STATS_LIVE_RUNS_MAX": "0",
+        }
+    )
+    app = demo_apps()[0]
+    path = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs"
+    today = datetime.fromtimestamp(now_s, UTC).date()
+
+    def week(zone: str) -> dict[str, str]:
+        end = today - timedelta(days=7)
+        return {"start": (end - timedelta(days=7)).isoformat(), "end": end.isoformat(), "timezone": zone}
+
+    watch = LoopWatch(create_app(settings, Backend(url, settings)))
+    records: list[dict[str, Any]] = []
+    with serve(watch) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
+        after_start_ms, after_start_block_ms = _timed(client, watch, path, week("UTC"))
+        for zone in ZONES:
+            first_ms, first_block_ms = _timed(client, watch, path, week(zone))
+            repeats = [_timed(client, watch, path, week(zone)) for _ in range(REPEATS)]
+            repeat_ms = statistics.median(ms for ms, _ in repeats)
+            repeat_block_ms = max(block for _, block in repeats)
+            records.append({
+                "zone": zone, "first_ms": round(first_ms, 2), "repeat_ms": round(repeat_ms, 2),
+                "extra_ms": round(first_ms - repeat_ms, 2), "first_block_ms": round(first_block_ms, 2),
+                "repeat_block_ms": round(repeat_block_ms, 2),
+            })  # fmt: skip
+    extra = statistics.median(r["extra_ms"] for r in records)
+    longest_block = max(r["first_block_ms"] for r in records)
+    return {
+        "zones": records,
+        "first_after_start_ms": round(after_start_ms, 2),
+        "first_after_start_block_ms": round(after_start_block_ms, 2),
+        "median_first_ms": round(statistics.median(r["first_ms"] for r in records), 2),
+        "median_repeat_ms": round(statistics.median(r["repeat_ms"] for r in records), 2),
+        "median_extra_ms": round(extra, 2),
+        "longest_first_block_ms": longest_block,
+        "longest_repeat_block_ms": max(r["repeat_block_ms"] for r in records),
+        "met": extra <= EXTRA_WANT_MS and longest_block <= BLOCK_WANT_MS,
+    }
+
+
+def markdown_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "## The first request in a time zone",
+        "",
+        f"Daily runs over 7 settled days through the service over HTTP, caches off: the first request "
+        f"in each of {len(results['zones'])} zones new to the process, then the same request "
+        f"{REPEATS} times (median; the very statement again). Block: the serving loop's longest gap "
+        "between 1 ms ticks while the request ran (what every other request waited; a repeat's: the "
+        "longest of its runs).",
+        "",
+        "| zone | first ms | repeat ms | first - repeat | block, first | block, repeat |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in results["zones"]:
+        lines.append(
+            f"| {r['zone']} | {r['first_ms']} | {r['repeat_ms']} | {r['extra_ms']} "
+            f"| {r['first_block_ms']} | {r['repeat_block_ms']} |"
+        )
+    verdict = "met" if results["met"] else "**missed**"
+    lines += [
+        "",
+        f"- Median first - repeat: **{results['median_extra_ms']} ms** (target <= {EXTRA_WANT_MS:g} ms); "
+        f"longest block of a first request: **{results['longest_first_block_ms']} ms** (target <= "
+        f"{BLOCK_WANT_MS:g} ms; a repeat's: {results['longest_repeat_block_ms']} ms): {verdict}.",
+        f"- The first request after start (UTC): {results['first_after_start_ms']} ms, its longest "
+        f"block {results['first_after_start_block_ms']} ms.",
+    ]
+    return lines
