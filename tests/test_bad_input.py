@@ -44,10 +44,24 @@ def test_json_nested_too_deeply_is_a_400_on_every_post_route(base_url: str) -> N
     deep = "[" * 3000 + "]" * 3000
     for path in POST_ROUTES:
         answer = httpx.post(base_url + path, content=deep, headers={"content-type": "application/json"})
-        if path == "/grafana/tag-keys":  # takes no body
-            assert answer.status_code == 200
-            continue
         assert "nested" in _dify_shaped(answer, 400, "invalid_param")["message"], path
+
+
+def test_malformed_json_is_the_same_400_on_every_post_route(base_url: str) -> None:
+    """Also on /grafana/tag-keys, which reads nothing from its body."""
+    for path in POST_ROUTES:
+        for body in ('{"range":', "{'targets': []}", "not json"):
+            answer = httpx.post(base_url + path, content=body, headers={"content-type": "application/json"})
+            message = _dify_shaped(answer, 400, "invalid_param")["message"]
+            assert message.startswith("body: is not valid JSON"), (path, message)
+    assert httpx.post(f"{base_url}/grafana/tag-keys", json={}).status_code == 200
+
+
+def test_a_limit_that_is_not_written_in_digits_is_a_400(base_url: str) -> None:
+    for limit in ("1e1", "10.0", "+10", " 10", "10 "):
+        answer = httpx.get(f"{base_url}{BASE}/runs", params={"limit": limit})
+        assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith("limit: "), limit
+    assert httpx.get(f"{base_url}{BASE}/runs", params={"limit": "10"}).json()["limit"] == 10
 
 
 def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:

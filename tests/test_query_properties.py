@@ -17,6 +17,7 @@ from app.measures import DAILY_MEASURES
 from queries import counts, daily, run_rows, runs
 from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow, RunStateRow
 from queries.scope import RunScope
+from schemas.requests import STATUSES
 from tests import reference
 from tests.db import fetch, fetch_rows, load_history
 from tests.strategies import APPS, created_ranges, histories, instants, scope_of, zones
@@ -58,20 +59,25 @@ def _dated(pairs: list[Any]) -> list[tuple[str, Any]]:
 pytestmark = pytest.mark.usefixtures("no_statement_relies_on_the_default_limit")
 
 
-@given(data=st.data(), zone=zones)
-def test_daily_measures_match_reference(dialect_conns: Conns, data: st.DataObject, zone: str) -> None:
+@given(data=st.data(), zone=zones, status=st.none() | st.sampled_from(STATUSES))
+def test_daily_measures_match_reference(
+    dialect_conns: Conns, data: st.DataObject, zone: str, status: str | None
+) -> None:
+    """With a status (Grafana's ad-hoc filter): only the runs whose latest status it is."""
     history = data.draw(histories(zone=zone))
     app, trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
     bounds = data.draw(created_ranges(zone))
     load_history(dialect_conns["postgres"], history)
-    truth = _expected_runs(history, app, trigger, bounds)
+    truth = reference.with_status(_expected_runs(history, app, trigger, bounds), status)
     for dialect in DIALECTS:
         for plan in PLANS:
             query_scope = _scope(app, trigger, bounds, dialect, plan, _read_at(history))
             for measure in DAILY_MEASURES:
                 want = _dated(reference.DAILY[measure.name](truth, zone))
                 found = fetch_rows(
-                    dialect_conns[dialect], daily.daily(query_scope, zone, measure.sql), DailyRow
+                    dialect_conns[dialect],
+                    daily.daily(query_scope, zone, measure.sql, status=status),
+                    DailyRow,
                 )
                 got = [
                     (point.date, getattr(point, measure.answer_field))
