@@ -271,10 +271,11 @@ def _check_sources(settings: Settings) -> None:
 
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
-    """`key=tenant[,tenant...]` or `key=*`, entries separated by `;`."""
+    """`key=tenant[,tenant...]` or `key=*`, entries separated by `;`. A key may hold `=` (base64
+    keys end in one or two), a tenant id never does: the entry splits at its last `=`."""
     keys: list[ApiKey] = []
     for entry in filter(None, (part.strip() for part in text.split(";"))):
-        key, sep, scope = entry.partition("=")
+        key, sep, scope = entry.rpartition("=")
         key, scope = key.strip(), scope.strip()
         if not sep or not key or not scope:
             raise ConfigError("STATS_API_KEYS: every entry must be key=tenant_id[,tenant_id...] or key=*")

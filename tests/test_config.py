@@ -119,6 +119,12 @@ def test_api_keys_and_public_listening() -> None:
     assert settings.api_keys[1].tenants is None
 
 
+def test_keys_holding_equals_signs_are_split_at_the_last_one() -> None:
+    one, two = "c2VjcmV0LWtleS0wMQ==", "c2VjcmV0LWtleS0wMDI="  # base64 keys end in `=`
+    settings = load_settings({"STATS_API_KEYS": f"{one}={TENANT}; {two}=*"})
+    assert [(key.key, key.tenants) for key in settings.api_keys] == [(one, frozenset({TENANT})), (two, None)]
+
+
 def test_cli_flags_override_the_environment() -> None:
     settings = load_settings({"STATS_PORT": "9000"}, port=9100, host=None)
     assert (settings.port, settings.host) == (9100, "127.0.0.1")
