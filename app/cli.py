@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 import psycopg
 import structlog
 
+from app import __version__
 from app.config import ConfigError, Settings, load_settings, parse_instant
 from app.query_cli import add_query_parser, run_query
 
@@ -26,6 +27,7 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     parser = _OneLineErrors(prog="python -m app", description="dify-stats: statistics of Dify workflow runs")
+    parser.add_argument("--version", action="version", version=f"dify-stats {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", help="listen address (STATS_HOST, default 127.0.0.1)")

@@ -187,7 +187,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     """Read and check every variable; `overrides` (from CLI flags) win over the environment."""
     env = os.environ if env is None else env
     found = _read_variables(env)
-    database_url = _text(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
+    database_url = _postgres_url(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
     dialect = found.STATS_DIALECT or _default_dialect(database_url)
     # SLS allows 15 concurrent queries per project, shared with Dify's own readers: take a third.
     pool_size = found.STATS_POOL_SIZE or found.ALIYUN_SLS_PG_POOL_SIZE or (5 if dialect == "sls" else 8)
@@ -230,7 +230,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "tenant_share": found.STATS_TENANT_SHARE,
         "max_inflight": found.STATS_MAX_INFLIGHT,
         "probe_interval": found.STATS_PROBE_INTERVAL,
-        "dify_database_url": _text(env, "STATS_DIFY_DATABASE_URL"),
+        "dify_database_url": _postgres_url(env, "STATS_DIFY_DATABASE_URL"),
         "logstore_since": logstore_since,
         "logstore_ttl_days": found.ALIYUN_SLS_LOGSTORE_TTL or None,
         "sls_field_bytes": found.STATS_SLS_FIELD_BYTES,
@@ -248,6 +248,19 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
+
+
+def _postgres_url(env: Mapping[str, str], name: str) -> str | None:
+    """A URL of a store that speaks PostgreSQL's protocol (SLS's endpoint does); libpq's
+    `key=value` form is accepted too."""
+    url = _text(env, name)
+    scheme = url.partition("://")[0] if url and "://" in url else None
+    if scheme is not None and scheme.lower() not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"{name}: a {scheme}:// URL cannot be read: the store must speak PostgreSQL's wire "
+            "protocol, as SLS's PostgreSQL endpoint does (postgresql://user:password@host:port/database)"
+        )
+    return url
 
 
 def _check_sources(settings: Settings) -> None:

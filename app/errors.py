@@ -12,7 +12,7 @@ from litestar.openapi import ResponseSpec
 
 from app.backend import BackendUnavailable, TooManyQueries
 from app.console_auth import DifyDenied, DifyUnavailable
-from app.params import BadParameter
+from app.params import PARAMETER_RULES, BadParameter
 from schemas.errors import ErrorBody
 
 log = structlog.get_logger("dify_stats.errors")
@@ -44,7 +44,9 @@ def validation_failed(_: Request[Any, Any, Any], error: ValidationException) -> 
     """A body or parameter litestar could not decode; name the field, as our own checks do."""
     problems = error.extra if isinstance(error.extra, list) else []
     details = "; ".join(
-        f"{item.get('key') or 'body'}: {item.get('message')}" for item in problems if isinstance(item, dict)
+        f"{item.get('key') or 'body'}: {PARAMETER_RULES.get(item.get('key') or '') or item.get('message')}"
+        for item in problems
+        if isinstance(item, dict)
     )
     return error_response(400, "invalid_param", details or str(error.detail))
 

@@ -13,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from app import __version__
 from app.admission import InflightGate, admission_middleware
 from app.backend import Backend
 from app.cache import AnswerCache
@@ -36,7 +37,7 @@ MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
 # interactive viewers load their scripts from a CDN, which an offline deployment cannot reach.
 OPENAPI_CONFIG = OpenAPIConfig(
     title="dify-stats",
-    version="0.1.0",
+    version=__version__,
     description="Exact statistics of Dify workflow runs kept in an append-only log store. Native and "
     "Grafana routes take `Authorization: Bearer <key>`; console routes are authorized by Dify.",
     path="/schema",

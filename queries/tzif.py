@@ -18,9 +18,11 @@ import struct
 import zoneinfo
 from bisect import bisect_left, bisect_right
 from calendar import isleap, monthrange
+from contextlib import suppress
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from importlib import resources
+from importlib.abc import Traversable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -189,9 +191,17 @@ def _year_start(year: int) -> int:
     return (date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86_400
 
 
+def zone_roots() -> list[Traversable]:
+    """Where zoneinfo looks for zone files, in its order: TZPATH, then the tzdata package."""
+    roots: list[Traversable] = [Path(root) for root in zoneinfo.TZPATH]
+    with suppress(ModuleNotFoundError):
+        roots.append(resources.files("tzdata").joinpath("zoneinfo"))
+    return roots
+
+
 def _tzif_bytes(zone: str) -> bytes:
-    for root in zoneinfo.TZPATH:
-        path = Path(root, *zone.split("/"))
-        if path.is_file():
-            return path.read_bytes()
-    return resources.files("tzdata").joinpath("zoneinfo", *zone.split("/")).read_bytes()
+    for root in zone_roots():
+        found = root.joinpath(*zone.split("/"))
+        if found.is_file():
+            return found.read_bytes()
+    raise zoneinfo.ZoneInfoNotFoundError(zone)

@@ -64,6 +64,40 @@ def test_a_limit_that_is_not_written_in_digits_is_a_400(base_url: str) -> None:
     assert httpx.get(f"{base_url}{BASE}/runs", params={"limit": "10"}).json()["limit"] == 10
 
 
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/statistics/daily-runs", {"triggered_from": "app_run"},
+         "triggered_from: must be one of: debugging, app-run, rag-pipeline-run, rag-pipeline-debugging, "
+         "webhook, schedule, plugin"),
+        ("/runs", {"status": "done"},
+         "status: must be one of: running, succeeded, failed, stopped, partial-succeeded, paused"),
+        ("/runs", {"last_id": examples.R1.replace("-", "")}, "last_id: must be a UUID"),
+        ("/runs/count", {"time_range": "7x"}, "time_range: must be a number followed by d, h, m or s"),
+        ("/statistics/daily-runs", {"start": "2025-13-01"},
+         "start: '2025-13-01' is not a valid date: month must be in 1..12"),
+        ("/statistics/daily-runs", {"end": "2025-02-30 10:00"},
+         "end: '2025-02-30 10:00' is not a valid date-time: day is out of range for month"),
+        ("/statistics/daily-runs", {"timezone": "asia/shanghai"},
+         "timezone: unknown time zone 'asia/shanghai'; names are case-sensitive: "
+         "did you mean 'Asia/Shanghai'?"),
+        ("/statistics/daily-runs", {"start": "2025-03-01T08:00:00 08:00"},  # the `+` sent unencoded
+         "start: its UTC offset lost its '+' (a '+' in a URL query means a space): write it as %2B"),
+    ],
+)  # fmt: skip
+def test_messages_name_the_fix(base_url: str, path: str, params: dict[str, str], message: str) -> None:
+    answer = httpx.get(f"{base_url}{BASE}{path}", params=params)
+    assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith(message)
+
+
+def test_an_id_without_dashes_must_be_a_uuid_wherever_it_is(base_url: str) -> None:
+    undashed = examples.T.replace("-", "")
+    for path in (f"/v1/tenants/{undashed}/apps/{examples.A}/runs", f"{BASE}/runs/{examples.R1[:-1]}",
+                 f"/v1/tenants/{undashed}/apps"):  # fmt: skip
+        message = _dify_shaped(httpx.get(base_url + path), 400, "invalid_param")["message"]
+        assert message.split(": ", 1)[1].startswith("must be a UUID"), (path, message)
+
+
 def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:
     edges = (
         ("9999-12-31", "Pacific/Kiritimati"),

@@ -88,6 +88,8 @@ def test_incomplete_dify_sls_variables_name_what_is_missing() -> None:
         ({"STATS_HOST": "0.0.0.0", "STATS_API_KEYS": f"{KEY}=*", "STATS_AUTH": "off"}, "loopback"),
         ({"STATS_AUTH": "on"}, "STATS_AUTH=on needs STATS_API_KEYS"),
         ({"STATS_API_KEYS": "short=*"}, "at least 16"),
+        ({"STATS_DATABASE_URL": "mysql://u:pw@db:3306/dify"}, "must speak PostgreSQL's wire protocol"),
+        ({"STATS_DIFY_DATABASE_URL": "sqlite:///dify.db"}, "a sqlite:// URL cannot be read"),
         ({"STATS_API_KEYS": f"{KEY}"}, "key=tenant_id"),
         (
             {"STATS_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "2025-06-01T00:00:00+00:00"},

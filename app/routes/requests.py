@@ -15,7 +15,7 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 
 from app.config import Settings
-from app.params import BadParameter, created_range, time_range_param
+from app.params import MUST_BE_LIMIT, BadParameter, created_range, time_range_param
 from app.routes.params import AppId, End, LastId, Limit, RunId, RunsTrigger, Start, Status, TimeRange
 from schemas.requests import (
     CountRequest,
@@ -78,7 +78,7 @@ def list_request(
 ) -> RunListRequest:
     # litestar reads an integer parameter leniently ("1e1" and "10.0" as 10): the text must be digits.
     if not _WHOLE_NUMBER.fullmatch(request.query_params.get("limit", "0")):
-        raise BadParameter("limit", "must be a whole number from 1 to 100")
+        raise BadParameter("limit", MUST_BE_LIMIT)
     return RunListRequest(
         tenant_id=tenant,
         app_id=app_id.lower(),
