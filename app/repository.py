@@ -73,14 +73,12 @@ class StatsRepository:
         start_us: int | None,
         end_us: int | None,
     ) -> list[tuple[Source, RunScope]]:
-        """Each source with its scope of the range (sources owning none of it are left out), read
-        now: an open range's local days are tabulated up to now plus the slack."""
+        """Each source with its scope of the range (sources owning none of it are left out)."""
         parts = []
-        read_at_s = int(self.wall_clock())
         for source in self.sources:
-            scope = source.scope(tenant_id, app_id, triggered_from, start_us, end_us)
+            scope = source.scope(tenant_id, app_id, triggered_from, start_us, end_us, self.wall_clock())
             if scope is not None:
-                parts.append((source, msgspec.structs.replace(scope, read_at_s=read_at_s)))
+                parts.append((source, scope))
         return parts
 
     async def daily(self, measure: DailyMeasure, request: DailyRequest) -> list[Any]:
@@ -240,10 +238,10 @@ class StatsRepository:
                 if window is None or window[0] == scope.start_us:
                     break  # the window already covers the whole scope: no narrower query to try
                 narrowed = msgspec.structs.replace(scope, start_us=window[0], end_us=window[1])
-                found = await source.backend.fetch(runs.run_page(narrowed, limit, status, after), RunPageRow)
+                found = await _run_page(source.backend, narrowed, limit, status, after)
                 if len(found) >= limit:
                     return found
-        return await source.backend.fetch(runs.run_page(scope, limit, status, after), RunPageRow)
+        return await _run_page(source.backend, scope, limit, status, after)
 
     async def _cursor(self, parts: list[tuple[Source, RunScope]], last_id: str) -> RunCursor:
         for source, scope in parts:
@@ -337,6 +335,18 @@ class StatsRepository:
                     )
                 return detail
         return None
+
+
+async def _run_page(
+    backend: Backend, scope: RunScope, limit: int, status: str | None, after: RunCursor | None
+) -> list[RunPageRow]:
+    """One page of runs: one statement, or on the shortcut plan two (the page's keys, then the
+    latest version of those runs: queries/runs.py says why)."""
+    page = runs.run_page(scope, limit, status, after)
+    if scope.plan != "shortcut":
+        return await backend.fetch(page, RunPageRow)
+    keys = await backend.fetch(page, RunCursor)
+    return await backend.fetch(runs.run_page_rows(scope, keys), RunPageRow) if keys else []
 
 
 async def read_pages(

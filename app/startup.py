@@ -29,7 +29,8 @@ def check_sources(settings: Settings, urls: dict[str, str], wait: float) -> None
     """Every source reachable, with its table and columns, within `wait` seconds; else a
     ConfigError whose one line names the source (password hidden) and the problem."""
     try:
-        asyncio.run(wait_for_sources(urls, wait, timeout=min(settings.query_timeout, 10.0)))
+        timeout = min(settings.query_timeout, 10.0)
+        asyncio.run(wait_for_sources(urls, wait, timeout, settings.dialect))
     except SourceProblem as problem:
         raise ConfigError(str(problem)) from None
 
