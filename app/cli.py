@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
+from contextlib import suppress
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import psycopg
@@ -158,7 +161,7 @@ def _demo_hint(url: str, settings: Settings) -> str | None:
         print(
             "dify-stats: STATS_LOGSTORE_SINCE is set but the embedded workflow_runs is empty, so runs "
             "before it are missing. Load a split demo first:\n"
-            f"  python -m app demo-data --replace --split-at {since}",
+            f"  {this_command()} demo-data --replace --split-at {since}",
             file=sys.stderr,
             flush=True,
         )
@@ -167,7 +170,17 @@ def _demo_hint(url: str, settings: Settings) -> str | None:
     tenant_id, app_id = found
     route = f"{_BASE_PLACEHOLDER}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
     split = f" (workflow_runs before {since}, the LogStore from then on)" if since is not None else ""
-    return f"dify-stats: embedded demo data ready{split}. Try:\n  curl '{route}?timezone=Asia/Shanghai'"
+    key = " -H 'Authorization: Bearer <key>'" if settings.auth else ""  # one of STATS_API_KEYS
+    return f"dify-stats: embedded demo data ready{split}. Try:\n  curl{key} '{route}?timezone=Asia/Shanghai'"
+
+
+def this_command() -> str:
+    """How to run this CLI again as it was run now (the project's venv need not be active):
+    its interpreter, relative to the working directory when inside it."""
+    interpreter = Path(sys.executable)
+    with suppress(ValueError):
+        interpreter = interpreter.relative_to(Path.cwd())
+    return f"{shlex.quote(str(interpreter))} -m app"
 
 
 def _demo_data(

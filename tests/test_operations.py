@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import resource
+import shlex
 import signal
 import socket
 import subprocess
@@ -79,6 +80,40 @@ def test_signals_stop_the_embedded_postgres_and_a_killed_run_is_recovered(demo_e
         assert httpx.get(f"{recovered.base}/readyz", timeout=10).status_code == 200
         assert recovered.stop(signal.SIGINT) == -signal.SIGINT
     assert not postgres_serving(data_dir), "the stale handle of the killed run kept PostgreSQL running"
+
+
+def test_the_try_line_carries_the_authorization_header_when_keys_are_set(demo_env: dict[str, str]) -> None:
+    key = "a-key-for-the-try-line-01"
+    with service({**demo_env, "STATS_API_KEYS": f"{key}=*"}) as running:
+        try_line = running.wait_for_line("  curl ", 90).strip()
+        assert try_line.startswith("curl -H 'Authorization: Bearer <key>' '"), try_line
+        url = try_line.split("'")[3]
+        assert httpx.get(url, timeout=10).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200
+        assert running.stop(signal.SIGTERM) == -signal.SIGTERM
+
+
+def test_load_runs_in_a_data_directory_of_its_own() -> None:
+    """`make load` stops the embedded PostgreSQL in its outage part: not the one `make run` serves."""
+    from bench import load
+
+    env = load.service_env(8000)
+    assert Path(env["STATS_DATA_DIR"]) == load.LOAD_DATA_DIR
+    assert load.LOAD_DATA_DIR.resolve() != (ROOT / ".stats-data").resolve()
+    assert not any(name.startswith("ALIYUN_SLS_") or name == "STATS_DATABASE_URL" for name in env)
+
+
+def test_commands_the_cli_prints_run_as_printed(tmp_path: Path) -> None:
+    """The CLI names its own interpreter in the commands it prints (a bare `python -m app` needs
+    the venv activated): from the working directory it ran in, they run as they are."""
+    from app.cli import this_command
+
+    assert this_command().startswith(".venv/bin/python -m app") or not sys.executable.startswith(str(ROOT))
+    done = subprocess.run(  # noqa: S603 - our own CLI, through the shell as a person would paste it
+        ["/bin/bash", "-c", f"cd {shlex.quote(str(Path.cwd()))} && {this_command()} --version"],
+        env=cli_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, f"dify-stats {__version__}\n"), done.stderr
 
 
 def test_version(tmp_path: Path) -> None:
