@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 import structlog
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import ResponseSpec
 
@@ -33,7 +33,12 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response[ErrorBody]:
-    return Response(ErrorBody(code=code, message=message, status=status), status_code=status, headers=headers)
+    return Response(
+        ErrorBody(code=code, message=message, status=status),
+        status_code=status,
+        headers=headers,
+        media_type=MediaType.JSON,  # also where the route's own media type is another (the document's)
+    )
 
 
 def bad_parameter(_: Request[Any, Any, Any], error: BadParameter) -> Response[ErrorBody]:

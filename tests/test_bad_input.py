@@ -118,6 +118,8 @@ def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:
 
 def test_unknown_routes_and_methods_are_dify_shaped_with_a_request_id(base_url: str) -> None:
     _dify_shaped(httpx.get(f"{base_url}/no/such/route"), 404, "not_found")
+    for path in ("/schema/swagger", "/schema/nothing.json", "/schema/a/b"):  # the document's routes too
+        _dify_shaped(httpx.get(f"{base_url}{path}"), 404, "not_found")
     _dify_shaped(httpx.post(f"{base_url}{BASE}/runs/count"), 405, "method_not_allowed")
     wrong_method = httpx.delete(f"{base_url}/healthz")
     _dify_shaped(wrong_method, 405, "method_not_allowed")
@@ -128,7 +130,8 @@ def test_unknown_routes_and_methods_are_dify_shaped_with_a_request_id(base_url: 
 
 def test_head_answers_wherever_get_does(base_url: str) -> None:
     for path in ("/healthz", "/readyz", f"{BASE}/runs/count", f"{BASE}/statistics/daily-runs",
-                 f"{BASE}/runs/{examples.R1}", "/grafana"):  # fmt: skip
+                 f"{BASE}/runs/{examples.R1}", "/grafana", "/schema", "/schema/openapi.json",
+                 "/schema/openapi.yaml", "/schema/openapi.yml", "/schema/swagger"):  # fmt: skip
         got, head = httpx.get(base_url + path), httpx.head(base_url + path)
         assert (head.status_code, head.content) == (got.status_code, b""), path
         assert head.headers["content-type"] == got.headers["content-type"], path
