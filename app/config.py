@@ -73,6 +73,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     startup_wait: float = 0.0
     max_connections: int = 1000
+    header_timeout: float = 10.0  # seconds a client has to send a request's head (app/server.py)
 
     @property
     def embedded(self) -> bool:
@@ -157,6 +158,7 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
     STATS_STARTUP_WAIT: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     STATS_MAX_CONNECTIONS: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    STATS_HEADER_TIMEOUT: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0
 
 
 _CASE_FREE = ("STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL")
@@ -237,6 +239,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "log_level": found.STATS_LOG_LEVEL,
         "startup_wait": found.STATS_STARTUP_WAIT,
         "max_connections": found.STATS_MAX_CONNECTIONS,
+        "header_timeout": found.STATS_HEADER_TIMEOUT,
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["auth"] = found.STATS_AUTH == "on" or (found.STATS_AUTH is None and bool(values["api_keys"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import resource
+import select
 import shlex
 import signal
 import socket
@@ -366,3 +367,55 @@ def test_idle_connections_close_and_oversized_request_heads_are_refused(
             greedy.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER_BYTES + 1024))
             answer = greedy.recv(4096)
             assert answer.startswith(b"HTTP/1.1 4"), answer[:100]
+
+
+def _closed_by_the_server(connection: socket.socket, within: float) -> bytes:
+    """What the server sent before closing the connection, which it must do within `within` s."""
+    connection.settimeout(within)
+    received = b""
+    while chunk := connection.recv(4096):
+        received += chunk
+    return received
+
+
+def test_clients_that_do_not_finish_their_request_head_are_closed(database_url: str, tmp_path: Path) -> None:
+    """A client sending half a request line (or nothing, or one byte at a time) held its
+    connection forever, so a few of them locked everyone else out at STATS_MAX_CONNECTIONS. After
+    STATS_HEADER_TIMEOUT they get a 408 and the connection closes."""
+    env = cli_env(tmp_path, STATS_DATABASE_URL=database_url, STATS_HEADER_TIMEOUT="1",
+                  STATS_MAX_CONNECTIONS="8")  # fmt: skip
+    with service(env) as running:
+        wait_until_answering(f"{running.base}/healthz", 60, running.process)
+        address = ("127.0.0.1", running.port)
+        slow = [socket.create_connection(address, timeout=5) for _ in range(8)]
+        try:
+            for connection in slow[:6]:
+                connection.sendall(b"GET /healthz HT")  # half a request line
+            slow[6].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a head without its end
+            time.sleep(0.3)
+            assert httpx.get(f"{running.base}/healthz", timeout=5).status_code == 503  # all held
+            for connection in slow:  # slow[7] has sent nothing at all
+                assert _closed_by_the_server(connection, 3).startswith(b"HTTP/1.1 408 "), connection
+            assert httpx.get(f"{running.base}/healthz", timeout=5).status_code == 200
+        finally:
+            for connection in slow:
+                connection.close()
+
+        with socket.create_connection(address, timeout=5) as trickle:  # active, but never done
+            started, closed_after = time.monotonic(), None
+            for byte in (b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 40)[:60]:  # 6 s at most
+                trickle.sendall(bytes([byte]))
+                if select.select([trickle], [], [], 0.1)[0]:  # the server answered: it is closing
+                    assert _closed_by_the_server(trickle, 3).startswith(b"HTTP/1.1 408 ")
+                    closed_after = time.monotonic() - started
+                    break
+            assert closed_after is not None and closed_after < 3
+
+        with socket.create_connection(address, timeout=5) as kept:  # kept alive, then slow
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):  # head and body may come apart
+                answer += kept.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            kept.sendall(b"GET /healthz HT")
+            assert _closed_by_the_server(kept, 3).startswith(b"HTTP/1.1 408 ")
