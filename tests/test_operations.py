@@ -69,6 +69,10 @@ def test_signals_stop_the_embedded_postgres_and_a_killed_run_is_recovered(demo_e
         assert postgres_serving(data_dir)
         assert running.stop(signal.SIGTERM) == -signal.SIGTERM
         assert all(json_or_human(line) for line in running.lines), running.lines
+        stopped = json.loads(running.wait_for_line('"service_stopped"', 1))
+        assert stopped["signal"] == "SIGTERM" and stopped["served_s"] >= 0
+        # pgserver's import warns when XDG_RUNTIME_DIR is unset (as here): noise, not a problem
+        assert not any("XDG_RUNTIME_DIR" in line or '"warning"' in line for line in running.lines)
     assert not postgres_serving(data_dir), "SIGTERM left the embedded PostgreSQL running"
 
     with service(demo_env) as killed:
@@ -81,6 +85,27 @@ def test_signals_stop_the_embedded_postgres_and_a_killed_run_is_recovered(demo_e
         assert httpx.get(f"{recovered.base}/readyz", timeout=10).status_code == 200
         assert recovered.stop(signal.SIGINT) == -signal.SIGINT
     assert not postgres_serving(data_dir), "the stale handle of the killed run kept PostgreSQL running"
+
+
+def test_the_cli_prints_its_answer_and_logs_only_when_asked(demo_env: dict[str, str]) -> None:
+    """No JSON log lines, nor pgserver's warning, from a command a person runs; --verbose adds
+    plain lines."""
+    from app.demo import demo_apps
+
+    app = demo_apps()[0]
+
+    def query(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "app", "query", "runs-count", "--tenant", app.tenant_id,
+             "--app", app.app_id, *extra],
+            cwd=ROOT, env=demo_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    quiet, told = query(), query("--verbose")
+    assert (quiet.returncode, quiet.stderr) == (0, ""), quiet.stderr
+    assert quiet.stdout.startswith("status") and told.stdout == quiet.stdout
+    reused = f"dify-stats: info: embedded_data_reused (data_dir={demo_env['STATS_DATA_DIR']})"
+    assert told.stderr.splitlines() == [reused]
 
 
 def test_the_try_line_carries_the_authorization_header_when_keys_are_set(demo_env: dict[str, str]) -> None:
