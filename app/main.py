@@ -15,12 +15,14 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app import __version__
 from app.admission import InflightGate, admission_middleware
 from app.backend import Backend
+from app.budget import FleetBudget
 from app.cache import AnswerCache
 from app.config import Settings
 from app.console_auth import ConsoleAuthorizer
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.middleware import cancel_on_disconnect_middleware, request_id_middleware
+from app.redis_link import RedisLink
 from app.repository import StatsRepository
 from app.routes.console import console_router
 from app.routes.discovery import discovery_router
@@ -29,6 +31,8 @@ from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.native import native_router
 from app.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.service import StatsService
+from app.shared_cache import SharedAnswers
+from app.shared_runs import SharedRuns
 from app.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
@@ -59,18 +63,33 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
-    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share)
-    gate = InflightGate(settings.max_inflight, settings.tenant_share)
-    service = StatsService(repository, cache, settings)
-    authorizer = ConsoleAuthorizer(settings)
     metrics = Metrics()
+    # Replicas sharing one Redis share the query budget, the answers and the kept runs.
+    link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
+    shared = SharedAnswers(link, settings.stale_max, metrics) if link is not None else None
+    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
+    gate = InflightGate(settings.max_inflight, settings.tenant_share)
+    service = StatsService(
+        repository, cache, settings, shared_runs=SharedRuns(link) if link is not None else None
+    )
+    authorizer = ConsoleAuthorizer(settings)
+    budgets: list[FleetBudget] = []
     for source in sources:
         source.backend.metrics = metrics
+        if link is not None:
+            source.backend.budget = FleetBudget(
+                link, source.backend.identity, settings.pool_size, settings.tenant_share, metrics
+            )
+            budgets.append(source.backend.budget)
     metrics.watch_pools({source.name: source.backend.pool for source in sources})
     metrics.watch_kept_runs(lambda: service.run_states.runs)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
+        if link is not None:
+            await link.start()
+            for budget in budgets:
+                budget.start()
         for source in sources:
             await source.backend.open()
         try:
@@ -79,6 +98,10 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
             await authorizer.close()
             for source in sources:
                 await source.backend.close()
+            for budget in budgets:
+                await budget.close()
+            if link is not None:
+                await link.close()
 
     app = Litestar(
         route_handlers=[
@@ -110,4 +133,5 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     )
     app.state.service = service  # for operations and tests that need to reach it
     app.state.inflight = gate
+    app.state.redis = link
     return app

@@ -121,7 +121,7 @@ async def check_backend(backend: Backend) -> None:
     """The probe through the service's own pool (for /readyz)."""
     try:
         async with asyncio.timeout(backend.settings.query_timeout + 1):
-            async with backend.pool.connection() as conn:
+            async with backend.budget.hold(None), backend.pool.connection() as conn:
                 await check_connection(conn, backend.name, backend.dialect)
     except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
         raise SourceProblem(f"{backend.name}: not answering ({type(error).__name__})") from None

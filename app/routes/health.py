@@ -28,6 +28,10 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     version: str | None = None  # /healthz: which release runs
     reason: str | None = None
     circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
+    # With STATS_REDIS_URL: "up", or "down" (then this replica answers alone: its own cache, its
+    # share of the budget). Redis accelerates; it is not a source, so "down" is still ready.
+    redis: str | None = None
+    replicas_seen: int | None = None
 
 
 @get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
@@ -48,7 +52,9 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get_or_head("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
-async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
+async def readyz(
+    repository: NamedDependency[StatsRepository], request: Request[Any, Any, Any]
+) -> Response[Health]:
     """A store that answered a query within the last probe interval is ready; otherwise one
     shared probe on a fresh connection decides, so this never queues behind a busy pool and
     an open circuit answers at once. Its table and columns are checked too, at most once a
@@ -65,6 +71,9 @@ async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Healt
     except TimeoutError:
         reason = f"backend: no answer within {READY_WITHIN_S} s"
     circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
+    link = request.app.state.redis
+    shared = {} if link is None else {"redis": link.state, "replicas_seen": link.replicas_seen}
     if reason is not None:
-        return Response(Health(status="unavailable", reason=reason, circuits=circuits), status_code=503)
-    return Response(Health(status="ok", circuits=circuits))
+        unavailable = Health(status="unavailable", reason=reason, circuits=circuits, **shared)
+        return Response(unavailable, status_code=503)
+    return Response(Health(status="ok", circuits=circuits, **shared))
