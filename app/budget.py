@@ -45,6 +45,12 @@ KEY_TTL_MS = 120_000  # an idle budget's keys vanish
 # KEYS: slots, queue, alive, ticket. ARGV: me ("tenant|id"), limit, tenant limit, lease ms,
 # waiter ttl ms, key ttl ms. Answers {granted (0/1), slots held after}.
 _ACQUIRE = """
+for i = 1, 3 do  -- a key holding anything else (written by another program) is started afresh
+  if redis.call('TYPE', KEYS[i]).ok ~= 'zset' then redis.call('DEL', KEYS[i]) end
+end
+if redis.call('TYPE', KEYS[4]).ok ~= 'string' or not tonumber(redis.call('GET', KEYS[4])) then
+  redis.call('DEL', KEYS[4])
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me, limit, tenant_limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])

