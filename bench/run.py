@@ -14,8 +14,8 @@ throughput vs a bare litestar route, and the migration case of two sources
 noise of a longer statement does): the first request in a time zone against a repeat
 (bench/zones.py). Finally the performance targets, with where the time goes for each missed one
 (bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and prints
-the report. Medians of 3 after a warm-up (2 when a run takes > 1 s). `--parts zones` runs only
-the time-zone part and updates its figures in results.json.
+the report. Medians of 3 after a warm-up (2 when a run takes > 1 s). `--only-zones` (like
+`--only-fleet`) measures only that part and updates its figures in results.json.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.measures import DAILY_MEASURES, DAILY_RUNS  # noqa: E402
-from bench import accuracy, dify_sql, refresh, report, targets, two_sources, zones  # noqa: E402
+from bench import accuracy, dify_sql, fleet, refresh, report, targets, two_sources, zones  # noqa: E402
 from bench.setups import Setup, sls_like_database  # noqa: E402
 from bench.uncached import daily_runs_path, uncached_settings  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
@@ -312,10 +312,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="100k,1m", help="comma-separated: 100k, 1m, or run counts")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument(
-        "--parts",
-        choices=("all", "zones"),
-        default="all",
-        help="zones: only the first request per time zone, at the largest size, into results.json",
+        "--only-fleet", action="store_true", help="measure only the replicas' part (into results.json)"
+    )
+    parser.add_argument(
+        "--only-zones",
+        action="store_true",
+        help="measure only the first request per time zone, on the smallest size (into results.json)",
     )
     args = parser.parse_args()
     configure_logging("warning")  # the service under test logs only problems, as in production
@@ -329,14 +331,17 @@ def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(DATA / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     admin_url: str = server.get_uri()
+    smallest = args.sizes.split(",")[0]  # a zone's cost does not grow with the data; noise does
+    if args.only_fleet:
+        return _only_fleet(admin_url, args.sizes.split(",")[-1])
+    if args.only_zones:
+        figures = _zones(admin_url, smallest)
+        return _replace_part("first_request_per_zone", figures, zones.markdown_lines(figures))
     started = time.monotonic()
     records: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     load_seconds: dict[str, float] = {}
     largest: tuple[str, str, int] | None = None
-    smallest = args.sizes.split(",")[0]  # a zone's cost does not grow with the data; noise does
-    if args.parts == "zones":
-        return _zones_only(admin_url, smallest)
     for size in args.sizes.split(","):
         runs_wanted = SIZES.get(size) or int(size)
         print(f"{size}: preparing {runs_wanted:,} runs", flush=True)
@@ -362,6 +367,7 @@ def main() -> int:
         "overhead": measure_overhead(sls_url, now_s),
         "throughput": measure_throughput(sls_url, now_s),
         "two_sources": asyncio.run(two_sources.measure(sls_url, now_s)),
+        "fleet": fleet.measure(sls_url),
         "load_seconds": load_seconds,
     }
     results["first_request_per_zone"] = _zones(admin_url, smallest)
@@ -381,14 +387,20 @@ def _zones(admin_url: str, size: str) -> dict[str, Any]:
     return {"size": size, **zones.measure(sls_like_database(admin_url, f"bench_{size}"), now_s)}
 
 
-def _zones_only(admin_url: str, size: str) -> int:
-    """The first-request-per-zone part alone, its figures replacing those in results.json."""
-    figures = _zones(admin_url, size)
+def _only_fleet(admin_url: str, size: str) -> int:
+    """Re-measure the replicas' part on an already loaded dataset; the rest of results.json stays."""
+    dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
+    figures = fleet.measure(sls_like_database(admin_url, f"bench_{size}"))
+    return _replace_part("fleet", figures, fleet.markdown_lines(figures))
+
+
+def _replace_part(name: str, figures: dict[str, Any], lines: list[str]) -> int:
+    """One part's figures into results.json, the rest of it as it was; prints the part."""
     path = ROOT / "bench" / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    results["first_request_per_zone"] = figures
+    results[name] = figures
     path.write_text(json.dumps(results, indent=2) + "\n")
-    print("\n".join(zones.markdown_lines(figures)))
+    print("\n".join(lines))
     return 0
 
 
