@@ -23,16 +23,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.backend import Backend
+from app.cache import AnswerCache
 from app.config import Settings, load_settings
 from app.days import from_epoch_us
 from app.measures import DAILY_MEASURES
 from app.params import BadParameter
 from app.repository import StatsRepository
+from app.service import StatsService
 from app.sources import build_sources
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
 from tests.db import load_history, load_two_sources
 from tests.strategies import (
+    ZONE_ANCHORS_US,
     SplitHistory,
     created_ranges,
     histories,
@@ -322,7 +325,11 @@ def test_day_rollups_across_the_boundary(
     _load(pg_conn, split)
     combination = data.draw(st.sampled_from(COMBINATIONS))
     repository = harness.repositories(split.since_us)[combination]
-    check_rollups(harness.run, repository, repository.settings, split.history, data, zone)
+    now_us = data.draw(st.sampled_from(ZONE_ANCHORS_US[zone])) + data.draw(st.integers(0, 3 * 86_400_000_000))
+    service = StatsService(
+        repository, AnswerCache(1000, 600), repository.settings, wall_clock=lambda: now_us / 1e6
+    )
+    check_rollups(harness.run, [service], split.history, data, zone)
 
 
 @given(data=st.data(), zone=zones)
