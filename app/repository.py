@@ -88,15 +88,15 @@ class StatsRepository:
         parts = self._parts(
             request.tenant_id, request.app_id, request.triggered_from, request.start_us, request.end_us
         )
-        zone = request.timezone
+        zone, status = request.timezone, request.status
         measured = asyncio.gather(
-            *(self._daily_rows(source, scope, zone, measure) for source, scope in parts)
+            *(self._daily_rows(source, scope, zone, measure, status) for source, scope in parts)
         )
         if len(parts) == 1:
             return answers.daily_points(measure, (await measured)[0])
         if not measure.counts_users:
             return answers.daily_points(measure, combine_daily_rows(await measured, {}))
-        found, users = await asyncio.gather(measured, self._boundary_users(parts, zone))
+        found, users = await asyncio.gather(measured, self._boundary_users(parts, zone, status))
         return answers.daily_points(measure, combine_daily_rows(found, users))
 
     def keeps_runs(self, since_us: int, until_us: int | None) -> bool:
@@ -126,12 +126,15 @@ class StatsRepository:
         )
 
     async def _daily_rows(
-        self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure
+        self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure, status: str | None
     ) -> list[DailyRow]:
         """The measure's rows of one source, every page; runs whose created time did not parse
         are reported (a warning naming one, and a metric), not counted."""
         rows = await read_pages(
-            source.backend, partial(daily.daily, scope, zone, measure.sql), DailyRow, lambda row: row.day
+            source.backend,
+            partial(daily.daily, scope, zone, measure.sql, status=status),
+            DailyRow,
+            lambda row: row.day,
         )
         for row in rows:
             if row.day is None and int(row.unparsed_runs or 0):
@@ -146,7 +149,9 @@ class StatsRepository:
                     source.backend.metrics.skipped_runs.labels(source=source.name).inc(skipped)
         return [row for row in rows if row.day is not None]
 
-    async def _boundary_users(self, parts: list[tuple[Source, RunScope]], zone: str) -> dict[int, set[str]]:
+    async def _boundary_users(
+        self, parts: list[tuple[Source, RunScope]], zone: str, status: str | None
+    ) -> dict[int, set[str]]:
         """Users per day, near each source's boundary, of the days more than one source has."""
 
         def near_boundary(source: Source, scope: RunScope) -> RunScope:
@@ -162,7 +167,7 @@ class StatsRepository:
             *(
                 read_pages(
                     source.backend,
-                    partial(daily.day_users, near_boundary(source, scope), zone),
+                    partial(daily.day_users, near_boundary(source, scope), zone, status=status),
                     DayUserRow,
                     lambda row: (row.day, row.created_by),
                 )

@@ -26,7 +26,7 @@ import msgspec
 from queries.dialects import created_text_sql, epoch_us_sql, latest_value_sql, parse_once_fence
 from queries.scope import LOGSTORE_TABLE, Query, RunScope, app_rows_where, created_range_where, keyset_page
 from queries.timezones import local_day_sql, offset_segments
-from queries.versions import latest_versions_sql
+from queries.versions import RUN_STATUS, RUN_STATUS_AGGREGATES, latest_versions_sql
 from queries.workflow_runs import CREATED_US, WORKFLOW_RUNS_TABLE, workflow_runs_where
 
 
@@ -66,65 +66,99 @@ def daily(
     aggregates: DailyAggregates,
     after_day: int | None = None,
     page: int = DAY_PAGE,
+    *,
+    status: str | None = None,
 ) -> Query:
-    """One daily measure over the scope, in the scope's plan: a page of days after `after_day`."""
+    """One daily measure over the scope, in the scope's plan: a page of days after `after_day`;
+    with `status`, of the runs whose latest status it is."""
     if scope.plan == "workflow_runs":  # created_at is a timestamp there: it always parses
-        query = _workflow_runs_daily(scope, zone, aggregates.over_runs)
+        query = _workflow_runs_daily(scope, zone, aggregates.over_runs, status)
     elif scope.plan == "windowed":
-        query = _windowed_daily(scope, zone, f"{aggregates.over_runs}, {UNPARSED_RUNS}", keep_unparsed=True)
-    elif scope.dialect == "sls" and aggregates.over_versions is not None:
+        query = _windowed_daily(
+            scope, zone, f"{aggregates.over_runs}, {UNPARSED_RUNS}", status, keep_unparsed=True
+        )
+    elif scope.dialect == "sls" and aggregates.over_versions is not None and status is None:
         query = _per_version_daily(
             scope, zone, f"{aggregates.over_versions}, {UNPARSED_VERSIONS}", keep_unparsed=True
         )
     else:
         query = _per_run_daily(
-            scope, zone, f"{aggregates.over_runs}, {UNPARSED_RUNS}", with_tokens=aggregates.reads_tokens
+            scope,
+            zone,
+            f"{aggregates.over_runs}, {UNPARSED_RUNS}",
+            status,
+            with_tokens=aggregates.reads_tokens,
+            keep_unparsed=True,
         )
     after = (after_day,) if after_day is not None else None
     return keyset_page(query.sql, query.params, ("day",), after, page)
 
 
-def day_users(scope: RunScope, zone: str, after: tuple[int, str] | None = None) -> Query:
-    """Rows `(day, created_by)` of every user with runs in the scope, to unite the users of two
-    sources on the day holding the boundary between them; a page after the row `after`."""
+def day_users(
+    scope: RunScope, zone: str, after: tuple[int, str] | None = None, *, status: str | None = None
+) -> Query:
+    """Rows `(day, created_by)` of every user with runs in the scope (with `status`: runs whose
+    latest status it is), to unite the users of two sources on the day holding the boundary
+    between them; a page after the row `after`."""
     users = "created_by"
     if scope.plan == "workflow_runs":
-        query = _workflow_runs_daily(scope, zone, users, group_by="1, 2")
+        query = _workflow_runs_daily(scope, zone, users, status, group_by="1, 2")
     elif scope.plan == "windowed":
-        query = _windowed_daily(scope, zone, users, group_by="1, 2")
-    else:
+        query = _windowed_daily(scope, zone, users, status, group_by="1, 2")
+    elif status is None:
         query = _per_version_daily(scope, zone, users, group_by="1, 2")
+    else:
+        query = _per_run_daily(scope, zone, users, status, with_tokens=False, group_by="1, 2")
     return keyset_page(query.sql, query.params, ("day", "created_by"), after, USER_PAGE)
 
 
+def _with_status(params: dict[str, object], status: str | None) -> dict[str, object]:
+    return params if status is None else {**params, "status": status}
+
+
 def _day_column(scope: RunScope, zone: str) -> str:
-    return local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
+    return local_day_sql("created_us", offset_segments(zone, *scope.created_span()))
 
 
-def _per_run_daily(scope: RunScope, zone: str, aggregates: str, *, with_tokens: bool) -> Query:
-    """Collapse versions to one row per run, parse its created time once, then group by day."""
+def _per_run_daily(
+    scope: RunScope,
+    zone: str,
+    aggregates: str,
+    status: str | None,
+    *,
+    with_tokens: bool,
+    keep_unparsed: bool = False,
+    group_by: str = "1",
+) -> Query:
+    """Collapse versions to one row per run, parse its created time once, then group by day.
+    With `status`, the run's status comes from the same GROUP BY (queries/versions.py)."""
     tokens = f", {latest_value_sql(scope.dialect, 'total_tokens')} AS total_tokens" if with_tokens else ""
+    states = f", {RUN_STATUS_AGGREGATES}" if status is not None else ""
+    run_status = f", {RUN_STATUS} AS status" if status is not None else ""
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM (
-    SELECT id, created_by{", total_tokens" if with_tokens else ""},
+    SELECT id, created_by{", total_tokens" if with_tokens else ""}{run_status},
            {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
-        SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text{tokens}
+        SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text{tokens}{states}
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id
     ) AS per_run{parse_once_fence(scope.dialect)}
 ) AS runs
-WHERE {_in_range(scope, keep_unparsed=True)}
-GROUP BY 1"""
-    return Query(sql, scope.params())
+WHERE {_in_range(scope, status, keep_unparsed=keep_unparsed)}
+GROUP BY {group_by}"""
+    return Query(sql, _with_status(scope.params(), status))
 
 
-def _in_range(scope: RunScope, *, keep_unparsed: bool) -> str:
-    if keep_unparsed:
-        return f"(created_us IS NULL OR ({created_range_where(scope)}))"
-    return created_range_where(scope)
+def _in_range(scope: RunScope, status: str | None = None, *, keep_unparsed: bool) -> str:
+    """Created in the scope's range (or, to be reported, not parsable), with the status if given:
+    a run whose created time does not parse is reported whatever its status."""
+    in_range = created_range_where(scope)
+    if status is not None:
+        in_range += " AND status = %(status)s"
+    return f"(created_us IS NULL OR ({in_range}))" if keep_unparsed else in_range
 
 
 def _per_version_daily(
@@ -144,21 +178,30 @@ GROUP BY {group_by}"""
 
 
 def _windowed_daily(
-    scope: RunScope, zone: str, aggregates: str, keep_unparsed: bool = False, group_by: str = "1"
+    scope: RunScope,
+    zone: str,
+    aggregates: str,
+    status: str | None,
+    keep_unparsed: bool = False,
+    group_by: str = "1",
 ) -> Query:
     """The general plan: keep each run's latest version, then filter and group that."""
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
-FROM ({latest_versions_sql(scope, ("created_by", "total_tokens"))}
+FROM ({latest_versions_sql(scope, ("created_by", "total_tokens", *(("status",) if status else ())))}
 ) AS latest
-WHERE {_in_range(scope, keep_unparsed=keep_unparsed)}
+WHERE {_in_range(scope, status, keep_unparsed=keep_unparsed)}
 GROUP BY {group_by}"""
-    return Query(sql, scope.params())
+    return Query(sql, _with_status(scope.params(), status))
 
 
-def _workflow_runs_daily(scope: RunScope, zone: str, aggregates: str, group_by: str = "1") -> Query:
+def _workflow_runs_daily(
+    scope: RunScope, zone: str, aggregates: str, status: str | None, group_by: str = "1"
+) -> Query:
     """Dify's table: each row is a run; created_by is a uuid there, compared and output as text."""
     where, params = workflow_runs_where(scope)
+    if status is not None:
+        where += " AND status = %(status)s"
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM (
@@ -167,4 +210,4 @@ FROM (
     WHERE {where}
 ) AS runs
 GROUP BY {group_by}"""
-    return Query(sql, params)
+    return Query(sql, _with_status(params, status))

@@ -27,7 +27,7 @@ def run_rows(scope: RunScope, zone: str, after_id: str | None = None) -> Query:
     Columns: id, day (local day number in `zone`), created_us, created_by, latest_key (the max of
     the run's versions read here in the truth's order; its total_tokens at characters 33-52)."""
     assert scope.plan == "shortcut", "a run's immutable fields are read from any of its versions"
-    day = local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
+    day = local_day_sql("created_us", offset_segments(zone, *scope.created_span()))
     sql = f"""
 SELECT id, {day} AS day, created_us, created_by, latest_key
 FROM (

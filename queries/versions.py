@@ -1,6 +1,7 @@
 """The two ways of knowing a run's current state, as SQL fragments the measure modules wrap.
 
-- `run_states_sql` (shortcut): one GROUP BY id over the versions, no window. A run's status is
+- `run_states_sql` (shortcut): one GROUP BY id over the versions, no window (its status
+  aggregates also serve the daily measures' status filter, queries/daily.py). A run's status is
   the status of any finished version (finished statuses are final and agree:
   the writer's invariant 2, queries/README.md);
   a run with no finished version has the status of its latest unfinished version, `paused` or
@@ -23,20 +24,25 @@ from queries.dialects import (
 )
 from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, RunScope, app_rows_where
 
+_UNFINISHED = "coalesce(finished_at, '') = ''"  # SLS may send NULL or '' for an empty text
+# Within a GROUP BY id: the status of its finished versions, and its latest unfinished version.
+RUN_STATUS_AGGREGATES = (
+    f"max(CASE WHEN NOT ({_UNFINISHED}) THEN status END) AS finished_status, "
+    f"max(CASE WHEN {_UNFINISHED} THEN {latest_key_sql('status')} END) AS latest_unfinished"
+)
+# Above that GROUP BY: the run's status.
+RUN_STATUS = (
+    "CASE WHEN finished_status IS NOT NULL THEN finished_status "
+    f"WHEN substr(latest_unfinished, {LATEST_KEY_PREFIX + 1}) = 'paused' THEN 'paused' "
+    "ELSE 'running' END"
+)
+
 
 def run_states_sql(scope: RunScope) -> str:
-    unfinished = "coalesce(finished_at, '') = ''"  # SLS may send NULL or '' for an empty text
     return f"""
-    SELECT id,
-           CASE WHEN finished_status IS NOT NULL THEN finished_status
-                WHEN substr(latest_unfinished, {LATEST_KEY_PREFIX + 1}) = 'paused' THEN 'paused'
-                ELSE 'running' END AS status,
-           {epoch_us_sql(scope.dialect, "created_text")} AS created_us
+    SELECT id, {RUN_STATUS} AS status, {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
-        SELECT id,
-               min({created_text_sql()}) AS created_text,
-               max(CASE WHEN NOT ({unfinished}) THEN status END) AS finished_status,
-               max(CASE WHEN {unfinished} THEN {latest_key_sql("status")} END) AS latest_unfinished
+        SELECT id, min({created_text_sql()}) AS created_text, {RUN_STATUS_AGGREGATES}
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id

@@ -96,6 +96,11 @@ def runs_in_scope(
     ]
 
 
+def with_status(runs: list[Version], status: str | None) -> list[Version]:
+    """The runs whose latest status is `status` (None: every run)."""
+    return [run for run in runs if status is None or run.status == status]
+
+
 def daily_runs(runs: list[Version], zone: str) -> list[tuple[date, int]]:
     counter = Counter(local_date(created_us(run), zone) for run in runs)
     return sorted(counter.items())
