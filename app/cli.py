@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
+import time
+from contextlib import suppress
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NoReturn
 
 import psycopg
 import structlog
 
+from app import __version__
 from app.config import ConfigError, Settings, load_settings, parse_instant
 from app.query_cli import add_query_parser, run_query
 
@@ -26,6 +32,7 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 def main(argv: list[str] | None = None) -> int:
     parser = _OneLineErrors(prog="python -m app", description="dify-stats: statistics of Dify workflow runs")
+    parser.add_argument("--version", action="version", version=f"dify-stats {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrors)
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", help="listen address (STATS_HOST, default 127.0.0.1)")
@@ -36,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SECONDS",
         help="wait up to this long for the databases to answer (STATS_STARTUP_WAIT, default 0)",
     )
-    demo = commands.add_parser("demo-data", help="load a generated demo history (COPY) into the database")
+    # A command other than serve speaks to a person: warnings as plain lines, its logs on request.
+    verbose = _OneLineErrors(add_help=False)
+    verbose.add_argument("-v", "--verbose", action="store_true", help="also print what it does (log lines)")
+    demo = commands.add_parser(
+        "demo-data", parents=[verbose], help="load a generated demo history (COPY) into the database"
+    )
     demo.add_argument("--runs", type=int, default=20_000, help="number of runs (default 20000)")
     demo.add_argument("--days", type=int, default=90, help="days of history up to now (default 90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
@@ -48,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         help="load it as a migrating deployment holds it: Dify's workflow_runs plus the LogStore "
         "from this ISO-8601 instant on (serve with STATS_LOGSTORE_SINCE set to it)",
     )
-    commands.add_parser("check-sls", help="run every sls-dialect query once against SLS (needs ALIYUN_SLS_*)")
-    add_query_parser(commands)
+    commands.add_parser(
+        "check-sls",
+        parents=[verbose],
+        help="run every sls-dialect query once against SLS (needs ALIYUN_SLS_*)",
+    )
+    add_query_parser(commands, parents=[verbose])
     args = parser.parse_args(argv)
 
     from app.logging import configure_logging
@@ -57,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
-        configure_logging(settings.log_level)
+        if args.command == "serve":
+            configure_logging(settings.log_level)
+        else:
+            level = ("debug" if settings.log_level == "debug" else "info") if args.verbose else "warning"
+            configure_logging(level, plain=True)
         return _run(args, settings)
     except ConfigError as error:  # settings, a source that is not usable, a port in use
         print(f"dify-stats: configuration error: {error}", file=sys.stderr)
@@ -111,6 +131,7 @@ def _serve(settings: Settings, wait: float | None) -> int:
     guard = SignalGuard()
     guard.install()
     server = None
+    started: list[float] = []
     try:
         with guard.deferred():
             url, server = _database_url(settings)
@@ -126,6 +147,7 @@ def _serve(settings: Settings, wait: float | None) -> int:
         )
 
         def on_started() -> None:
+            started.append(time.monotonic())
             announce(started_line(settings, urls, address(sock)))
             if demo_hint:
                 print(demo_hint.replace(_BASE_PLACEHOLDER, address(sock)), file=sys.stderr, flush=True)
@@ -135,6 +157,9 @@ def _serve(settings: Settings, wait: float | None) -> int:
     finally:
         if server is not None:
             stop_embedded(server)
+        if started:  # the line that matches the start-up line, once everything has stopped
+            cause = signal.Signals(guard.received).name if guard.received is not None else None
+            log.info("service_stopped", signal=cause, served_s=round(time.monotonic() - started[0], 1))
     return 0
 
 
@@ -156,7 +181,7 @@ def _demo_hint(url: str, settings: Settings) -> str | None:
         print(
             "dify-stats: STATS_LOGSTORE_SINCE is set but the embedded workflow_runs is empty, so runs "
             "before it are missing. Load a split demo first:\n"
-            f"  python -m app demo-data --replace --split-at {since}",
+            f"  {this_command()} demo-data --replace --split-at {since}",
             file=sys.stderr,
             flush=True,
         )
@@ -165,14 +190,22 @@ def _demo_hint(url: str, settings: Settings) -> str | None:
     tenant_id, app_id = found
     route = f"{_BASE_PLACEHOLDER}/v1/tenants/{tenant_id}/apps/{app_id}/statistics/daily-runs"
     split = f" (workflow_runs before {since}, the LogStore from then on)" if since is not None else ""
-    return f"dify-stats: embedded demo data ready{split}. Try:\n  curl '{route}?timezone=Asia/Shanghai'"
+    key = " -H 'Authorization: Bearer <key>'" if settings.auth else ""  # one of STATS_API_KEYS
+    return f"dify-stats: embedded demo data ready{split}. Try:\n  curl{key} '{route}?timezone=Asia/Shanghai'"
+
+
+def this_command() -> str:
+    """How to run this CLI again as it was run now (the project's venv need not be active):
+    its interpreter, relative to the working directory when inside it."""
+    interpreter = Path(sys.executable)
+    with suppress(ValueError):
+        interpreter = interpreter.relative_to(Path.cwd())
+    return f"{shlex.quote(str(interpreter))} -m app"
 
 
 def _demo_data(
     settings: Settings, runs: int, days: int, seed: int, replace: bool, split_at: datetime | None
 ) -> int:
-    import time
-
     from app.demo import generate_rows
     from app.embedded import ensure_schema, load_demo
 

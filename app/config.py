@@ -98,6 +98,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     startup_wait: float = 0.0
     max_connections: int = 1000
+    header_timeout: float = 10.0  # seconds a client has to send a request's head (app/server.py)
 
     redis: RedisSettings | None = None  # replicas sharing one Redis (app/redis_link.py)
 
@@ -184,6 +185,7 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
     STATS_STARTUP_WAIT: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     STATS_MAX_CONNECTIONS: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    STATS_HEADER_TIMEOUT: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0
     STATS_REDIS_PREFIX: Annotated[
         str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")
     ] = "dify-stats:"
@@ -218,7 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     """Read and check every variable; `overrides` (from CLI flags) win over the environment."""
     env = os.environ if env is None else env
     found = _read_variables(env)
-    database_url = _text(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
+    database_url = _postgres_url(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
     dialect = found.STATS_DIALECT or _default_dialect(database_url)
     # SLS allows 15 concurrent queries per project, shared with Dify's own readers: take a third.
     pool_size = found.STATS_POOL_SIZE or found.ALIYUN_SLS_PG_POOL_SIZE or (5 if dialect == "sls" else 8)
@@ -261,13 +263,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "tenant_share": found.STATS_TENANT_SHARE,
         "max_inflight": found.STATS_MAX_INFLIGHT,
         "probe_interval": found.STATS_PROBE_INTERVAL,
-        "dify_database_url": _text(env, "STATS_DIFY_DATABASE_URL"),
+        "dify_database_url": _postgres_url(env, "STATS_DIFY_DATABASE_URL"),
         "logstore_since": logstore_since,
         "logstore_ttl_days": found.ALIYUN_SLS_LOGSTORE_TTL or None,
         "sls_field_bytes": found.STATS_SLS_FIELD_BYTES,
         "log_level": found.STATS_LOG_LEVEL,
         "startup_wait": found.STATS_STARTUP_WAIT,
         "max_connections": found.STATS_MAX_CONNECTIONS,
+        "header_timeout": found.STATS_HEADER_TIMEOUT,
         "redis": _redis_settings(env, found),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -280,6 +283,19 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
     return env.get(name, "").strip() or None
+
+
+def _postgres_url(env: Mapping[str, str], name: str) -> str | None:
+    """A URL of a store that speaks PostgreSQL's protocol (SLS's endpoint does); libpq's
+    `key=value` form is accepted too."""
+    url = _text(env, name)
+    scheme = url.partition("://")[0] if url and "://" in url else None
+    if scheme is not None and scheme.lower() not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"{name}: a {scheme}:// URL cannot be read: the store must speak PostgreSQL's wire "
+            "protocol, as SLS's PostgreSQL endpoint does (postgresql://user:password@host:port/database)"
+        )
+    return url
 
 
 def _check_sources(settings: Settings) -> None:
@@ -303,10 +319,11 @@ def _check_sources(settings: Settings) -> None:
 
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
-    """`key=tenant[,tenant...]` or `key=*`, entries separated by `;`."""
+    """`key=tenant[,tenant...]` or `key=*`, entries separated by `;`. A key may hold `=` (base64
+    keys end in one or two), a tenant id never does: the entry splits at its last `=`."""
     keys: list[ApiKey] = []
     for entry in filter(None, (part.strip() for part in text.split(";"))):
-        key, sep, scope = entry.partition("=")
+        key, sep, scope = entry.rpartition("=")
         key, scope = key.strip(), scope.strip()
         if not sep or not key or not scope:
             raise ConfigError("STATS_API_KEYS: every entry must be key=tenant_id[,tenant_id...] or key=*")

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterable
 from datetime import datetime
 from importlib import resources
@@ -34,7 +35,12 @@ def start_embedded(
     With `split_at` (STATS_LOGSTORE_SINCE), a first start loads the demo as a migrating
     deployment holds it: Dify's workflow_runs plus the LogStore (app/demo.split_rows)."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # pgserver picks its lock directory with platformdirs as it is imported, which warns
+            # wherever XDG_RUNTIME_DIR is unset (containers, CI, ssh) and falls back to
+            # /tmp/runtime-<uid>: a fine place for it, so that warning is noise to our users.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR", module="platformdirs")
+            import pgserver
     except ImportError as error:  # installed by the `embedded` extra, not in the Docker image
         raise ConfigError(
             "no database configured and the embedded PostgreSQL is not installed: "

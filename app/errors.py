@@ -6,13 +6,13 @@ import uuid
 from typing import Any
 
 import structlog
-from litestar import Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import ResponseSpec
 
 from app.backend import BackendUnavailable, TooManyQueries
 from app.console_auth import DifyDenied, DifyUnavailable
-from app.params import BadParameter
+from app.params import PARAMETER_RULES, BadParameter
 from schemas.errors import ErrorBody
 
 log = structlog.get_logger("dify_stats.errors")
@@ -33,7 +33,12 @@ ERROR_RESPONSES: dict[int, ResponseSpec] = {
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response[ErrorBody]:
-    return Response(ErrorBody(code=code, message=message, status=status), status_code=status, headers=headers)
+    return Response(
+        ErrorBody(code=code, message=message, status=status),
+        status_code=status,
+        headers=headers,
+        media_type=MediaType.JSON,  # also where the route's own media type is another (the document's)
+    )
 
 
 def bad_parameter(_: Request[Any, Any, Any], error: BadParameter) -> Response[ErrorBody]:
@@ -44,7 +49,9 @@ def validation_failed(_: Request[Any, Any, Any], error: ValidationException) -> 
     """A body or parameter litestar could not decode; name the field, as our own checks do."""
     problems = error.extra if isinstance(error.extra, list) else []
     details = "; ".join(
-        f"{item.get('key') or 'body'}: {item.get('message')}" for item in problems if isinstance(item, dict)
+        f"{item.get('key') or 'body'}: {PARAMETER_RULES.get(item.get('key') or '') or item.get('message')}"
+        for item in problems
+        if isinstance(item, dict)
     )
     return error_response(400, "invalid_param", details or str(error.detail))
 

@@ -79,7 +79,9 @@ def payload_value(payload: dict[str, Any], name: str, default: str = "") -> str:
     so `$timezone` arrives as `America\\/New_York` and a multi-value `$app` as `(id1|id2)`. No
     valid app id, trigger or zone holds a backslash, so no valid value is changed by this.
     """
-    value = payload.get(name) or default
+    value = payload.get(name)
+    if value is None or value == "":  # not chosen (a cleared select sends "")
+        value = default
     if isinstance(value, str) and len(value) > MAX_PAYLOAD_VALUE:
         raise BadParameter(name, f"is longer than {MAX_PAYLOAD_VALUE} characters")
     if isinstance(value, str) and value.startswith("(") and value.endswith(")") and "|" in value:
@@ -88,9 +90,20 @@ def payload_value(payload: dict[str, Any], name: str, default: str = "") -> str:
         if len(value) != 1:
             raise BadParameter(name, "choose exactly one value per query")
         value = value[0]
-    if not isinstance(value, str | int | float) or len(str(value)) > MAX_PAYLOAD_VALUE:
+    if not isinstance(value, str):
+        raise BadParameter(name, f"must be a text, not {_json_type(value)}")
+    if len(value) > MAX_PAYLOAD_VALUE:
         raise BadParameter(name, f"must be a text of at most {MAX_PAYLOAD_VALUE} characters")
-    return REGEX_ESCAPE.sub(r"\1", str(value))
+    return REGEX_ESCAPE.sub(r"\1", value)
+
+
+def _json_type(value: object) -> str:
+    """The JSON name of a decoded value's type, for messages."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return {dict: "an object", list: "an array", type(None): "null"}.get(type(value), "a value")
 
 
 def metric_catalogue() -> list[MetricInfo]:
@@ -201,6 +214,7 @@ class GrafanaQuery:
             timezone=zone,
             start_us=self.start_us,
             end_us=self.end_us,
+            status=self.filters.status,
         )
         data, _ = await self.service.daily(measure, request)
         values = {item.date: getattr(item, series.field) for item in data}

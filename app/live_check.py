@@ -115,7 +115,7 @@ def check_sls(settings: Settings, now: datetime | None = None) -> int:
         retained = None if settings.logstore_ttl_days is None else now_s - settings.logstore_ttl_days * 86_400
         scope = RunScope(
             tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, start_us=start_us, dialect="sls",
-            time_slack_s=settings.time_slack, retained_since_s=retained,
+            time_slack_s=settings.time_slack, retained_since_s=retained, read_at_s=now_s,
         )  # fmt: skip
         open_range = msgspec.structs.replace(scope, start_us=None)
         plans: dict[str, RunScope] = {plan: msgspec.structs.replace(scope, plan=plan) for plan in _PLANS}
@@ -144,6 +144,14 @@ def _check_daily(check: _Checker, scope: RunScope, plans: dict[str, RunScope], o
     check.compare("day_users", _both(plans, lambda s: daily.day_users(s, ZONE)))
     check.compare(
         "day_values (durations)", _both(plans, lambda s: daily.day_values(s, ZONE, DAILY_DURATION.sql))
+    )
+    for status in ("succeeded", "running"):  # Grafana's status filter: from each run's latest version
+        check.compare(
+            f"daily_runs of {status} runs",
+            _both(plans, lambda s: daily.daily(s, ZONE, DAILY_RUNS.sql, status=status)),  # noqa: B023
+        )
+    check.compare(
+        "day_users of failed runs", _both(plans, lambda s: daily.day_users(s, ZONE, status="failed"))
     )
     open_plans = {plan: msgspec.structs.replace(open_range, plan=plan) for plan in plans}
     check.compare("daily_runs, open start", _both(open_plans, lambda s: daily.daily(s, ZONE, DAILY_RUNS.sql)))

@@ -88,7 +88,19 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
-def configure_logging(level: str = "info") -> None:
+def _one_plain_line(_: WrappedLogger, __: str, event_dict: EventDict) -> str:
+    """A line for a person at a terminal (the CLI's commands other than `serve`):
+    `dify-stats: warning: event (key=value, ...)`."""
+    level = event_dict.pop("level", "info")
+    event = (str(event_dict.pop("event", "")).strip().splitlines() or [""])[0]  # a warning's first line
+    for key in ("timestamp", "logger", "_record", "_from_structlog"):
+        event_dict.pop(key, None)
+    details = ", ".join(f"{key}={value}" for key, value in event_dict.items())
+    return f"dify-stats: {level}: {event}" + (f" ({details})" if details else "")
+
+
+def configure_logging(level: str = "info", *, plain: bool = False) -> None:
+    """JSON lines at `level` (the service); `plain`: one plain line per record (the CLI)."""
     numeric = logging.getLevelName(level.upper())
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -103,7 +115,7 @@ def configure_logging(level: str = "info") -> None:
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 _error_type_only,
                 _redact,
-                structlog.processors.JSONRenderer(),
+                _one_plain_line if plain else structlog.processors.JSONRenderer(),
             ],
         )
     )
@@ -115,6 +127,8 @@ def configure_logging(level: str = "info") -> None:
         logging.getLogger(name).propagate = True
     logging.captureWarnings(True)  # Python warnings (a library's) become lines of this format too
     logging.getLogger("pgserver").setLevel(logging.WARNING)  # its start-up chatter is not ours
+    # httpx writes a line per call to Dify's console at INFO: a debugging detail here.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if numeric <= logging.DEBUG else logging.WARNING)
     for name in THINNED_LOGGERS:
         thinned = logging.getLogger(name)
         thinned.filters = [f for f in thinned.filters if not isinstance(f, RepeatFilter)]

@@ -10,9 +10,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from app import __version__
 from app.admission import InflightGate, admission_middleware
 from app.backend import Backend
 from app.budget import FleetBudget
@@ -29,6 +29,7 @@ from app.routes.discovery import discovery_router
 from app.routes.grafana import grafana_router
 from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.native import native_router
+from app.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.service import StatsService
 from app.shared_cache import SharedAnswers
 from app.shared_runs import SharedRuns
@@ -36,21 +37,25 @@ from app.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
 
-# The document is served as JSON and YAML only (/schema/openapi.json, /schema/openapi.yaml): the
-# interactive viewers load their scripts from a CDN, which an offline deployment cannot reach.
-OPENAPI_CONFIG = OpenAPIConfig(
-    title="dify-stats",
-    version="0.1.0",
-    description="Exact statistics of Dify workflow runs kept in an append-only log store. Native and "
-    "Grafana routes take `Authorization: Bearer <key>`; console routes are authorized by Dify.",
-    path="/schema",
-    render_plugins=[JsonRenderPlugin(), YamlRenderPlugin()],
-    components=Components(
-        security_schemes={
-            "bearer": SecurityScheme(type="http", scheme="bearer", description="STATS_API_KEYS")
-        }
-    ),
-)
+
+def openapi_config() -> OpenAPIConfig:
+    """The document, served as JSON and YAML only (/schema/openapi.json, /schema/openapi.yaml): the
+    interactive viewers load their scripts from a CDN, which an offline deployment cannot reach.
+    Its router is new per application (litestar adds the document's handlers to it)."""
+    return OpenAPIConfig(
+        title="dify-stats",
+        version=__version__,
+        description="Exact statistics of Dify workflow runs kept in an append-only log store. Native and "
+        "Grafana routes take `Authorization: Bearer <key>`; console routes are authorized by Dify.",
+        path=SCHEMA_PATH,
+        render_plugins=list(RENDER_PLUGINS),
+        openapi_router=schema_router(),
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", description="STATS_API_KEYS")
+            }
+        ),
+    )
 
 
 def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backend | None = None) -> Litestar:
@@ -124,7 +129,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
         lifespan=[backend_lifespan],
         request_max_body_size=MAX_BODY_BYTES,
         logging_config=None,  # app/logging.py owns the root logger; litestar's would replace it
-        openapi_config=OPENAPI_CONFIG,
+        openapi_config=openapi_config(),
     )
     app.state.service = service  # for operations and tests that need to reach it
     app.state.inflight = gate

@@ -7,17 +7,40 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from importlib.abc import Traversable
 from typing import cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from app.days import from_epoch_us, to_epoch_us
-from schemas.requests import TRIGGER_SOURCES, TriggerSource
+from queries.tzif import zone_roots
+from schemas.requests import STATUSES, TRIGGER_SOURCES, TriggerSource
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
-_DIFY_MINUTE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}")
+# A date-time whose offset's `+` arrived as a space: an unencoded `+` in a URL query is a space.
+_PLUS_AS_SPACE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+ [0-9]{2}(:?[0-9]{2})?")
+_OUT_OF_RANGE = ("year ", "month ", "day ", "hour ", "minute ", "second ")  # Python's own messages
+
+MUST_BE_UUID = "must be a UUID (32 hexadecimal digits in groups of 8-4-4-4-12, with the dashes)"
+MUST_BE_TIME_RANGE = "must be a number followed by d, h, m or s (e.g. 7d)"
+MUST_BE_LIMIT = "must be a whole number from 1 to 100"
+
+
+def one_of(allowed: tuple[str, ...]) -> str:
+    return f"must be one of: {', '.join(allowed)}"
+
+
+# What each parameter that litestar checks must be, in the words of the checks below: litestar's
+# own messages ("Invalid enum value 'app_run'", "Expected `str` of length >= 36") do not say.
+PARAMETER_RULES = {
+    **dict.fromkeys(("tenant_id", "app_id", "run_id", "last_id"), MUST_BE_UUID),
+    "triggered_from": one_of(TRIGGER_SOURCES),
+    "status": one_of(STATUSES),
+    "time_range": MUST_BE_TIME_RANGE,
+    "limit": MUST_BE_LIMIT,
+}
 
 
 # Instants outside these are refused: no run is older, and local days are tabulated up to 2100.
@@ -46,13 +69,13 @@ class CreatedRange(msgspec.Struct, frozen=True):
 def uuid_param(name: str, value: str) -> str:
     """For ids litestar does not see (Grafana payloads); routes type theirs in app/routes/params.py."""
     if not _UUID.fullmatch(value):
-        raise BadParameter(name, "must be a UUID")
+        raise BadParameter(name, MUST_BE_UUID)
     return value.lower()
 
 
 def choice_param(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise BadParameter(name, f"must be one of: {', '.join(allowed)}")
+        raise BadParameter(name, one_of(allowed))
     return value
 
 
@@ -66,8 +89,38 @@ def zone_param(name: str, value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise BadParameter(name, f"unknown time zone {value!r}") from None
+        other = case_insensitive_zone(value)
+        hint = f"; names are case-sensitive: did you mean {other!r}?" if other else ""
+        raise BadParameter(name, f"unknown time zone {value!r}{hint}") from None
     return value
+
+
+def case_insensitive_zone(value: str) -> str | None:
+    """The zone named `value` but for case (asia/shanghai: Asia/Shanghai), looked up in the
+    directories zoneinfo reads (TZPATH, then the tzdata package): one listing per part of the
+    name, not a scan of every zone."""
+    for root in zone_roots():
+        node: Traversable | None = root
+        names = []
+        for part in value.lower().split("/"):
+            node = next((child for child in _children(node) if child.name.lower() == part), None)
+            if node is None:
+                break
+            names.append(node.name)
+        if node is not None and node.is_file():
+            try:
+                ZoneInfo("/".join(names))
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+            return "/".join(names)
+    return None
+
+
+def _children(node: Traversable | None) -> list[Traversable]:
+    try:
+        return list(node.iterdir()) if node is not None and node.is_dir() else []
+    except OSError:
+        return []
 
 
 def localize_standard(naive: datetime, zone: str) -> datetime:
@@ -90,14 +143,12 @@ def instant_param(name: str, value: str, zone: str) -> int:
     if len(text) > 40:
         raise BadParameter(name, "is too long for a date or date-time")
     try:
-        if _DIFY_MINUTE.fullmatch(text):
-            moment = datetime.strptime(text, "%Y-%m-%d %H:%M")
-        elif len(text) == 10:
+        if len(text) == 10:
             moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        else:
+        else:  # ISO-8601 date-times, and Dify's YYYY-MM-DD HH:MM (a space for the T)
             moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
-    except ValueError:
-        raise BadParameter(name, "must be an ISO-8601 date or date-time, or YYYY-MM-DD HH:MM") from None
+    except ValueError as error:
+        raise BadParameter(name, _date_problem(text, str(error))) from None
     try:
         if moment.tzinfo is None:
             moment = localize_standard(moment, zone)
@@ -107,6 +158,19 @@ def instant_param(name: str, value: str, zone: str) -> int:
     if instant_us is None or not EARLIEST_US <= instant_us <= LATEST_US:
         raise BadParameter(name, "must be between 1970-01-01 and 2100-01-01 (UTC)")
     return instant_us
+
+
+def _date_problem(text: str, reason: str) -> str:
+    """Which part of a date is wrong when that is known (Python names it: `month must be in
+    1..12`), else the forms accepted."""
+    if reason.startswith(_OUT_OF_RANGE):
+        return f"{text!r} is not a valid {'date' if len(text) == 10 else 'date-time'}: {reason}"
+    if _PLUS_AS_SPACE.fullmatch(text):
+        return (
+            "its UTC offset lost its '+' (a '+' in a URL query means a space): "
+            "write it as %2B, e.g. 2025-03-01T08:00:00%2B08:00"
+        )
+    return "must be an ISO-8601 date or date-time, or YYYY-MM-DD HH:MM"
 
 
 def check_range(
@@ -139,7 +203,7 @@ def time_range_param(name: str, value: str, max_days: int) -> int:
     """Dify's `time_range` (`7d`, `12h`, `30m`, `90s`) in seconds, at most `max_days`."""
     found = _TIME_RANGE.fullmatch(value)
     if not found:
-        raise BadParameter(name, "must be a number followed by d, h, m or s (e.g. 7d)")
+        raise BadParameter(name, MUST_BE_TIME_RANGE)
     seconds = int(found.group(1)) * _SECONDS[found.group(2)]
     if seconds > max_days * 86_400:
         raise BadParameter(name, f"must be at most {max_days} days")

@@ -27,10 +27,11 @@ DAILY_BY_PATH: dict[str, DailyMeasure] = {
 RUNS_COUNT = "runs-count"  # /runs/count
 
 
-def add_query_parser(commands: Any) -> None:
-    """The `query` sub-command, on the parser's sub-parsers."""
+def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """The `query` sub-command, on the parser's sub-parsers (with the options of `parents`)."""
     query = commands.add_parser(
         "query",
+        parents=parents,
         help="print one statistic of one app from the configured store, without a server",
         description="One answer of the native API, read directly from the configured store "
         "(STATS_DATABASE_URL, ALIYUN_SLS_*, STATS_DIFY_DATABASE_URL, or the embedded default).",

@@ -55,6 +55,10 @@ class SourceProblem(RuntimeError):
     """What is wrong with a source, in one line that holds no credentials."""
 
 
+class SourceUnreachable(SourceProblem):
+    """The source did not accept a connection (it may still be starting)."""
+
+
 def probe(source: str, dialect: Dialect) -> Query:
     """The schema probe of a source (its LogStore in `dialect`; Dify's table is PostgreSQL)."""
     table, columns = TABLES[source]
@@ -157,7 +161,7 @@ async def check_url(source: str, url: str, timeout: float, dialect: Dialect = "p
             application_name="dify-stats",
         )
     except psycopg.Error as error:
-        raise SourceProblem(f"{source}: cannot connect ({first_line(error)})") from None
+        raise SourceUnreachable(f"{source}: cannot connect ({first_line(error)})") from None
     async with conn:
         await check_connection(conn, source, dialect, at_start=True)
 
@@ -186,6 +190,11 @@ async def wait_for_sources(
                 message = str(problem).replace(f"{source}:", f"{source} {redact_url(url)}:", 1)
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    if isinstance(problem, SourceUnreachable):
+                        message += (
+                            f"; waited {wait:g} s for it: if it is still starting, set STATS_STARTUP_WAIT "
+                            "(or serve --wait) to the seconds it may take"
+                        )
                     raise SourceProblem(message) from None
                 log.info("waiting_for_source", problem=message, seconds_left=round(left))
                 await asyncio.sleep(min(RETRY_SECONDS, left))

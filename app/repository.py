@@ -93,16 +93,16 @@ class StatsRepository:
         parts = self._parts(
             request.tenant_id, request.app_id, request.triggered_from, request.start_us, request.end_us
         )
-        zone = request.timezone
+        zone, status = request.timezone, request.status
         measured = asyncio.gather(
-            *(self._daily_rows(source, scope, zone, measure) for source, scope in parts)
+            *(self._daily_rows(source, scope, zone, measure, status) for source, scope in parts)
         )
         if len(parts) == 1:
             return answers.daily_points(measure, (await measured)[0])
         found, users, values = await asyncio.gather(
             measured,
-            self._boundary_users(parts, zone) if measure.counts_users else _nothing(),
-            self._boundary_values(parts, zone, measure) if measure.sql.ranks else _nothing(),
+            self._boundary_users(parts, zone, status) if measure.counts_users else _nothing(),
+            self._boundary_values(parts, zone, measure, status) if measure.sql.ranks else _nothing(),
         )
         return answers.daily_points(measure, combine_daily_rows(found, users, values))
 
@@ -133,12 +133,15 @@ class StatsRepository:
         )
 
     async def _daily_rows(
-        self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure
+        self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure, status: str | None
     ) -> list[DailyRow]:
         """The measure's rows of one source, every page; runs whose created time did not parse
         are reported (a warning naming one, and a metric), not counted."""
         rows = await read_pages(
-            source.backend, partial(daily.daily, scope, zone, measure.sql), DailyRow, lambda row: row.day
+            source.backend,
+            partial(daily.daily, scope, zone, measure.sql, status=status),
+            DailyRow,
+            lambda row: row.day,
         )
         for row in rows:
             if row.day is None and int(row.unparsed_runs or 0):
@@ -181,24 +184,28 @@ class StatsRepository:
             )
         )
 
-    async def _boundary_users(self, parts: list[tuple[Source, RunScope]], zone: str) -> dict[int, set[str]]:
-        """Users per day, near each source's boundary, of the days more than one source has."""
+    async def _boundary_users(
+        self, parts: list[tuple[Source, RunScope]], zone: str, status: str | None
+    ) -> dict[int, set[str]]:
+        """Users per day (of runs with `status`, if given), near each source's boundary, of the
+        days more than one source has."""
         found = await self._near_boundary(
             parts,
-            lambda scope, after: daily.day_users(scope, zone, after),
+            lambda scope, after: daily.day_users(scope, zone, after, status=status),
             DayUserRow,
             lambda row: (row.day, row.created_by),
         )
         return _shared_days([_users_by_day(rows) for rows in found], lambda sides: set().union(*sides))
 
     async def _boundary_values(
-        self, parts: list[tuple[Source, RunScope]], zone: str, measure: DailyMeasure
+        self, parts: list[tuple[Source, RunScope]], zone: str, measure: DailyMeasure, status: str | None
     ) -> dict[int, list[int]]:
-        """The measure's ranked values per day (ascending, repeated as often as runs have them),
-        near each source's boundary, of the days more than one source has values on."""
+        """The measure's ranked values per day (ascending, repeated as often as runs have them; of
+        runs with `status`, if given), near each source's boundary, of the days more than one
+        source has values on."""
         found = await self._near_boundary(
             parts,
-            lambda scope, after: daily.day_values(scope, zone, measure.sql, after),
+            lambda scope, after: daily.day_values(scope, zone, measure.sql, after, status=status),
             DayValueRow,
             lambda row: (row.day, row.value),
         )

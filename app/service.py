@@ -128,7 +128,10 @@ class StatsService:
         return self.settings.settled_ttl if self._settled(end_us) else self.settings.cache_ttl
 
     async def daily(self, measure: DailyMeasure, request: DailyRequest) -> tuple[list[Any], CacheResult]:
-        if request.start_us is None or request.end_us is None or request.start_us == request.end_us:
+        """The measure's points. Day rollups and kept runs hold every status together, so a range
+        filtered by status (Grafana's ad-hoc filter, rare) is read whole, like an open range."""
+        whole = request.start_us is None or request.end_us is None or request.status is not None
+        if whole or request.start_us == request.end_us:
             return await self.cache.get_or_load(
                 (measure.name, request),
                 self._ttl(request.end_us),

@@ -44,7 +44,8 @@ class Source(NamedTuple):
     ) -> RunScope | None:
         """The part of [start_us, end_us) this source answers, as a scope of its own plan and
         dialect; None when it answers none of it. With a retention, no statement reads writes
-        older than it (`now_s` - retention): an open start does not scan the whole store."""
+        older than it (`now_s` - retention): an open start does not scan the whole store. Read
+        at `now_s`, an open end's local days are tabulated up to it plus the slack."""
         owned = overlap(start_us, end_us, self.start_us, self.end_us)
         if owned is None:
             return None
@@ -59,6 +60,7 @@ class Source(NamedTuple):
             dialect=self.backend.dialect,
             plan=self.plan,
             retained_since_s=retained,
+            read_at_s=None if now_s is None else int(now_s),
         )
 
 

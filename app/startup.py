@@ -8,6 +8,7 @@ from typing import Any
 
 import structlog
 
+from app import __version__
 from app.budget import FleetBudget, store_identity
 from app.config import ConfigError, Settings, redact_url
 from app.readiness import SourceProblem, wait_for_sources
@@ -67,6 +68,7 @@ def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict
         sources[0]["from"] = settings.logstore_since.isoformat()
     console = settings.dify_console_api_url
     return {
+        "version": __version__,
         "address": address,
         "sources": sources,
         "embedded": settings.embedded,

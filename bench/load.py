@@ -1,6 +1,8 @@
 """`make load`: a bounded load test of the real service on loopback.
 
-Starts `python -m app serve` on the embedded default (demo data) on a free port, sends mixed
+Starts `python -m app serve` on the embedded default (demo data) in a data directory of its own
+(LOAD_DATA_DIR: the outage below stops its PostgreSQL, which must not be the one a running `make
+run` serves from `.stats-data`) on a free port, sends mixed
 traffic from concurrent HTTP clients for a fixed time (default 30 s, at most 60 s), stops the
 service, and reports requests/s, p50/p99 latency and errors. Exits 1 if any request failed.
 
@@ -38,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from app.demo import demo_apps  # noqa: E402 - after the path set-up above
 
 ZONES = ("UTC", "Asia/Shanghai", "America/New_York", "Asia/Kolkata")
+LOAD_DATA_DIR = ROOT / ".stats-data-load"
 DAILY = ("daily-runs", "daily-terminals", "token-costs", "average-interactions")
 
 
@@ -231,7 +234,7 @@ def outage(base_url: str) -> dict[str, object]:
     """Stop the embedded PostgreSQL under the service, then start it again; bounded waits."""
     import pgserver  # the embedded extra, installed by `make`
 
-    data = ROOT / os.environ.get("STATS_DATA_DIR", ".stats-data") / "pg"
+    data = LOAD_DATA_DIR / "pg"
     app = demo_apps()[2]
     base = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}"
     postmaster = int((data / "postmaster.pid").read_text().split()[0])
@@ -269,6 +272,15 @@ def outage(base_url: str) -> dict[str, object]:
     }
 
 
+def service_env(port: int) -> dict[str, str]:
+    """The service's environment: the embedded default in LOAD_DATA_DIR, whatever the caller's."""
+    inherited = {
+        name: value for name, value in os.environ.items() if not name.startswith(("STATS_", "ALIYUN_SLS_"))
+    }
+    return {**inherited, "STATS_DATA_DIR": str(LOAD_DATA_DIR), "STATS_PORT": str(port),
+            "STATS_HOST": "127.0.0.1", "STATS_LOG_LEVEL": "warning"}  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=30.0, help="duration of the load (max 60)")
@@ -277,8 +289,7 @@ def main() -> int:
     args = parser.parse_args()
     seconds = min(max(args.seconds, 1.0), 60.0)
     port = free_port()
-    env = {**os.environ, "STATS_PORT": str(port), "STATS_HOST": "127.0.0.1", "STATS_LOG_LEVEL": "warning"}
-    service = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env)
+    service = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=service_env(port))
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import two_sources
+from bench import fleet, two_sources, zones
 
 
 def find(
@@ -256,5 +256,8 @@ def markdown(results: dict[str, Any]) -> str:
         *target_lines(results),
         "",
         *two_sources.markdown_lines(results["two_sources"]),
+        *(["", *fleet.markdown_lines(results["fleet"])] if "fleet" in results else []),
     ]
+    if "first_request_per_zone" in results:
+        lines += ["", *zones.markdown_lines(results["first_request_per_zone"])]
     return "\n".join(lines) + "\n"

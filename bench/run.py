@@ -10,9 +10,12 @@ rows (the floor); and how far Dify actual's numbers are from the truth (bench/ac
 Then, at the largest size on the SLS-like database: Grafana-style dashboard refreshes through
 the service (bench/refresh.py; daily runs, runs by status, durations), service time uncached vs
 the same SQL run directly, cached throughput vs a bare litestar route, and the migration case of
-two sources (bench/two_sources.py). Finally the performance targets, with where the time goes for
-each missed one (bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and
-prints the report. Medians of 3 after a warm-up (2 when a run takes > 1 s).
+two sources (bench/two_sources.py). At the smallest size (a zone's cost does not grow with the data, the
+noise of a longer statement does): the first request in a time zone against a repeat
+(bench/zones.py). Finally the performance targets, with where the time goes for each missed one
+(bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and prints
+the report. Medians of 3 after a warm-up (2 when a run takes > 1 s). `--only-zones` (like
+`--only-fleet`) measures only that part and updates its figures in results.json.
 """
 
 from __future__ import annotations
@@ -41,8 +44,9 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS, DAILY_STATUS  # noqa: E402
-from bench import accuracy, dify_sql, refresh, report, targets, two_sources  # noqa: E402
+from bench import accuracy, dify_sql, fleet, refresh, report, targets, two_sources, zones  # noqa: E402
 from bench.setups import Setup, sls_like_database  # noqa: E402
+from bench.uncached import daily_runs_path, uncached_settings  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
 from queries.scope import Query, RunScope  # noqa: E402
@@ -238,19 +242,11 @@ def _cursor_after(conn: psycopg.Connection[Any], scope: RunScope, offset: int) -
 def measure_overhead(url: str, now_s: int) -> dict[str, Any]:
     """Uncached service time over HTTP vs the same SQL run directly with psycopg (7-day daily runs)."""
     # No kept runs either: the service must send the very statement measured directly.
-    settings = load_settings(
-        {
-            "STATS_DATABASE_URL": url,
-            "STATS_CACHE_TTL": "0",
-            "STATS_SETTLED_TTL": "0",
-            "STATS_LIVE_RUNS_MAX": "0",
-        }
-    )
-    app = demo_apps()[0]
+    settings = uncached_settings(url)
     scope = range_scope(now_s, 7)
     assert scope.start_us is not None and scope.end_us is not None
     direct_query = daily.daily(scope, "UTC", DAILY_RUNS.sql)
-    path = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs"
+    path = daily_runs_path(demo_apps()[0])
     params = {"start": _iso(scope.start_us), "end": _iso(scope.end_us), "timezone": "UTC"}
     with connect(url) as conn:
         direct = [timed(conn, direct_query) for _ in range(3)]
@@ -320,6 +316,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100k,1m", help="comma-separated: 100k, 1m, or run counts")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
+    parser.add_argument(
+        "--only-fleet", action="store_true", help="measure only the replicas' part (into results.json)"
+    )
+    parser.add_argument(
+        "--only-zones",
+        action="store_true",
+        help="measure only the first request per time zone, on the smallest size (into results.json)",
+    )
     args = parser.parse_args()
     configure_logging("warning")  # the service under test logs only problems, as in production
     if args.report_only:
@@ -332,6 +336,12 @@ def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(DATA / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     admin_url: str = server.get_uri()
+    smallest = args.sizes.split(",")[0]  # a zone's cost does not grow with the data; noise does
+    if args.only_fleet:
+        return _only_fleet(admin_url, args.sizes.split(",")[-1])
+    if args.only_zones:
+        figures = _zones(admin_url, smallest)
+        return _replace_part("first_request_per_zone", figures, zones.markdown_lines(figures))
     started = time.monotonic()
     records: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -365,8 +375,10 @@ def main() -> int:
         "overhead": measure_overhead(sls_url, now_s),
         "throughput": measure_throughput(sls_url, now_s),
         "two_sources": asyncio.run(two_sources.measure(sls_url, now_s)),
+        "fleet": fleet.measure(sls_url),
         "load_seconds": load_seconds,
     }
+    results["first_request_per_zone"] = _zones(admin_url, smallest)
     with connect(sls_url) as conn:
         results["targets"] = targets.evaluate(results, conn, lambda days: range_scope(now_s, days))
     results["bench_seconds"] = round(time.monotonic() - started)
@@ -381,6 +393,29 @@ def _dify_90d_ms(records: list[dict[str, Any]], size: str, measure: str) -> floa
     found = report.find(records, size, "sls_like", measure, 90)
     assert found is not None
     return float(found["dify_windowed_ms"])
+
+
+def _zones(admin_url: str, size: str) -> dict[str, Any]:
+    """The first request per zone, on the SLS-like copy of the `size` dataset."""
+    _, now_s, _ = dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
+    return {"size": size, **zones.measure(sls_like_database(admin_url, f"bench_{size}"), now_s)}
+
+
+def _only_fleet(admin_url: str, size: str) -> int:
+    """Re-measure the replicas' part on an already loaded dataset; the rest of results.json stays."""
+    dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
+    figures = fleet.measure(sls_like_database(admin_url, f"bench_{size}"))
+    return _replace_part("fleet", figures, fleet.markdown_lines(figures))
+
+
+def _replace_part(name: str, figures: dict[str, Any], lines: list[str]) -> int:
+    """One part's figures into results.json, the rest of it as it was; prints the part."""
+    path = ROOT / "bench" / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[name] = figures
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(lines))
+    return 0
 
 
 def _cpu_count() -> int:

@@ -97,9 +97,13 @@ def daily(
     aggregates: DailyAggregates,
     after_day: int | None = None,
     page: int = DAY_PAGE,
+    *,
+    status: str | None = None,
 ) -> Query:
-    """One daily measure over the scope, in the scope's plan: a page of days after `after_day`."""
-    if scope.plan != "workflow_runs" and scope.dialect == "sls" and aggregates.over_versions is not None:
+    """One daily measure over the scope, in the scope's plan: a page of days after `after_day`;
+    with `status`, of the runs whose latest status it is."""
+    per_version = scope.plan != "workflow_runs" and scope.dialect == "sls" and status is None
+    if per_version and aggregates.over_versions is not None:
         query = _per_version_daily(
             scope, zone, f"{aggregates.over_versions}, {UNPARSED_VERSIONS}", keep_unparsed=True
         )
@@ -113,28 +117,38 @@ def daily(
             f"{aggregates.over_runs}{unparsed}",
             keep_unparsed=True,
             ranks=aggregates.ranks,
+            status=status,
         )
     after = (after_day,) if after_day is not None else None
     return keyset_page(query.sql, query.params, ("day",), after, page)
 
 
-def day_users(scope: RunScope, zone: str, after: tuple[int, str] | None = None) -> Query:
-    """Rows `(day, created_by)` of every user with runs in the scope, to unite the users of two
-    sources on the day holding the boundary between them; a page after the row `after`."""
+def day_users(
+    scope: RunScope, zone: str, after: tuple[int, str] | None = None, *, status: str | None = None
+) -> Query:
+    """Rows `(day, created_by)` of every user with runs in the scope (with `status`: runs whose
+    latest status it is), to unite the users of two sources on the day holding the boundary
+    between them; a page after the row `after`."""
     users = "created_by"
-    if scope.plan == "shortcut":
+    if scope.plan == "shortcut" and status is None:
         query = _per_version_daily(scope, zone, users, group_by="1, 2")
     else:
-        query = _by_day(scope, zone, (), users, group_by="1, 2")
+        query = _by_day(scope, zone, (), users, group_by="1, 2", status=status)
     return keyset_page(query.sql, query.params, ("day", "created_by"), after, USER_PAGE)
 
 
 def day_values(
-    scope: RunScope, zone: str, aggregates: DailyAggregates, after: tuple[int, int] | None = None
+    scope: RunScope,
+    zone: str,
+    aggregates: DailyAggregates,
+    after: tuple[int, int] | None = None,
+    *,
+    status: str | None = None,
 ) -> Query:
     """Rows `(day, value, runs)`: each distinct non-NULL value of the measure's ranked column per
-    day and how many runs have it, to rank the union of two sources' values on the day holding the
-    boundary between them; a page after the row `after`."""
+    day and how many runs have it (with `status`: of the runs whose latest status it is), to rank
+    the union of two sources' values on the day holding the boundary between them; a page after
+    the row `after`."""
     column = aggregates.ranks
     assert column is not None, "only a measure that ranks a column has values to unite"
     query = _by_day(
@@ -144,12 +158,13 @@ def day_values(
         f"{column} AS value, count(*) AS runs",
         group_by="1, 2",
         only=f"{column} IS NOT NULL",
+        status=status,
     )
     return keyset_page(query.sql, query.params, ("day", "value"), after, VALUE_PAGE)
 
 
 def _day_column(scope: RunScope, zone: str) -> str:
-    return local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
+    return local_day_sql("created_us", offset_segments(zone, *scope.created_span()))
 
 
 def _by_day(
@@ -162,12 +177,19 @@ def _by_day(
     group_by: str = "1",
     ranks: str | None = None,
     only: str | None = None,
+    status: str | None = None,
 ) -> Query:
     """`aggregates` per local day over one row per run of the scope (in its plan), the runs
-    filtered by the created range (`keep_unparsed`: and those whose created time does not parse)
-    and by `only`; with `ranks`, each run carries its rank in its day first."""
+    filtered by the created range and `status` (`keep_unparsed`: and, to be reported, those
+    whose created time does not parse, whatever their status) and by `only`; with `ranks`, each
+    run carries its rank in its day first."""
+    if status is not None:
+        reads = tuple(dict.fromkeys((*reads, "status")))
     runs, params = _runs(scope, reads)
     where = created_range_where(scope) if scope.plan != "workflow_runs" else "1 = 1"
+    if status is not None:
+        where += " AND status = %(status)s"
+        params = {**params, "status": status}
     if keep_unparsed and scope.plan != "workflow_runs":
         where = f"(created_us IS NULL OR ({where}))"
     if only is not None:

@@ -39,7 +39,7 @@ def run_rows(scope: RunScope, zone: str, after_id: str | None = None) -> Query:
     orders as the truth: by status, then duration)."""
     assert scope.plan == "shortcut", "a run's immutable fields are read from any of its versions"
     state = f"concat({duration_key_sql(scope.dialect)}, coalesce(status, ''))"
-    day = local_day_sql("created_us", offset_segments(zone, scope.start_us, scope.end_us))
+    day = local_day_sql("created_us", offset_segments(zone, *scope.created_span()))
     sql = f"""
 SELECT id, {day} AS day, created_us, created_by, latest_key
 FROM (

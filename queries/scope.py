@@ -81,6 +81,7 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
     plan: Plan = "shortcut"
     written_since_s: int | None = None  # only versions written from then on (a refresh of kept runs)
     retained_since_s: int | None = None  # the oldest write the store still holds (its retention)
+    read_at_s: int | None = None  # wall clock of the read (None: unknown), see created_span
 
     def params(self) -> dict[str, object]:
         values: dict[str, object] = {"tenant_id": self.tenant_id, "app_id": self.app_id}
@@ -98,6 +99,15 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
         if bounds:
             values["min_time"] = max(bounds)
         return values
+
+    def created_span(self) -> tuple[int | None, int | None]:
+        """The created times the scope's runs can have: its range, whose end is at most the read's
+        instant plus the slack (every row of a run is written at or after its created time, up to
+        the slack, so no run read then was created later). Local days are tabulated over it."""
+        if self.read_at_s is None:
+            return self.start_us, self.end_us
+        latest_us = (self.read_at_s + self.time_slack_s) * 1_000_000
+        return self.start_us, latest_us if self.end_us is None else min(self.end_us, latest_us)
 
     def _created_time_bound(self) -> int | None:
         return None if self.start_us is None else self.start_us // 1_000_000 - self.time_slack_s

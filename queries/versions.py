@@ -1,6 +1,7 @@
 """The two ways of knowing a run's current state, as SQL fragments the measure modules wrap.
 
-- `run_states_sql` (shortcut): one GROUP BY id over the versions, no window. A run's status is
+- `run_states_sql` (shortcut): one GROUP BY id over the versions, no window (its status
+  aggregates also serve the daily measures' status filter, queries/daily.py). A run's status is
   the status of any finished version (finished statuses are final and agree:
   the writer's invariant 2, queries/README.md);
   a run with no finished version has the status of its latest unfinished version, `paused` or
@@ -30,15 +31,17 @@ from queries.dialects import (
 )
 from queries.scope import LATEST_FIRST, LOGSTORE_TABLE, RunScope, app_rows_where
 
-# Per id (inside a GROUP BY id): what the run's status is derived from.
+# Within a GROUP BY id: the status of its finished versions, and its latest unfinished version.
 RUN_STATUS_AGGREGATES = (
     f"max(CASE WHEN {FINISHED} THEN status END) AS finished_status, "
     f"max(CASE WHEN NOT ({FINISHED}) THEN {latest_key_sql('status')} END) AS latest_unfinished"
 )
-# One level up: the run's status from those two.
-RUN_STATUS = f"""CASE WHEN finished_status IS NOT NULL THEN finished_status
-                WHEN substr(latest_unfinished, {LATEST_KEY_PREFIX + 1}) = 'paused' THEN 'paused'
-                ELSE 'running' END"""
+# Above that GROUP BY: the run's status.
+RUN_STATUS = (
+    "CASE WHEN finished_status IS NOT NULL THEN finished_status "
+    f"WHEN substr(latest_unfinished, {LATEST_KEY_PREFIX + 1}) = 'paused' THEN 'paused' "
+    "ELSE 'running' END"
+)
 
 
 def duration_aggregate_sql(dialect: Dialect) -> str:
@@ -51,13 +54,9 @@ DURATION = duration_from_key_sql("finished_key")  # one level up: the run's dura
 
 def run_states_sql(scope: RunScope) -> str:
     return f"""
-    SELECT id,
-           {RUN_STATUS} AS status,
-           {epoch_us_sql(scope.dialect, "created_text")} AS created_us
+    SELECT id, {RUN_STATUS} AS status, {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
-        SELECT id,
-               min({created_text_sql()}) AS created_text,
-               {RUN_STATUS_AGGREGATES}
+        SELECT id, min({created_text_sql()}) AS created_text, {RUN_STATUS_AGGREGATES}
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id

@@ -21,6 +21,7 @@ class DailyRequest(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str
     start_us: int | None
     end_us: int | None
+    status: RunStatus | None = None  # only runs whose latest status this is (Grafana's ad-hoc filter)
 
 
 class CountRequest(msgspec.Struct, frozen=True, kw_only=True):

@@ -119,6 +119,11 @@ def runs_in_scope(
     ]
 
 
+def with_status(runs: list[Version], status: str | None) -> list[Version]:
+    """The runs whose latest status is `status` (None: every run)."""
+    return [run for run in runs if status is None or run.status == status]
+
+
 Point = dict[str, Any]  # a day's values by the answer's field names
 
 

@@ -44,10 +44,58 @@ def test_json_nested_too_deeply_is_a_400_on_every_post_route(base_url: str) -> N
     deep = "[" * 3000 + "]" * 3000
     for path in POST_ROUTES:
         answer = httpx.post(base_url + path, content=deep, headers={"content-type": "application/json"})
-        if path == "/grafana/tag-keys":  # takes no body
-            assert answer.status_code == 200
-            continue
         assert "nested" in _dify_shaped(answer, 400, "invalid_param")["message"], path
+
+
+def test_malformed_json_is_the_same_400_on_every_post_route(base_url: str) -> None:
+    """Also on /grafana/tag-keys, which reads nothing from its body."""
+    for path in POST_ROUTES:
+        for body in ('{"range":', "{'targets': []}", "not json"):
+            answer = httpx.post(base_url + path, content=body, headers={"content-type": "application/json"})
+            message = _dify_shaped(answer, 400, "invalid_param")["message"]
+            assert message.startswith("body: is not valid JSON"), (path, message)
+    assert httpx.post(f"{base_url}/grafana/tag-keys", json={}).status_code == 200
+
+
+def test_a_limit_that_is_not_written_in_digits_is_a_400(base_url: str) -> None:
+    for limit in ("1e1", "10.0", "+10", " 10", "10 "):
+        answer = httpx.get(f"{base_url}{BASE}/runs", params={"limit": limit})
+        assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith("limit: "), limit
+    assert httpx.get(f"{base_url}{BASE}/runs", params={"limit": "10"}).json()["limit"] == 10
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "message"),
+    [
+        ("/statistics/daily-runs", {"triggered_from": "app_run"},
+         "triggered_from: must be one of: debugging, app-run, rag-pipeline-run, rag-pipeline-debugging, "
+         "webhook, schedule, plugin"),
+        ("/runs", {"status": "done"},
+         "status: must be one of: running, succeeded, failed, stopped, partial-succeeded, paused"),
+        ("/runs", {"last_id": examples.R1.replace("-", "")}, "last_id: must be a UUID"),
+        ("/runs/count", {"time_range": "7x"}, "time_range: must be a number followed by d, h, m or s"),
+        ("/statistics/daily-runs", {"start": "2025-13-01"},
+         "start: '2025-13-01' is not a valid date: month must be in 1..12"),
+        ("/statistics/daily-runs", {"end": "2025-02-30 10:00"},
+         "end: '2025-02-30 10:00' is not a valid date-time: day is out of range for month"),
+        ("/statistics/daily-runs", {"timezone": "asia/shanghai"},
+         "timezone: unknown time zone 'asia/shanghai'; names are case-sensitive: "
+         "did you mean 'Asia/Shanghai'?"),
+        ("/statistics/daily-runs", {"start": "2025-03-01T08:00:00 08:00"},  # the `+` sent unencoded
+         "start: its UTC offset lost its '+' (a '+' in a URL query means a space): write it as %2B"),
+    ],
+)  # fmt: skip
+def test_messages_name_the_fix(base_url: str, path: str, params: dict[str, str], message: str) -> None:
+    answer = httpx.get(f"{base_url}{BASE}{path}", params=params)
+    assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith(message)
+
+
+def test_an_id_without_dashes_must_be_a_uuid_wherever_it_is(base_url: str) -> None:
+    undashed = examples.T.replace("-", "")
+    for path in (f"/v1/tenants/{undashed}/apps/{examples.A}/runs", f"{BASE}/runs/{examples.R1[:-1]}",
+                 f"/v1/tenants/{undashed}/apps"):  # fmt: skip
+        message = _dify_shaped(httpx.get(base_url + path), 400, "invalid_param")["message"]
+        assert message.split(": ", 1)[1].startswith("must be a UUID"), (path, message)
 
 
 def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:
@@ -70,6 +118,8 @@ def test_instants_at_the_calendars_edges_are_400s(base_url: str) -> None:
 
 def test_unknown_routes_and_methods_are_dify_shaped_with_a_request_id(base_url: str) -> None:
     _dify_shaped(httpx.get(f"{base_url}/no/such/route"), 404, "not_found")
+    for path in ("/schema/swagger", "/schema/nothing.json", "/schema/a/b"):  # the document's routes too
+        _dify_shaped(httpx.get(f"{base_url}{path}"), 404, "not_found")
     _dify_shaped(httpx.post(f"{base_url}{BASE}/runs/count"), 405, "method_not_allowed")
     wrong_method = httpx.delete(f"{base_url}/healthz")
     _dify_shaped(wrong_method, 405, "method_not_allowed")
@@ -80,7 +130,8 @@ def test_unknown_routes_and_methods_are_dify_shaped_with_a_request_id(base_url: 
 
 def test_head_answers_wherever_get_does(base_url: str) -> None:
     for path in ("/healthz", "/readyz", f"{BASE}/runs/count", f"{BASE}/statistics/daily-runs",
-                 f"{BASE}/runs/{examples.R1}", "/grafana"):  # fmt: skip
+                 f"{BASE}/runs/{examples.R1}", "/grafana", "/schema", "/schema/openapi.json",
+                 "/schema/openapi.yaml", "/schema/openapi.yml", "/schema/swagger"):  # fmt: skip
         got, head = httpx.get(base_url + path), httpx.head(base_url + path)
         assert (head.status_code, head.content) == (got.status_code, b""), path
         assert head.headers["content-type"] == got.headers["content-type"], path

@@ -88,6 +88,8 @@ def test_incomplete_dify_sls_variables_name_what_is_missing() -> None:
         ({"STATS_HOST": "0.0.0.0", "STATS_API_KEYS": f"{KEY}=*", "STATS_AUTH": "off"}, "loopback"),
         ({"STATS_AUTH": "on"}, "STATS_AUTH=on needs STATS_API_KEYS"),
         ({"STATS_API_KEYS": "short=*"}, "at least 16"),
+        ({"STATS_DATABASE_URL": "mysql://u:pw@db:3306/dify"}, "must speak PostgreSQL's wire protocol"),
+        ({"STATS_DIFY_DATABASE_URL": "sqlite:///dify.db"}, "a sqlite:// URL cannot be read"),
         ({"STATS_API_KEYS": f"{KEY}"}, "key=tenant_id"),
         (
             {"STATS_DATABASE_URL": "postgresql://x/y", "STATS_LOGSTORE_SINCE": "2025-06-01T00:00:00+00:00"},
@@ -117,6 +119,12 @@ def test_api_keys_and_public_listening() -> None:
     assert settings.auth
     assert settings.api_keys[0].tenants == frozenset({TENANT})  # case-insensitive, like UUIDs
     assert settings.api_keys[1].tenants is None
+
+
+def test_keys_holding_equals_signs_are_split_at_the_last_one() -> None:
+    one, two = "c2VjcmV0LWtleS0wMQ==", "c2VjcmV0LWtleS0wMDI="  # base64 keys end in `=`
+    settings = load_settings({"STATS_API_KEYS": f"{one}={TENANT}; {two}=*"})
+    assert [(key.key, key.tenants) for key in settings.api_keys] == [(one, frozenset({TENANT})), (two, None)]
 
 
 def test_cli_flags_override_the_environment() -> None:

@@ -244,6 +244,33 @@ def test_ad_hoc_filters_old_and_new_plugin_bodies(grafana: TestClient[Any], filt
     assert sum(point[0] for point in answer.json()[0]["datapoints"]) == sum(item["runs"] for item in native)
 
 
+@pytest.mark.parametrize("status", ["failed", "running", "paused"])
+def test_the_status_filter_applies_to_the_daily_series(grafana: TestClient[Any], status: str) -> None:
+    """Series count only the runs whose latest status matches: as many as the status table says."""
+    app = APPS[0]
+    start, end, _ = _range(10, "Asia/Kolkata")
+    targets = [
+        {"target": name, "payload": {"app_id": app.app_id, "timezone": "Asia/Kolkata"}}
+        for name in ("daily_runs", "runs_by_status", "daily_terminals")
+    ]
+
+    def query(filters: list[dict[str, str]]) -> Any:
+        body = {"range": {"from": start, "to": end}, "targets": targets, "filters": filters}
+        answer = grafana.post("/grafana/query", json=body, headers=ALL)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    runs, table, users = query([{"key": "status", "operator": "=", "value": status}])
+    everything, _, all_users = query([])
+    [[_, count]] = table["rows"]
+    assert 0 < sum(value for value, _ in runs["datapoints"]) == count
+    assert count < sum(value for value, _ in everything["datapoints"])
+    assert all(
+        filtered <= unfiltered
+        for (filtered, _), (unfiltered, _) in zip(users["datapoints"], all_users["datapoints"], strict=True)
+    )
+
+
 def test_recent_runs_table(grafana: TestClient[Any], spec: dict[str, Any]) -> None:
     app = APPS[0]
     start, end, _ = _range(3, "UTC")
@@ -320,6 +347,18 @@ def test_a_multi_value_app_variable_is_a_400_naming_app_id(grafana: TestClient[A
             "app_id",
         ),
         ({"targets": "not a list"}, "targets"),
+        (
+            {
+                "targets": [
+                    {"target": "daily_runs", "payload": {"app_id": APPS[0].app_id, "triggered_from": False}}
+                ]
+            },
+            "triggered_from: must be a text, not a boolean",
+        ),
+        (
+            {"targets": [{"target": "daily_runs", "payload": {"app_id": APPS[0].app_id, "timezone": 0}}]},
+            "timezone: must be a text, not a number",
+        ),
     ],
 )
 def test_bad_payloads_are_a_400_with_a_message(

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 
+import httpx
 import pytest
 import structlog
 
@@ -18,7 +19,7 @@ def lines(captured: str) -> list[dict[str, object]]:
 
 
 def test_every_library_writes_json_with_url_passwords_hidden(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("info")
+    configure_logging("debug")  # httpx's lines are written only then
     structlog.get_logger("dify_stats.test").info("ours", url="postgresql://ak:sk-secret-1@h:5432/p")
     logging.getLogger("httpx").info("HTTP Request: GET %s", "http://admin:sk-secret-2@dify:5001/console/api")
     logging.getLogger("psycopg.pool").warning("error connecting to postgresql://u:sk-secret-3@db/x")
@@ -67,3 +68,29 @@ def test_the_repeat_filter_lets_a_line_through_again_after_its_interval_with_the
     time.sleep(0.25)
     again = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "Too many open files", None, None)
     assert thinning.filter(again) and again.repeated == 3
+
+
+def test_httpxs_line_per_call_to_dify_is_written_only_when_debugging(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client = httpx.Client(transport=httpx.MockTransport(lambda _: httpx.Response(200)))
+    for level, written in (("info", False), ("debug", True)):
+        configure_logging(level)
+        client.get("http://dify:5001/console/api/workspaces/current")
+        from_httpx = [line for line in lines(capsys.readouterr().err) if line.get("logger") == "httpx"]
+        assert bool(from_httpx) == written, level
+    configure_logging("info")
+
+
+def test_the_cli_writes_one_plain_line_per_problem(capsys: pytest.CaptureFixture[str]) -> None:
+    """A command other than serve speaks to a person: no JSON, no timestamps, one line each."""
+    configure_logging("warning", plain=True)
+    log = structlog.get_logger("dify_stats.repository")
+    log.info("embedded_data_reused", data_dir="/somewhere")  # only with --verbose
+    log.warning("runs_skipped_unparsable_created_time", runs=3, url="postgresql://u:sk-secret@h/db")
+    logging.getLogger("py.warnings").warning("lib.py:7: UserWarning: a library's warning\n  warn(...)\n")
+    assert capsys.readouterr().err.splitlines() == [
+        "dify-stats: warning: runs_skipped_unparsable_created_time (runs=3, url=postgresql://u:***@h/db)",
+        "dify-stats: warning: lib.py:7: UserWarning: a library's warning",
+    ]
+    configure_logging("info")

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import resource
+import select
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import httpx
 import psycopg
 import pytest
 
+from app import __version__
 from tests.live import free_port, wait_until_answering
 from tests.processes import ROOT, cli_env, postgres_serving, service
 
@@ -58,11 +62,17 @@ def test_signals_stop_the_embedded_postgres_and_a_killed_run_is_recovered(demo_e
         url = try_line.split("'")[1]
         assert url.startswith(running.base) and httpx.get(url, timeout=10).status_code == 200
         assert started["address"] == running.base and started["embedded"] is True
+        assert started["version"] == __version__
+        assert httpx.get(f"{running.base}/healthz", timeout=10).json()["version"] == __version__
         assert started["console_drop_in"].startswith("off") and started["auth"] == "off"
         assert started["sources"][0]["dialect"] == "postgres" and started["sources"][0]["plan"] == "shortcut"
         assert postgres_serving(data_dir)
         assert running.stop(signal.SIGTERM) == -signal.SIGTERM
         assert all(json_or_human(line) for line in running.lines), running.lines
+        stopped = json.loads(running.wait_for_line('"service_stopped"', 1))
+        assert stopped["signal"] == "SIGTERM" and stopped["served_s"] >= 0
+        # pgserver's import warns when XDG_RUNTIME_DIR is unset (as here): noise, not a problem
+        assert not any("XDG_RUNTIME_DIR" in line or '"warning"' in line for line in running.lines)
     assert not postgres_serving(data_dir), "SIGTERM left the embedded PostgreSQL running"
 
     with service(demo_env) as killed:
@@ -75,6 +85,70 @@ def test_signals_stop_the_embedded_postgres_and_a_killed_run_is_recovered(demo_e
         assert httpx.get(f"{recovered.base}/readyz", timeout=10).status_code == 200
         assert recovered.stop(signal.SIGINT) == -signal.SIGINT
     assert not postgres_serving(data_dir), "the stale handle of the killed run kept PostgreSQL running"
+
+
+def test_the_cli_prints_its_answer_and_logs_only_when_asked(demo_env: dict[str, str]) -> None:
+    """No JSON log lines, nor pgserver's warning, from a command a person runs; --verbose adds
+    plain lines."""
+    from app.demo import demo_apps
+
+    app = demo_apps()[0]
+
+    def query(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "app", "query", "runs-count", "--tenant", app.tenant_id,
+             "--app", app.app_id, *extra],
+            cwd=ROOT, env=demo_env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    quiet, told = query(), query("--verbose")
+    assert (quiet.returncode, quiet.stderr) == (0, ""), quiet.stderr
+    assert quiet.stdout.startswith("status") and told.stdout == quiet.stdout
+    reused = f"dify-stats: info: embedded_data_reused (data_dir={demo_env['STATS_DATA_DIR']})"
+    assert told.stderr.splitlines() == [reused]
+
+
+def test_the_try_line_carries_the_authorization_header_when_keys_are_set(demo_env: dict[str, str]) -> None:
+    key = "a-key-for-the-try-line-01"
+    with service({**demo_env, "STATS_API_KEYS": f"{key}=*"}) as running:
+        try_line = running.wait_for_line("  curl ", 90).strip()
+        assert try_line.startswith("curl -H 'Authorization: Bearer <key>' '"), try_line
+        url = try_line.split("'")[3]
+        assert httpx.get(url, timeout=10).status_code == 401
+        assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10).status_code == 200
+        assert running.stop(signal.SIGTERM) == -signal.SIGTERM
+
+
+def test_load_runs_in_a_data_directory_of_its_own() -> None:
+    """`make load` stops the embedded PostgreSQL in its outage part: not the one `make run` serves."""
+    from bench import load
+
+    env = load.service_env(8000)
+    assert Path(env["STATS_DATA_DIR"]) == load.LOAD_DATA_DIR
+    assert load.LOAD_DATA_DIR.resolve() != (ROOT / ".stats-data").resolve()
+    assert not any(name.startswith("ALIYUN_SLS_") or name == "STATS_DATABASE_URL" for name in env)
+
+
+def test_commands_the_cli_prints_run_as_printed(tmp_path: Path) -> None:
+    """The CLI names its own interpreter in the commands it prints (a bare `python -m app` needs
+    the venv activated): from the working directory it ran in, they run as they are."""
+    from app.cli import this_command
+
+    assert this_command().startswith(".venv/bin/python -m app") or not sys.executable.startswith(str(ROOT))
+    done = subprocess.run(  # noqa: S603 - our own CLI, through the shell as a person would paste it
+        ["/bin/bash", "-c", f"cd {shlex.quote(str(Path.cwd()))} && {this_command()} --version"],
+        env=cli_env(tmp_path), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, f"dify-stats {__version__}\n"), done.stderr
+
+
+def test_version(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "--version"], cwd=ROOT, env=cli_env(tmp_path),
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"dify-stats {__version__}\n", "")
+    assert __version__ == metadata.version("dify-stats") != "0+unknown"
 
 
 def test_a_signal_while_waiting_for_a_source_ends_serve_at_once(database_url: str, tmp_path: Path) -> None:
@@ -128,8 +202,9 @@ def test_bad_sources_stop_serve_with_one_line_naming_the_problem(
 ) -> None:
     unreachable = f"postgresql://u:{SECRET}@127.0.0.1:{free_port()}/nothing"
     assert_one_line_exit_2(
-        run_serve(cli_env(tmp_path, STATS_DATABASE_URL=unreachable)), "logstore", "u:***@", "cannot connect"
-    )
+        run_serve(cli_env(tmp_path, STATS_DATABASE_URL=unreachable)),
+        "logstore", "u:***@", "cannot connect", "set STATS_STARTUP_WAIT",
+    )  # fmt: skip
 
     empty = fresh_database(admin, pg_server, "ops_empty")
     assert_one_line_exit_2(
@@ -305,7 +380,7 @@ def test_idle_connections_close_and_oversized_request_heads_are_refused(
         with socket.create_connection(("127.0.0.1", running.port), timeout=KEEP_ALIVE_SECONDS + 5) as idle:
             idle.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             received = b""
-            while not received.endswith(b'{"status":"ok"}'):  # head and body may come apart
+            while not received.endswith(b"}"):  # head and body may come apart
                 chunk = idle.recv(4096)
                 assert chunk, received
                 received += chunk
@@ -317,3 +392,55 @@ def test_idle_connections_close_and_oversized_request_heads_are_refused(
             greedy.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (MAX_HEADER_BYTES + 1024))
             answer = greedy.recv(4096)
             assert answer.startswith(b"HTTP/1.1 4"), answer[:100]
+
+
+def _closed_by_the_server(connection: socket.socket, within: float) -> bytes:
+    """What the server sent before closing the connection, which it must do within `within` s."""
+    connection.settimeout(within)
+    received = b""
+    while chunk := connection.recv(4096):
+        received += chunk
+    return received
+
+
+def test_clients_that_do_not_finish_their_request_head_are_closed(database_url: str, tmp_path: Path) -> None:
+    """A client sending half a request line (or nothing, or one byte at a time) held its
+    connection forever, so a few of them locked everyone else out at STATS_MAX_CONNECTIONS. After
+    STATS_HEADER_TIMEOUT they get a 408 and the connection closes."""
+    env = cli_env(tmp_path, STATS_DATABASE_URL=database_url, STATS_HEADER_TIMEOUT="1",
+                  STATS_MAX_CONNECTIONS="8")  # fmt: skip
+    with service(env) as running:
+        wait_until_answering(f"{running.base}/healthz", 60, running.process)
+        address = ("127.0.0.1", running.port)
+        slow = [socket.create_connection(address, timeout=5) for _ in range(8)]
+        try:
+            for connection in slow[:6]:
+                connection.sendall(b"GET /healthz HT")  # half a request line
+            slow[6].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # a head without its end
+            time.sleep(0.3)
+            assert httpx.get(f"{running.base}/healthz", timeout=5).status_code == 503  # all held
+            for connection in slow:  # slow[7] has sent nothing at all
+                assert _closed_by_the_server(connection, 3).startswith(b"HTTP/1.1 408 "), connection
+            assert httpx.get(f"{running.base}/healthz", timeout=5).status_code == 200
+        finally:
+            for connection in slow:
+                connection.close()
+
+        with socket.create_connection(address, timeout=5) as trickle:  # active, but never done
+            started, closed_after = time.monotonic(), None
+            for byte in (b"GET /healthz HTTP/1.1\r\nX-Slow: " + b"a" * 40)[:60]:  # 6 s at most
+                trickle.sendall(bytes([byte]))
+                if select.select([trickle], [], [], 0.1)[0]:  # the server answered: it is closing
+                    assert _closed_by_the_server(trickle, 3).startswith(b"HTTP/1.1 408 ")
+                    closed_after = time.monotonic() - started
+                    break
+            assert closed_after is not None and closed_after < 3
+
+        with socket.create_connection(address, timeout=5) as kept:  # kept alive, then slow
+            kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"}"):  # head and body may come apart
+                answer += kept.recv(4096)
+            assert answer.startswith(b"HTTP/1.1 200")
+            kept.sendall(b"GET /healthz HT")
+            assert _closed_by_the_server(kept, 3).startswith(b"HTTP/1.1 408 ")

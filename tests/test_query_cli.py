@@ -128,17 +128,19 @@ def test_a_bad_value_is_the_apis_message_and_exit_2(
     assert printed.stderr.strip() == f"dify-stats: invalid_param: {api.json()['message']}"
 
 
-def test_ids_and_choices_litestar_checks_on_the_api_are_checked_too(database_url: str) -> None:
-    bad_app = query(database_url, "daily-runs", "--tenant", T, "--app", "../etc")
-    assert (bad_app.returncode, bad_app.stderr.strip()) == (
-        2,
-        "dify-stats: invalid_param: app_id: must be a UUID",
-    )
+def test_ids_and_choices_litestar_checks_on_the_api_are_checked_too(
+    database_url: str, client: TestClient[Any]
+) -> None:
+    """With the API's own messages: an id without dashes must be a UUID, a choice lists the choices."""
+    undashed = A.replace("-", "")
+    api = client.get(f"/v1/tenants/{T}/apps/{undashed}/statistics/daily-runs").json()["message"]
+    bad_app = query(database_url, "daily-runs", "--tenant", T, "--app", undashed)
+    assert (bad_app.returncode, bad_app.stderr.strip()) == (2, f"dify-stats: invalid_param: {api}")
+    assert api.startswith("app_id: must be a UUID")
+    api = client.get(f"{BASE}/runs/count", params={"triggered_from": "cron"}).json()["message"]
     bad_trigger = query(database_url, "runs-count", "--tenant", T, "--app", A, "--triggered-from", "cron")
-    assert bad_trigger.returncode == 2
-    assert bad_trigger.stderr.startswith(
-        "dify-stats: invalid_param: triggered_from: must be one of: debugging"
-    )
+    assert (bad_trigger.returncode, bad_trigger.stderr.strip()) == (2, f"dify-stats: invalid_param: {api}")
+    assert api.startswith("triggered_from: must be one of: debugging")
     misplaced = query(database_url, "daily-runs", "--tenant", T, "--app", A, "--status", "failed")
     assert (misplaced.returncode, misplaced.stderr.strip()) == (
         2,

@@ -3,6 +3,7 @@ against the service over a demo history ending today, with the placeholders fill
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -137,3 +138,25 @@ def test_the_readme_curl_lines_are_valid_curl(demo_service: tuple[str, tuple[str
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     assert done.stdout == "200", shlex.join(arguments)
+
+
+def test_the_readmes_cli_commands_run_as_printed(
+    database_url: str, demo_service: tuple[str, tuple[str, str]]
+) -> None:
+    """From a clone whose .venv `make` created, without activating it: a bare `python -m app`
+    fails there with ModuleNotFoundError, so every command names the project's interpreter."""
+    _, (tenant, app) = demo_service
+    commands = [line for block in shell_blocks() for line in block.splitlines() if " -m app " in f"{line} "]
+    assert len(commands) >= 5
+    for line in commands:
+        assert line.startswith(".venv/bin/python -m app "), line
+    assert (ROOT / ".venv" / "bin" / "python").exists(), "make creates .venv before it runs the tests"
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("STATS_", "ALIYUN_"))}
+    env["STATS_DATABASE_URL"] = database_url
+    for line in [line for line in commands if " query " in line] + [".venv/bin/python -m app --version"]:
+        filled = line.replace("<tenant>", tenant).replace("<app>", app)
+        done = subprocess.run(  # noqa: S603 - bash on the README's own lines
+            ["/bin/bash", "-euo", "pipefail", "-c", filled],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0 and done.stdout, (line, done.stderr)

@@ -8,6 +8,7 @@ from typing import Any
 import psycopg
 from litestar.testing import TestClient
 
+from app import __version__
 from app.backend import Backend
 from app.config import load_settings
 from app.main import create_app
@@ -18,7 +19,7 @@ ROUTE = f"/v1/tenants/{examples.T}/apps/{examples.A}/statistics/daily-runs"
 
 
 def test_healthz_and_readyz(client: TestClient[Any]) -> None:
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "version": __version__}
     ready = client.get("/readyz")
     assert (ready.status_code, ready.json()) == (200, {"status": "ok", "circuits": {"logstore": "closed"}})
     assert ready.headers["x-request-id"]

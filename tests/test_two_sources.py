@@ -31,7 +31,7 @@ from app.params import BadParameter
 from app.repository import StatsRepository
 from app.service import StatsService
 from app.sources import build_sources
-from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
+from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
 from tests.db import load_history, load_two_sources
 from tests.points import answered, dated
@@ -151,10 +151,14 @@ def check_daily_measures(
     """Every daily measure, for a drawn app, trigger and range, equals the reference."""
     tenant_id, app_id, trigger = _scope(data, history)
     start, end = data.draw(created_ranges(zone))
-    truth = reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end)
-    request = DailyRequest(
-        tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, timezone=zone, start_us=start, end_us=end
+    status = data.draw(st.none() | st.sampled_from(STATUSES))  # Grafana's ad-hoc filter
+    truth = reference.with_status(
+        reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end), status
     )
+    request = DailyRequest(
+        tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, timezone=zone, start_us=start, end_us=end,
+        status=status,  # type: ignore[arg-type]
+    )  # fmt: skip
     for combination, repository in repositories.items():
         for measure in DAILY_MEASURES:
             answer = harness.run(repository.daily(measure, request))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from litestar import Request, Router, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
@@ -18,6 +19,7 @@ from app.grafana import (
     payload_options,
     visible_apps,
 )
+from app.params import BadParameter
 from app.routes.methods import get_or_head
 from app.service import StatsService
 from schemas.grafana import (
@@ -36,6 +38,19 @@ from schemas.grafana import (
 )
 
 AnyRequest = Request[Any, Any, Any]
+
+
+async def body_is_json(request: AnyRequest) -> None:
+    """Every POST body is JSON or empty, also where a route reads nothing from it: a malformed one
+    is the same 400 naming the body on every route (too deep a nesting is the handlers' 400)."""
+    if request.method != "POST":
+        return
+    body = await request.body()
+    if body.strip():
+        try:
+            msgspec.json.decode(body)
+        except msgspec.DecodeError as error:
+            raise BadParameter("body", f"is not valid JSON ({error})") from None
 
 
 async def _apps(service: StatsService, request: AnyRequest) -> list[tuple[str, str, int]]:
@@ -137,6 +152,7 @@ grafana_router = Router(
         grafana_tag_values,
     ],
     guards=[api_key_guard],
+    before_request=body_is_json,
     security=[{"bearer": []}],
     tags=["grafana"],
 )

@@ -10,6 +10,7 @@ from litestar import Request, Response
 from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from app import __version__
 from app.backend import BackendUnavailable
 from app.readiness import SourceProblem, check_sources_lately
 from app.repository import StatsRepository
@@ -24,6 +25,7 @@ SCHEMA_CHECK_WITHIN_S = 0.8
 
 class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
+    version: str | None = None  # /healthz: which release runs
     reason: str | None = None
     circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
     # With STATS_REDIS_URL: "up", or "down" (then this replica answers alone: its own cache, its
@@ -34,7 +36,7 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
 
 @get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
 def healthz() -> Health:
-    return Health(status="ok")
+    return Health(status="ok", version=__version__)
 
 
 @get_or_head(

@@ -8,10 +8,14 @@ Native and console routes share these; each router provides what differs between
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+from litestar import Request
 from litestar.di import NamedDependency, Provide
 
 from app.config import Settings
-from app.params import created_range, time_range_param
+from app.params import MUST_BE_LIMIT, BadParameter, created_range, time_range_param
 from app.routes.params import AppId, End, LastId, Limit, RunId, RunsTrigger, Start, Status, TimeRange
 from schemas.requests import (
     CountRequest,
@@ -20,6 +24,8 @@ from schemas.requests import (
     RunListRequest,
     TriggerSource,
 )
+
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def daily_request(
@@ -63,12 +69,16 @@ def count_request(
 
 def list_request(
     tenant: NamedDependency[str],
+    request: Request[Any, Any, Any],
     app_id: AppId,
     limit: Limit = 20,
     last_id: LastId = None,
     status: Status = None,
     triggered_from: RunsTrigger = "debugging",
 ) -> RunListRequest:
+    # litestar reads an integer parameter leniently ("1e1" and "10.0" as 10): the text must be digits.
+    if not _WHOLE_NUMBER.fullmatch(request.query_params.get("limit", "0")):
+        raise BadParameter("limit", MUST_BE_LIMIT)
     return RunListRequest(
         tenant_id=tenant,
         app_id=app_id.lower(),
