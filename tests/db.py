@@ -10,9 +10,10 @@ import psycopg
 from psycopg.rows import class_row
 
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
+from app.demo_nodes import NODE_LOGSTORE_COLUMNS
 from queries.literals import with_literals
 from queries.scope import Query
-from tests.reference import EPOCH, Version, created_us, iso_to_us
+from tests.reference import EPOCH, NodeVersion, Version, created_us, iso_to_us
 
 Row = TypeVar("Row")
 
@@ -71,3 +72,17 @@ def load_two_sources(
     conn.execute("TRUNCATE workflow_execution, workflow_runs")
     copy_rows(conn, (version_tuple(row) for row in logstore))
     copy_workflow_runs(conn, (workflow_runs_tuple(run) for run in workflow_runs))
+
+
+def node_version_tuple(row: NodeVersion) -> tuple[Any, ...]:
+    values = {field: getattr(row, field) for field in NodeVersion.__struct_fields__}
+    values["__time__"] = values.pop("time")
+    return tuple(values[column] for column in NODE_LOGSTORE_COLUMNS)
+
+
+def load_node_history(conn: psycopg.Connection[Any], rows: Iterable[NodeVersion]) -> None:
+    """Replace the node LogStore's content with `rows`, in the given (arbitrary) physical order."""
+    conn.execute("TRUNCATE workflow_node_execution")
+    copy_rows(
+        conn, (node_version_tuple(row) for row in rows), "workflow_node_execution", NODE_LOGSTORE_COLUMNS
+    )
