@@ -73,11 +73,11 @@ def _plan(rng: random.Random, run: DemoRun, executions: int | None) -> list[_Ste
     iteration fills what the fixed nodes leave)."""
     head = [_Step("start", "start", "Start"), _Step("llm", "llm", "LLM")]
     if executions is None:
-        if rng.random() < 0.3:
-            head.append(_Step("retrieval", "knowledge-retrieval", "Knowledge Retrieval"))
         if rng.random() < 0.2:
+            head.append(_Step("retrieval", "knowledge-retrieval", "Knowledge Retrieval"))
+        if rng.random() < 0.1:
             head.append(_Step("tool", "tool", "Web Search"))
-        inner = rng.choice((0, 0, 0, 3, 8)) if rng.random() < 0.95 else rng.randrange(50, 300)
+        inner = rng.choice((0, 0, 0, 0, 3)) if rng.random() < 0.995 else rng.randrange(20, 120)
     else:
         inner = max(0, executions - len(head) - 2) if executions >= 4 else 0
         head = head[: max(0, min(len(head), executions - 1))]
@@ -139,7 +139,7 @@ def node_versions(
         }
         log_version = int(started.replace(tzinfo=UTC).timestamp() * 1_000_000_000)
         written = created_s + int(span * position / (len(steps) + 1))
-        versions = [("running", "", "{}", "", None, "")]
+        versions: list[tuple[str, str, str, str, float | None, str]] = [("running", "", "{}", "", None, "")]
         if status == "succeeded" and rng.random() < 0.02:
             versions.append(("retry", "", "{}", "timeout, retrying", None, ""))
         if status not in ("running",):
@@ -248,7 +248,8 @@ def _demo_run(row: tuple[Any, ...]) -> DemoRun:
 
     created = naive(row[7])
     assert created is not None
-    return DemoRun(*row[:7], created_at=created, finished_at=naive(row[8]))
+    run_id, tenant_id, app_id, workflow_id, status, role, user = (str(value) for value in row[:7])
+    return DemoRun(run_id, tenant_id, app_id, workflow_id, status, role, user, created, naive(row[8]))
 
 
 def load_demo_nodes(conn: psycopg.Connection[Any], split_at: datetime | None, seed: int = 7) -> int:

@@ -21,6 +21,9 @@ from app.console_auth import ConsoleAuthorizer
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.middleware import cancel_on_disconnect_middleware, request_id_middleware
+from app.node_logstore import NodeLogstore
+from app.node_repository import NodeExecutionRepository
+from app.people import PeopleReader
 from app.repository import StatsRepository
 from app.routes.console import console_router
 from app.routes.discovery import discovery_router
@@ -49,14 +52,24 @@ OPENAPI_CONFIG = OpenAPIConfig(
 )
 
 
-def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backend | None = None) -> Litestar:
-    """`backend` reads the LogStore, `workflow_runs` Dify's own table (either may be the only
-    source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown."""
+def create_app(
+    settings: Settings,
+    backend: Backend | None,
+    workflow_runs: Backend | None = None,
+    node_logstore: NodeLogstore | None = None,
+) -> Litestar:
+    """`backend` reads the LogStore, `workflow_runs` Dify's own tables (either may be the only
+    source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown.
+    `node_logstore`: what the start-up probe found of the node LogStore (default: present until
+    a statement finds it missing)."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
-    service = StatsService(repository, cache, settings)
+    node_logstore = node_logstore or NodeLogstore()
+    people = PeopleReader(workflow_runs)  # Dify's database names who ran runs and nodes
+    nodes = NodeExecutionRepository(sources, settings, node_logstore, people)
+    service = StatsService(repository, cache, settings, nodes=nodes, people=people)
     authorizer = ConsoleAuthorizer(settings)
     metrics = Metrics()
     for source in sources:
@@ -104,5 +117,6 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
         openapi_config=OPENAPI_CONFIG,
     )
     app.state.service = service  # for operations and tests that need to reach it
+    app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
     return app

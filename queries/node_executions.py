@@ -227,3 +227,16 @@ WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND workflow_run_id = %(
 ORDER BY {NODE_TABLE}.created_at, {NODE_TABLE}."index", {NODE_TABLE}.id
 LIMIT {int(size)}"""
     return Query(sql, params, page_size=size)
+
+
+def node_logstore_probe() -> str:
+    """One row of every field the node statements read, `__time__`-bounded as SLS wants: fails
+    when the node logstore or one of its fields is missing."""
+    fields = ", ".join(dict.fromkeys(("tenant_id", "app_id", "workflow_run_id", *_RANKED_COLUMNS)))
+    return f"SELECT {fields} FROM {NODE_LOGSTORE} WHERE __time__ > 0 LIMIT 1"
+
+
+def node_statements(most: int) -> int:
+    """Page statements needed to read up to `most` node executions and learn whether there are
+    more (each page asks for one row beyond what it keeps)."""
+    return max(1, -(-most // NODE_PAGE))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     reason: str | None = None
     circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
+    node_logstore: str | None = None  # present, or absent (why): optional, never makes this 503
 
 
 @get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
@@ -46,12 +48,15 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 
 @get_or_head("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
-async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Health]:
+async def readyz(
+    request: Request[Any, Any, Any], repository: NamedDependency[StatsRepository]
+) -> Response[Health]:
     """A store that answered a query within the last probe interval is ready; otherwise one
     shared probe on a fresh connection decides, so this never queues behind a busy pool and
     an open circuit answers at once. Its table and columns are checked too, at most once a
     minute (app/readiness.py)."""
     backends = [source.backend for source in repository.sources]
+    started = time.monotonic()
     reason = None
     try:
         async with asyncio.timeout(READY_WITHIN_S):
@@ -63,6 +68,24 @@ async def readyz(repository: NamedDependency[StatsRepository]) -> Response[Healt
     except TimeoutError:
         reason = f"backend: no answer within {READY_WITHIN_S} s"
     circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
+    nodes = await node_logstore_state(request, repository, READY_WITHIN_S - (time.monotonic() - started))
     if reason is not None:
-        return Response(Health(status="unavailable", reason=reason, circuits=circuits), status_code=503)
-    return Response(Health(status="ok", circuits=circuits))
+        return Response(
+            Health(status="unavailable", reason=reason, circuits=circuits, node_logstore=nodes),
+            status_code=503,
+        )
+    return Response(Health(status="ok", circuits=circuits, node_logstore=nodes))
+
+
+async def node_logstore_state(
+    request: Request[Any, Any, Any], repository: StatsRepository, time_left: float
+) -> str | None:
+    """The node LogStore's state (None without a LogStore), probed again while it is absent, in
+    what is left of /readyz's time."""
+    node_logstore = request.app.state.node_logstore
+    if node_logstore is None:
+        return None
+    if time_left > 0.05:
+        logstore = next(source.backend for source in repository.sources if source.plan != "workflow_runs")
+        await node_logstore.recheck(logstore, within=min(SCHEMA_CHECK_WITHIN_S, time_left))
+    return str(node_logstore.state)

@@ -1,4 +1,5 @@
-"""The run routes: counts by status, the run list and one run, for native and console paths."""
+"""The run routes: counts by status, the run list, one run and its node executions, for native and
+console paths (the console's answers name who ran each run and node, in Dify's shapes)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,27 @@ from litestar.exceptions import NotFoundException
 from app.errors import ERROR_RESPONSES
 from app.routes.methods import get_or_head
 from app.service import StatsService
+from schemas.nodes import (
+    ConsoleNodeExecutionsAnswer,
+    ConsoleRunDetail,
+    ConsoleRunPageAnswer,
+    NodeExecutionsAnswer,
+)
 from schemas.requests import CountRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
+
+RUN_NOT_FOUND = "Workflow run not exist"  # Dify's own words
+NODES_SUMMARY = (
+    "A run's node executions (latest versions), by created time, index, id; 404 outside this tenant and app"
+)
+
+
+def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
+    """X-Cache, and X-Has-More when the run has more node executions than STATS_NODE_EXECUTIONS_MAX."""
+    headers = {"X-Cache": cache_result}
+    if has_more:
+        headers["X-Has-More"] = "true"
+    return headers
 
 
 class RunsController(Controller):
@@ -48,9 +68,50 @@ class RunsController(Controller):
     ) -> Response[RunDetail]:
         detail, cache_result = await service.run_detail(detail_request)
         if detail is None:
-            raise NotFoundException("Workflow run not exist")  # Dify's own words
+            raise NotFoundException(RUN_NOT_FOUND)
         return Response(detail, headers={"X-Cache": cache_result})
+
+    @get_or_head("/{run_id:str}/node-executions", responses=ERROR_RESPONSES, summary=NODES_SUMMARY)
+    async def node_executions(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[NodeExecutionsAnswer]:
+        answer, cache_result = await service.node_executions(detail_request)
+        if answer is None:
+            raise NotFoundException(RUN_NOT_FOUND)
+        return Response(answer, headers=node_headers(cache_result, answer.has_more))
 
 
 class ConsoleRunsController(RunsController):
+    """Dify's paths and shapes: who ran each run and node (`created_by_account`,
+    `created_by_end_user`), and node executions in Dify's field list."""
+
     path = "/workflow-runs"
+
+    @get_or_head("", responses=ERROR_RESPONSES, summary="Runs, newest first, in keyset pages")
+    async def run_list(
+        self, service: NamedDependency[StatsService], list_request: NamedDependency[RunListRequest]
+    ) -> Response[ConsoleRunPageAnswer]:
+        page, cache_result = await service.console_run_page(list_request)
+        return Response(page, headers={"X-Cache": cache_result})
+
+    @get_or_head(
+        "/{run_id:str}",
+        responses=ERROR_RESPONSES,
+        summary="One run (latest version); 404 outside this tenant and app",
+    )
+    async def run_detail(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[ConsoleRunDetail]:
+        detail, cache_result = await service.console_run_detail(detail_request)
+        if detail is None:
+            raise NotFoundException(RUN_NOT_FOUND)
+        return Response(detail, headers={"X-Cache": cache_result})
+
+    @get_or_head("/{run_id:str}/node-executions", responses=ERROR_RESPONSES, summary=NODES_SUMMARY)
+    async def node_executions(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[ConsoleNodeExecutionsAnswer]:
+        found, cache_result = await service.console_node_executions(detail_request)
+        if found is None:
+            raise NotFoundException(RUN_NOT_FOUND)
+        return Response(found.answer, headers=node_headers(cache_result, found.has_more))
