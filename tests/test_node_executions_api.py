@@ -4,10 +4,14 @@ boundary, and a LogStore without its node logstore."""
 
 from __future__ import annotations
 
+import json
+import signal
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import psycopg
 import pytest
@@ -17,9 +21,11 @@ from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows
 from app.main import create_app
+from app.node_logstore import RECHECK_S
 from tests import examples, node_examples
 from tests.db import load_history, load_node_history
 from tests.fake_dify import Account, serve_fake_dify
+from tests.processes import ROOT, cli_env, service
 
 T, A, R1 = examples.T, examples.A, examples.R1
 NATIVE = f"/v1/tenants/{T}/apps/{A}/runs"
@@ -252,21 +258,66 @@ def test_a_run_before_the_boundary_has_the_node_executions_of_difys_table(
     assert [item["id"] for item in after] == [node_examples.N1, node_examples.N2, node_examples.N3]
 
 
-def test_without_the_node_logstore_everything_else_is_served(pg_server: Any) -> None:
-    from importlib import resources
-
+@pytest.fixture
+def no_node_logstore(pg_server: Any) -> str:
+    """A LogStore with the example runs and no workflow_node_execution (an older Dify writer)."""
     with psycopg.connect(pg_server.get_uri(), autocommit=True) as admin:
         admin.execute("DROP DATABASE IF EXISTS dify_stats_no_nodes")
         admin.execute("CREATE DATABASE dify_stats_no_nodes")
-    url = pg_server.get_uri("dify_stats_no_nodes")
+    url: str = pg_server.get_uri("dify_stats_no_nodes")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(resources.files("queries").joinpath("schema.sql").read_text())
+        conn.execute((ROOT / "queries" / "schema.sql").read_text())
         conn.execute("DROP TABLE workflow_node_execution")
         load_history(conn, examples.history())
-    with _client(STATS_DATABASE_URL=url) as client:
-        assert client.get(f"{NATIVE}/{R1}").status_code == 200
-        nodes = client.get(f"{NATIVE}/{R1}/node-executions")
+    return url
+
+
+def test_serve_without_the_node_logstore_says_so_and_serves_everything_else(
+    no_node_logstore: str, tmp_path: Path
+) -> None:
+    with service(cli_env(tmp_path, STATS_DATABASE_URL=no_node_logstore)) as running:
+        started = json.loads(running.wait_for_line('"service_started"', 60))
+        assert started["node_logstore"] == "absent (logstore workflow_node_execution not found)"
+        assert httpx.get(f"{running.base}{NATIVE}/{R1}", timeout=10).status_code == 200
+        nodes = httpx.get(f"{running.base}{NATIVE}/{R1}/node-executions", timeout=10)
         assert (nodes.status_code, nodes.json()["code"]) == (503, "node_logstore_absent")
         assert "workflow_node_execution" in nodes.json()["message"]
-        ready = client.get("/readyz")
-        assert ready.status_code == 200 and "absent" in ready.json()["node_logstore"]
+        ready = httpx.get(f"{running.base}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["node_logstore"].startswith("absent")
+        assert running.stop(signal.SIGTERM) == -signal.SIGTERM
+
+
+def test_a_node_logstore_found_missing_and_then_created_is_served(no_node_logstore: str) -> None:
+    with _client(STATS_DATABASE_URL=no_node_logstore) as client:
+        assert client.get("/readyz").json()["node_logstore"] == "present"  # not probed: believed there
+        assert client.get(f"{NATIVE}/{R1}/node-executions").status_code == 503  # learnt missing
+        assert client.get("/readyz").json()["node_logstore"].startswith("absent")
+        with psycopg.connect(no_node_logstore, autocommit=True) as conn:
+            conn.execute((ROOT / "queries" / "schema.sql").read_text())  # Dify starts writing node logs
+        node_logstore = client.app.state.node_logstore
+        node_logstore._checked_at -= RECHECK_S  # a minute later
+        assert client.get("/readyz").json()["node_logstore"] == "present"
+        answer = client.get(f"{NATIVE}/{R1}/node-executions")
+        assert answer.status_code == 200 and answer.json()["data"] == []
+
+
+def test_the_query_cli_answers_what_the_api_answers(
+    loaded: psycopg.Connection[Any], database_url: str
+) -> None:
+    from tests.test_query_cli import query
+
+    with _client(STATS_DATABASE_URL=database_url) as client:
+        api = client.get(f"{NATIVE}/{R1}/node-executions").json()
+    ids = ("--tenant", T, "--app", A, "--run", R1)
+    done = query(database_url, "node-executions", *ids, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == api
+    shown = query(database_url, "node-executions", *ids)
+    assert shown.returncode == 0 and shown.stdout.splitlines()[0].split() == [
+        "index", "node_type", "title", "status", "elapsed_time", "created_at", "id",
+    ]  # fmt: skip
+    assert [line.split()[0] for line in shown.stdout.splitlines()[1:]] == ["1", "2", "3"]
+    missing = query(database_url, "node-executions", "--tenant", T, "--app", A)
+    assert missing.returncode == 2 and "run:" in missing.stderr
+    unknown = query(database_url, "node-executions", "--tenant", T, "--app", A, "--run", examples.R6)
+    assert unknown.returncode == 2 and "not a run" in unknown.stderr
