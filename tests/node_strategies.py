@@ -35,10 +35,17 @@ class RunTimes(NamedTuple):
 
 @st.composite
 def _execution(
-    draw: st.DrawFn, run_id: str, app: tuple[str, str], times: RunTimes, index: int, node_id: str
+    draw: st.DrawFn,
+    run_id: str,
+    app: tuple[str, str],
+    times: RunTimes,
+    index: int,
+    node_id: str,
+    parsable: bool,
 ) -> list[NodeVersion]:
     created_us = times.created_us + draw(st.sampled_from((0, 0, 1, 1_000, 2_000_000)))
-    style = draw(st.sampled_from(("naive", "naive", "millis", "zulu", "plus8", "broken")))
+    styles = ("naive", "naive", "millis", "zulu", "plus8") + (() if parsable else ("broken",))
+    style = draw(st.sampled_from(styles))
     if style == "millis":
         created_us -= created_us % 1000
     created_at = "" if style == "broken" else _iso(created_us, style)
@@ -101,9 +108,12 @@ def run_times(draw: st.DrawFn) -> RunTimes:
 
 
 @st.composite
-def node_histories(draw: st.DrawFn, times: RunTimes, max_executions: int = 12) -> list[NodeVersion]:
+def node_histories(
+    draw: st.DrawFn, times: RunTimes, max_executions: int = 12, parsable: bool = False
+) -> list[NodeVersion]:
     """Node versions of the run RUN_ID of each app in APPS (the same run id under other apps and
-    tenants: isolation) and of OTHER_RUN_ID, in an arbitrary physical order."""
+    tenants: isolation) and of OTHER_RUN_ID, in an arbitrary physical order; `parsable`: every
+    created time parses (as Dify's own table needs)."""
     rows: list[NodeVersion] = []
     for app in APPS:
         for run_id in (RUN_ID, OTHER_RUN_ID):
@@ -112,5 +122,5 @@ def node_histories(draw: st.DrawFn, times: RunTimes, max_executions: int = 12) -
             for _ in range(executions):
                 index += draw(st.sampled_from((1, 1, 1, 0)))  # an index shared now and then
                 node_id = draw(st.sampled_from(("start", "llm", "loop", "loop", "end")))  # iterations: loop
-                rows += draw(_execution(run_id, app, times, index, node_id))
+                rows += draw(_execution(run_id, app, times, index, node_id, parsable))
     return draw(st.permutations(rows))

@@ -185,7 +185,7 @@ def _absent_first(value: object) -> tuple[bool, object]:
     return (value is not None, value if value is not None else 0)
 
 
-def _node_order(row: NodeVersion) -> tuple[object, ...]:
+def node_order(row: NodeVersion) -> tuple[object, ...]:
     """The truth's order of a node execution's versions: log_version, then __time__, then every
     other column, so versions that tie on both are still ordered whatever order they arrive in."""
     rest = (
@@ -215,7 +215,7 @@ def node_executions(
         if (row.tenant_id, row.app_id, row.workflow_run_id) != (tenant_id, app_id, run_id):
             continue
         current = best.get(row.id)
-        if current is None or _node_order(row) > _node_order(current):
+        if current is None or node_order(row) > node_order(current):
             best[row.id] = row
     shown = [row for row in best.values() if row.triggered_from != "workflow-tool"]
     return sorted(shown, key=lambda row: (node_created_key(row), row.index, row.id))
