@@ -10,7 +10,8 @@ rows (the floor); and how far Dify actual's numbers are from the truth (bench/ac
 Then, at the largest size on the SLS-like database: Grafana-style dashboard refreshes through
 the service (bench/refresh.py), service time uncached vs the same SQL run directly, cached
 throughput vs a bare litestar route, and the migration case of two sources
-(bench/two_sources.py). Finally the performance targets, with where the time goes for each missed
+(bench/two_sources.py), and a run's node executions for runs of 10, 1,000 and 10,000 of them
+(bench/nodes.py). Finally the performance targets, with where the time goes for each missed
 one (bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and
 prints the report. Medians of 3 after a warm-up (2 when a run takes > 1 s).
 """
@@ -41,7 +42,7 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.measures import DAILY_MEASURES, DAILY_RUNS  # noqa: E402
-from bench import accuracy, dify_sql, refresh, report, targets, two_sources  # noqa: E402
+from bench import accuracy, dify_sql, nodes, refresh, report, targets, two_sources  # noqa: E402
 from bench.setups import Setup, sls_like_database  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
@@ -346,6 +347,7 @@ def main() -> int:
         "overhead": measure_overhead(sls_url, now_s),
         "throughput": measure_throughput(sls_url, now_s),
         "two_sources": asyncio.run(two_sources.measure(sls_url, now_s)),
+        "node_executions": nodes.measure(admin_url),
         "load_seconds": load_seconds,
     }
     with connect(sls_url) as conn:

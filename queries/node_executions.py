@@ -36,10 +36,11 @@ from queries.workflow_runs import CREATED_US, WORKFLOW_RUNS_TABLE, iso_text, nai
 
 NODE_LOGSTORE = "workflow_node_execution"
 NODE_TABLE = "workflow_node_executions"  # Dify's own
-# Node executions per statement. Each statement ranks the versions of the executions it may
-# answer (every later one), so fewer, larger pages cost less; SLS allows LIMIT up to 1,000,000,
-# and cuts each text field at 2 KB, so a page of 5,000 is at most some 60 MB.
-NODE_PAGE = 5_000
+# Node executions per statement. Each statement ranks the versions of every execution it may
+# answer (all those after its keyset), whatever its LIMIT: fewer, larger pages cost less, and a
+# run within the default STATS_NODE_EXECUTIONS_MAX is one statement. SLS allows LIMIT up to
+# 1,000,000 and cuts each text field at 2 KB: a page is at most some 100 MB, typically a few.
+NODE_PAGE = 10_000
 WORKFLOW_TOOL = "workflow-tool"
 NodePlan = Literal["shortcut", "windowed", "workflow_runs"]
 
@@ -153,23 +154,9 @@ def node_page(scope: NodeScope, after: NodeKey | None, size: int = NODE_PAGE) ->
     )
     not_tool = "(triggered_from IS NULL OR triggered_from <> %(workflow_tool)s)"
     columns = ", ".join(NODE_COLUMNS)
-    if scope.plan == "windowed":
-        sql = f"""
-SELECT {columns}, created_key
-FROM (
-    SELECT {columns}, triggered_from, {created_key} AS created_key
-    FROM (
-        SELECT {", ".join(_RANKED_COLUMNS)},
-               ROW_NUMBER() OVER (PARTITION BY id ORDER BY {NODE_LATEST_FIRST}) AS version_rank
-        FROM {NODE_LOGSTORE}
-        WHERE {run_rows}
-    ) AS versions
-    WHERE version_rank = 1{parse_once_fence(scope.dialect)}
-) AS latest
-WHERE {not_tool} AND {keyset}
-ORDER BY {", ".join(NODE_KEY)}
-LIMIT {int(size)}"""
-    else:
+    if scope.plan == "shortcut" and after is not None:
+        # The keyset on versions: each version's created time is parsed, the earlier pages'
+        # versions are never ranked again.
         sql = f"""
 SELECT {columns}, created_key
 FROM (
@@ -183,6 +170,26 @@ FROM (
     WHERE {keyset}
 ) AS ranked
 WHERE version_rank = 1
+ORDER BY {", ".join(NODE_KEY)}
+LIMIT {int(size)}"""
+        return Query(sql, params, page_size=size)
+    # Rank first; only the latest versions' created times are parsed. The shortcut's first page
+    # leaves workflow-tool versions out before ranking (the field never changes), the windowed
+    # plan after.
+    before, after_rank = (f" AND {not_tool}", "") if scope.plan == "shortcut" else ("", f"{not_tool} AND ")
+    sql = f"""
+SELECT {columns}, created_key
+FROM (
+    SELECT {columns}, triggered_from, {created_key} AS created_key
+    FROM (
+        SELECT {", ".join(_RANKED_COLUMNS)},
+               ROW_NUMBER() OVER (PARTITION BY id ORDER BY {NODE_LATEST_FIRST}) AS version_rank
+        FROM {NODE_LOGSTORE}
+        WHERE {run_rows}{before}
+    ) AS versions
+    WHERE version_rank = 1{parse_once_fence(scope.dialect)}
+) AS latest
+WHERE {after_rank}{keyset}
 ORDER BY {", ".join(NODE_KEY)}
 LIMIT {int(size)}"""
     return Query(sql, params, page_size=size)
