@@ -27,7 +27,7 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     reason: str | None = None
     circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
-    node_logstore: str | None = None  # present, or absent (why): optional, never makes this 503
+    node_logstore: str | None = None  # absent (why): optional, never makes this 503; omitted while there
 
 
 @get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
@@ -80,12 +80,12 @@ async def readyz(
 async def node_logstore_state(
     request: Request[Any, Any, Any], repository: StatsRepository, time_left: float
 ) -> str | None:
-    """The node LogStore's state (None without a LogStore), probed again while it is absent, in
-    what is left of /readyz's time."""
+    """Why the node LogStore is absent (None while it is there, or without a LogStore), probed
+    again while it is absent, in what is left of /readyz's time."""
     node_logstore = request.app.state.node_logstore
     if node_logstore is None:
         return None
     if time_left > 0.05:
         logstore = next(source.backend for source in repository.sources if source.plan != "workflow_runs")
         await node_logstore.recheck(logstore, within=min(SCHEMA_CHECK_WITHIN_S, time_left))
-    return str(node_logstore.state)
+    return None if node_logstore.problem is None else str(node_logstore.state)
