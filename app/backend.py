@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec
@@ -24,6 +25,7 @@ from app.breaker import CircuitBreaker
 from app.config import Dialect, Settings
 from app.fairness import TenantSlots, current_tenant
 from app.metrics import Metrics, current_figures
+from queries.checks import connection_check
 from queries.literals import with_literals
 from queries.scope import Query
 
@@ -44,6 +46,12 @@ CANCEL_WAIT = 5.0
 # still running when it ends is cancelled, and psycopg then cancels the statement on the server.
 running_statements: contextvars.ContextVar[set[asyncio.Task[Any]] | None] = contextvars.ContextVar(
     "running_statements", default=None
+)
+
+
+# Where each statement is shown as sent, values in (`python -m app query --sql`); None: nowhere.
+statement_echo: contextvars.ContextVar[Callable[[str, str], None] | None] = contextvars.ContextVar(
+    "statement_echo", default=None
 )
 
 
@@ -102,12 +110,13 @@ async def statement_scope() -> AsyncIterator[None]:
             await asyncio.wait(leftovers, timeout=CANCEL_WAIT)
 
 
-class _Pool(AsyncConnectionPool[psycopg.AsyncConnection[Any]]):
-    @staticmethod
-    async def check_connection(conn: psycopg.AsyncConnection[Any]) -> None:
-        """`SELECT 1 LIMIT 1` (every statement states its LIMIT), not psycopg_pool's empty statement,
-        which SLS does not document."""
-        await conn.execute("SELECT 1 LIMIT 1")
+async def run_check(conn: psycopg.AsyncConnection[Any], dialect: Dialect) -> None:
+    """The connection check (queries/checks.py), not psycopg_pool's empty statement: SLS documents
+    neither that nor a SELECT without FROM, and refusing it would discard every connection."""
+    check = connection_check(dialect, int(time.time()))
+    async with conn.cursor() as cursor:
+        await cursor.execute(with_literals(check) if dialect == "sls" else check.sql, None)
+        await cursor.fetchall()
 
 
 class Backend:
@@ -145,14 +154,14 @@ class Backend:
         }
         if options:
             kwargs["options"] = options
-        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = _Pool(
+        self.pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             conninfo,
             min_size=1,
             max_size=settings.pool_size,
             kwargs=kwargs,
             open=False,
             timeout=settings.query_timeout,
-            check=_Pool.check_connection,
+            check=partial(run_check, dialect=self.dialect),
             reconnect_timeout=RECONNECT_TIMEOUT,
             name=f"dify-stats-{name}",
         )
@@ -229,9 +238,15 @@ class Backend:
             conn = await self._connection()
             try:
                 async with conn.cursor(row_factory=class_row(row_type)) as cursor:
+                    echo = statement_echo.get()
                     if self.dialect == "sls":
-                        await cursor.execute(with_literals(query))
+                        sent = with_literals(query)
+                        if echo is not None:
+                            echo(self.name, sent)
+                        await cursor.execute(sent)
                     else:
+                        if echo is not None:
+                            echo(self.name, cursor.mogrify(query.sql, query.params))  # type: ignore[attr-defined]
                         await cursor.execute(query.sql, query.params)
                     return await cursor.fetchall()
             finally:
@@ -275,7 +290,7 @@ class Backend:
         kwargs = {**self._connect_kwargs, "application_name": "dify-stats-probe"}
         conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
         try:
-            await conn.execute("SELECT 1 LIMIT 1")
+            await run_check(conn, self.dialect)
         finally:
             await conn.close()
 
@@ -286,8 +301,8 @@ class Backend:
             raise BackendUnavailable(f"{self.name}: not answering (circuit {self.breaker.state})")
 
     async def ping(self) -> None:
-        """A trivial statement through the pool (its connection check, then one query)."""
-        await self.fetch(Query("SELECT 1 AS ok LIMIT 1", {}), _Ok)
+        """The connection check through the pool (the pool's own check, then the same statement)."""
+        await self.fetch(connection_check(self.dialect, int(time.time())), _Ok)
 
 
 class _Ok(msgspec.Struct):

@@ -1,10 +1,10 @@
 """A circuit breaker per source: fail fast while a store is known down, one probe re-checks it.
 
 Closed (normal): queries go to the pool. When a connection fails, or a query waits for a pooled
-connection longer than a moment, one shared probe (a fresh connection and `SELECT 1`, bounded
-by PROBE_TIMEOUT) decides: if the store does not answer, the breaker opens. Open: every query
-fails at once (the cache serves `stale` or the API a 503) while a single background probe
-retries every STATS_PROBE_INTERVAL; its first success closes the breaker.
+connection longer than a moment, one shared probe (a fresh connection and the connection check of
+queries/checks.py, bounded by PROBE_TIMEOUT) decides: if the store does not answer, the breaker
+opens. Open: every query fails at once (the cache serves `stale` or the API a 503) while a single
+background probe retries every STATS_PROBE_INTERVAL; its first success closes the breaker.
 """
 
 from __future__ import annotations

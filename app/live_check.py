@@ -1,14 +1,19 @@
-"""`make check-sls`: every sls-dialect query once against a real SLS project, shortcut vs windowed.
+"""`make check-sls`: every kind of sls-dialect statement once against a real SLS project.
 
 Opt-in: it runs only when the sls dialect is configured (STATS_DATABASE_URL to SLS, or Dify's
-ALIYUN_SLS_* variables) and says clearly that it skipped otherwise.
+ALIYUN_SLS_* variables) and says clearly that it skipped otherwise. For each statement it prints
+how long it took, how many rows came back and whether the result was complete (fewer rows than
+its LIMIT: nothing was left for a next page), and where the shortcut and windowed plans both
+answer, whether they agree. An operator's first run against a project tells everything at once:
+a statement SLS refuses shows up as FAILED with SLS's own message.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -17,114 +22,199 @@ from psycopg.rows import class_row
 
 from app.answers import cut_fields
 from app.config import Settings
+from app.demo import COLUMNS
 from app.measures import DAILY_MEASURES, DAILY_RUNS
-from queries import counts, daily, runs
+from app.readiness import REQUIRED_FIELDS
+from queries import apps, counts, daily, run_rows, runs
+from queries.app_activity import ActivityScope, app_activity
+from queries.checks import connection_check, field_counts, schema_probe
 from queries.literals import with_literals
-from queries.rows import RunDetailRow, RunPageRow
-from queries.scope import Plan, Query, RunScope
-
-
-def _fetch(conn: psycopg.Connection[Any], query: Query) -> list[tuple[Any, ...]]:
-    """As the service sends it to SLS: the values written in, the simple query protocol."""
-    with psycopg.ClientCursor(conn) as cursor:
-        cursor.execute(with_literals(query))
-        return cursor.fetchall()
-
+from queries.rows import RunDetailRow
+from queries.runs import RunCursor
+from queries.scope import LOGSTORE_TABLE, Plan, Query, RunScope
 
 _PLANS: tuple[Plan, Plan] = ("shortcut", "windowed")
+ZONE = "Asia/Shanghai"
+DST_ZONE = "America/New_York"  # a zone that changes offset within the checked range
 
 
-def check_sls(settings: Settings) -> int:
+class _Checker:
+    """Runs statements as the service sends them to SLS (values written in, the simple query
+    protocol) and prints one line each; counts what failed or disagreed."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+        self.failures = 0
+
+    def fetch(self, query: Query, row_type: Any = None) -> tuple[list[Any], float]:
+        factory = class_row(row_type) if row_type is not None else None
+        with psycopg.ClientCursor(self.conn, row_factory=factory) as cursor:  # type: ignore[arg-type]
+            started = time.perf_counter()
+            cursor.execute(with_literals(query))
+            rows = cursor.fetchall()
+        return rows, (time.perf_counter() - started) * 1000
+
+    def one(self, name: str, query: Query, row_type: Any = None) -> list[Any]:
+        """One statement: its time, rows and completeness; [] (and a failure) when it fails."""
+        try:
+            rows, took = self.fetch(query, row_type)
+        except psycopg.Error as error:
+            self.failures += 1
+            print(f"  {name:34s} FAILED {str(error).strip().splitlines()[0]}")
+            return []
+        print(f"  {name:34s} {took:9.1f} ms {len(rows):7d} rows  {_completeness(query, rows)}")
+        return rows
+
+    def compare(self, name: str, by_plan: dict[str, Query]) -> None:
+        """The same question in both plans: each statement's line, then whether they agree."""
+        found = [self.one(f"{name} ({plan})", query) for plan, query in by_plan.items()]
+        if found[0] != found[1]:
+            self.failures += 1
+            print(f"  {name:34s} DIFFER", file=sys.stderr)
+            print(f"    shortcut: {found[0][:5]}\n    windowed: {found[1][:5]}", file=sys.stderr)
+
+
+def _completeness(query: Query, rows: list[Any]) -> str:
+    limit = query.page_size or _top_limit(query)
+    if limit is None:
+        return ""
+    return "complete" if len(rows) < limit else f"LIMIT {limit} reached: more follow in a next page"
+
+
+def _top_limit(query: Query) -> int | None:
+    tail = with_literals(query).rstrip().rsplit("LIMIT", 1)
+    return int(tail[1]) if len(tail) == 2 and tail[1].strip().isdigit() else None
+
+
+def check_sls(settings: Settings, now: datetime | None = None) -> int:
     if settings.dialect != "sls" or not settings.database_url:
         print("check-sls: SKIPPED - no SLS configured (set ALIYUN_SLS_* or STATS_DATABASE_URL to SLS)")
         return 0
-    now = datetime.now(UTC)
-    start_us = int((now - timedelta(days=7)).timestamp()) * 1_000_000
+    now = now or datetime.now(UTC)
+    now_s = int(now.timestamp())
     with psycopg.connect(settings.database_url, autocommit=True, prepare_threshold=None) as conn:
-        found = _fetch(
-            conn,
+        check = _Checker(conn)
+        print("check-sls: the store")
+        check.one("connection check", connection_check("sls", now_s))
+        check.one("schema probe", schema_probe(LOGSTORE_TABLE, COLUMNS, "sls", now_s))
+        week_ago = now_s - 7 * 86_400
+        check.one("field counts (7 days)", field_counts((*REQUIRED_FIELDS, "finished_at"), week_ago))
+        picked = check.one(
+            "an app with runs (7 days)",
             Query(
-                "SELECT tenant_id, app_id, triggered_from FROM workflow_execution WHERE __time__ > 0 LIMIT 1",
-                {},
+                f"SELECT tenant_id, app_id, triggered_from FROM {LOGSTORE_TABLE} "
+                "WHERE __time__ >= %(since)s LIMIT 1",
+                {"since": week_ago},
             ),
         )
-        if not found:
-            print("check-sls: the logstore has no rows; nothing to compare")
+        if not picked:
+            print("check-sls: the logstore has no rows written in the last 7 days; nothing more to check")
             return 1
-        tenant_id, app_id, trigger = found[0]
+        tenant_id, app_id, trigger = (str(value) for value in picked[0])
+        start_us = (now_s - 7 * 86_400) * 1_000_000
+        retained = None if settings.logstore_ttl_days is None else now_s - settings.logstore_ttl_days * 86_400
         scope = RunScope(
             tenant_id=tenant_id, app_id=app_id, triggered_from=trigger, start_us=start_us, dialect="sls",
-            time_slack_s=settings.time_slack,
+            time_slack_s=settings.time_slack, retained_since_s=retained,
         )  # fmt: skip
-        scopes = [msgspec.structs.replace(scope, plan=plan) for plan in _PLANS]
-        failures = 0
-        for measure in DAILY_MEASURES:
-            failures += _compare(
-                conn, measure.name, [daily.daily(s, "Asia/Shanghai", measure.sql) for s in scopes]
-            )
-        failures += _compare(conn, "day_users", [daily.day_users(s, "Asia/Shanghai") for s in scopes])
-        newest = _fetch(conn, runs.run_page(scope, 1, None, None))
-        if newest:  # the detail as a migration reads it: only if created from an instant on
-            run_id = newest[0][RunPageRow.__struct_fields__.index("id")]
-            detail_scopes = [msgspec.structs.replace(s, triggered_from=None, end_us=None) for s in scopes]
-            failures += _compare(conn, "run_detail", [runs.run_detail(s, run_id) for s in detail_scopes])
-        failures += _compare(conn, "status_counts", [counts.status_counts(s, None) for s in scopes])
-        failures += _compare(conn, "run_page", [runs.run_page(s, 21, None, None) for s in scopes])
-        failures += _check_paging(conn, scope)
-        _check_truncation(conn, scope, settings.sls_field_bytes)
-    print(f"check-sls: {'FAILED' if failures else 'OK'} ({failures} measure(s) differ)")
-    return 1 if failures else 0
+        open_range = msgspec.structs.replace(scope, start_us=None)
+        plans: dict[str, RunScope] = {plan: msgspec.structs.replace(scope, plan=plan) for plan in _PLANS}
+        print(f"check-sls: app {app_id} ({trigger}), the last 7 days")
+        _check_daily(check, scope, plans, open_range)
+        _check_runs(check, scope, plans)
+        _check_apps(check, tenant_id, now_s, settings.time_slack)
+        check.failures += _check_paging(check, scope)
+        _check_truncation(check, scope, settings.sls_field_bytes)
+    verdict = "FAILED" if check.failures else "OK"
+    print(f"check-sls: {verdict} ({check.failures} statement(s) failed or differ)")
+    return 1 if check.failures else 0
 
 
-def _check_paging(conn: psycopg.Connection[Any], scope: RunScope) -> int:
+def _both(plans: dict[str, RunScope], build: Callable[[RunScope], Query]) -> dict[str, Query]:
+    return {plan: build(scope) for plan, scope in plans.items()}
+
+
+def _check_daily(check: _Checker, scope: RunScope, plans: dict[str, RunScope], open_range: RunScope) -> None:
+    for measure in DAILY_MEASURES:
+        aggregates = measure.sql
+        check.compare(measure.name, _both(plans, lambda s: daily.daily(s, ZONE, aggregates)))  # noqa: B023
+    check.compare(
+        "daily_runs in a DST zone", _both(plans, lambda s: daily.daily(s, DST_ZONE, DAILY_RUNS.sql))
+    )
+    check.compare("day_users", _both(plans, lambda s: daily.day_users(s, ZONE)))
+    open_plans = {plan: msgspec.structs.replace(open_range, plan=plan) for plan in plans}
+    check.compare("daily_runs, open start", _both(open_plans, lambda s: daily.daily(s, ZONE, DAILY_RUNS.sql)))
+    check.compare("status_counts", _both(plans, lambda s: counts.status_counts(s, None)))
+    check.one("run_rows (kept runs, first read)", run_rows.run_rows(scope, ZONE))
+    refresh = msgspec.structs.replace(scope, written_since_s=int(time.time()) - 3_600 - 30)
+    check.one("run_rows (a refresh)", run_rows.run_rows(refresh, ZONE))
+
+
+def _check_runs(check: _Checker, scope: RunScope, plans: dict[str, RunScope]) -> None:
+    keys = check.one("run_page keys (shortcut)", runs.run_page(scope, 21, None, None), RunCursor)
+    summaries = []
+    if keys:
+        summaries = check.one("run_page rows (shortcut)", runs.run_page_rows(scope, keys))
+    windowed = check.one("run_page (windowed)", runs.run_page(plans["windowed"], 21, None, None))
+    if summaries != windowed:
+        check.failures += 1
+        print("  run_page                           DIFFER between the plans", file=sys.stderr)
+    if not keys:
+        return
+    newest = keys[0]
+    check.one("run_cursor", runs.run_cursor(scope, newest.id))
+    after = RunCursor(created_us=newest.created_us, id=newest.id)
+    check.one("run_page after a cursor (shortcut)", runs.run_page(scope, 21, None, after), RunCursor)
+    detail_scopes = {
+        plan: msgspec.structs.replace(s, triggered_from=None, start_us=None, end_us=None)
+        for plan, s in plans.items()
+    }
+    check.compare("run_detail", _both(detail_scopes, lambda s: runs.run_detail(s, newest.id)))
+
+
+def _check_apps(check: _Checker, tenant_id: str, now_s: int, slack: int) -> None:
+    since = now_s - 7 * 86_400
+    check.one("apps_with_runs", apps.apps_with_runs("shortcut", since))
+    for plan in _PLANS:
+        activity = ActivityScope(
+            tenant_id=tenant_id, start_us=since * 1_000_000, time_slack_s=slack, dialect="sls", plan=plan
+        )
+        check.one(f"app_activity ({plan})", app_activity(activity))
+
+
+def _check_paging(check: _Checker, scope: RunScope) -> int:
     """Daily runs read in pages of two days equal the same days read as one page: the keyset
     pages every long answer is read in neither skip nor repeat a row."""
-    whole = _fetch(conn, daily.daily(scope, "Asia/Shanghai", DAILY_RUNS.sql))
-    paged: list[tuple[Any, ...]] = []
+    whole, _ = check.fetch(daily.daily(scope, ZONE, DAILY_RUNS.sql))
+    paged: list[Any] = []
     after = None
     for _ in range(1000):
-        page = _fetch(conn, daily.daily(scope, "Asia/Shanghai", DAILY_RUNS.sql, after_day=after, page=2))
+        page, _ = check.fetch(daily.daily(scope, ZONE, DAILY_RUNS.sql, after_day=after, page=2))
         paged += page
         if len(page) < 2:
             break
         after = int(page[-1][0])
     same = paged == whole
-    print(f"  {'paging':20s} {len(whole)} days in pages of 2: {'same' if same else 'DIFFER'}")
+    print(f"  {'paging':34s} {len(whole)} days in pages of 2: {'same' if same else 'DIFFER'}")
     return 0 if same else 1
 
 
-def _check_truncation(conn: psycopg.Connection[Any], scope: RunScope, field_bytes: int) -> None:
+def _check_truncation(check: _Checker, scope: RunScope, field_bytes: int) -> None:
     """A run whose document reached the field length, and whether its detail says so."""
     reached = Query(
-        "SELECT id FROM workflow_execution WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s "
+        f"SELECT id FROM {LOGSTORE_TABLE} WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s "
         "AND __time__ >= %(min_time)s AND (length(outputs) >= %(near)s OR length(inputs) >= %(near)s "
         "OR length(graph) >= %(near)s) ORDER BY id LIMIT 1",
         {**scope.params(), "near": field_bytes - 3},
     )
-    found = _fetch(conn, reached)
+    found = check.one("a run near the field length", reached)
     if not found:
         print(
-            f"  {'truncation':20s} no document in these days is near the field length ({field_bytes} bytes)"
+            f"  {'truncation':34s} no document in these days is near the field length ({field_bytes} bytes)"
         )
         return
     detail_scope = msgspec.structs.replace(scope, triggered_from=None, end_us=None)
-    with psycopg.ClientCursor(conn, row_factory=class_row(RunDetailRow)) as cursor:
-        cursor.execute(with_literals(runs.run_detail(detail_scope, str(found[0][0]))))
-        rows = cursor.fetchall()
+    rows, _ = check.fetch(runs.run_detail(detail_scope, str(found[0][0])), RunDetailRow)
     flagged = cut_fields(rows[0], field_bytes) if rows else []
     lengths = {name: len((getattr(rows[0], name) or "").encode()) for name in ("graph", "inputs", "outputs")}
-    print(f"  {'truncation':20s} run {found[0][0]}: bytes {lengths}, flagged {flagged or 'none'}")
-
-
-def _compare(conn: psycopg.Connection[Any], name: str, queries: list[Query]) -> int:
-    answers, timings = [], []
-    for query in queries:
-        started = time.perf_counter()
-        answers.append(_fetch(conn, query))
-        timings.append((time.perf_counter() - started) * 1000)
-    same = answers[0] == answers[1]
-    verdict = "same" if same else "DIFFER"
-    print(f"  {name:20s} shortcut {timings[0]:8.1f} ms  windowed {timings[1]:8.1f} ms  {verdict}")
-    if not same:
-        print(f"    shortcut: {answers[0][:5]}\n    windowed: {answers[1][:5]}", file=sys.stderr)
-    return 0 if same else 1
+    print(f"  {'truncation':34s} run {found[0][0]}: bytes {lengths}, flagged {flagged or 'none'}")

@@ -17,6 +17,8 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from app.backend import Backend
+from app.config import Dialect
+from app.readiness import first_line, fresh_connection, run_check
 from queries.node_executions import NODE_LOGSTORE, node_logstore_probe
 
 RECHECK_S = 60.0
@@ -56,7 +58,7 @@ class NodeLogstore:
         self._checked_at = time.monotonic()
         try:
             async with asyncio.timeout(within), backend.pool.connection() as conn:
-                self.problem = await probe(conn)
+                self.problem = await probe(conn, backend.dialect)
         except (PoolTimeout, TimeoutError, psycopg.OperationalError):
             return  # proves nothing either way
 
@@ -64,29 +66,19 @@ class NodeLogstore:
 def problem_of(error: BaseException) -> str:
     if isinstance(error, psycopg.errors.UndefinedTable):
         return f"logstore {NODE_LOGSTORE} not found"
-    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return f"logstore {NODE_LOGSTORE}: {detail}"
+    return f"logstore {NODE_LOGSTORE}: {first_line(error)}"
 
 
-async def probe(conn: psycopg.AsyncConnection[Any]) -> str | None:
+async def probe(conn: psycopg.AsyncConnection[Any], dialect: Dialect) -> str | None:
     """None when the node logstore answers with every field the service reads, else why not."""
     try:
-        async with conn.cursor() as cursor:
-            await cursor.execute(node_logstore_probe())
-            await cursor.fetchall()
+        await run_check(conn, node_logstore_probe(dialect, int(time.time())), dialect)
     except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn) as error:
         return problem_of(error)
     return None
 
 
-async def probe_url(url: str, timeout: float) -> str | None:
+async def probe_url(url: str, timeout: float, dialect: Dialect) -> str | None:
     """The probe over a fresh connection (at start-up, once the LogStore itself passed its check)."""
-    async with await psycopg.AsyncConnection.connect(
-        url,
-        autocommit=True,
-        prepare_threshold=None,
-        cursor_factory=psycopg.AsyncClientCursor,
-        connect_timeout=max(1, round(timeout)),
-        application_name="dify-stats",
-    ) as conn:
-        return await probe(conn)
+    async with await fresh_connection(url, timeout) as conn:
+        return await probe(conn, dialect)

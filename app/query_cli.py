@@ -52,6 +52,11 @@ def add_query_parser(commands: Any) -> None:
     query.add_argument("--time-range", help=f"{RUNS_COUNT} only: created within 7d, 12h, 30m, 90s before now")
     query.add_argument("--run", help=f"{NODE_EXECUTIONS} only: the run id")
     query.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    query.add_argument(
+        "--sql",
+        action="store_true",
+        help="first print each statement as it is sent (values written in), e.g. to paste into SLS's console",
+    )
 
 
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
@@ -60,9 +65,11 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     except BadParameter as error:
         print(f"dify-stats: invalid_param: {error}", file=sys.stderr)
         return 2
-    from app.backend import BackendUnavailable
+    from app.backend import BackendUnavailable, statement_echo
     from app.node_logstore import NodeLogstoreAbsent
 
+    if args.sql:
+        statement_echo.set(_print_statement)
     try:
         answer = asyncio.run(_answer(settings, args.measure, request))
     except BadParameter as error:
@@ -73,6 +80,10 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(msgspec.json.encode(answer).decode() if args.json else table(args.measure, answer))
     return 0
+
+
+def _print_statement(source: str, sql: str) -> None:
+    print(f"-- {source}\n{sql.strip()};\n", flush=True)
 
 
 def build_request(

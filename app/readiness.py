@@ -1,9 +1,12 @@
-"""Is a source usable: reachable, its table there, and every column the service reads there.
+"""Is a source usable: reachable, its table there, every column the service reads there, and, on
+SLS, those fields readable by SQL.
 
 One check serves both `serve` (which refuses to start otherwise) and /readyz. The probe selects
 those columns with the simple query protocol, a LIMIT and, on the LogStore, a `__time__`
-condition (SLS's PostgreSQL endpoint wants one), so a missing table or column fails it on SLS as
-on PostgreSQL, and it reads at most one row.
+condition (queries/checks.py), so a missing table or column fails it on SLS as on PostgreSQL, and
+it reads at most one row. SLS answers NULL, silently, for a field whose index has analytics turned
+off: there the check also counts the values of each field over the last hour of writes (at
+start-up, the last week if the hour is empty) and names a field that has none.
 """
 
 from __future__ import annotations
@@ -16,40 +19,65 @@ from typing import Any
 
 import psycopg
 import structlog
+from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
 from app.backend import Backend
-from app.config import redact_url
+from app.config import Dialect, redact_url
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS
 from app.logging import redact_credentials
 from app.sources import Source
+from queries.checks import field_counts, schema_probe
+from queries.literals import with_literals
+from queries.scope import Query
 
 log = structlog.get_logger("dify_stats.readiness")
 
-# Source name -> (table, columns read, condition).
-TABLES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "logstore": ("workflow_execution", COLUMNS, " WHERE __time__ > 0"),
-    "workflow_runs": ("workflow_runs", WORKFLOW_RUNS_COLUMNS, ""),
+# Source name -> (table, columns read).
+TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "logstore": ("workflow_execution", COLUMNS),
+    "workflow_runs": ("workflow_runs", WORKFLOW_RUNS_COLUMNS),
 }
 RETRY_SECONDS = 1.0
+# Fields every version Dify writes holds a value in; a field without one is misconfigured (with
+# finished_at, which every finished version holds).
+REQUIRED_FIELDS = (
+    "id", "log_version", "tenant_id", "app_id", "workflow_id", "triggered_from", "type", "status",
+    "created_by_role", "created_by", "started_at", "total_tokens",
+)  # fmt: skip
+RECENT_S = 3_600  # the writes whose fields are counted
+START_UP_RECENT_S = 7 * 86_400  # at start-up, when the last hour has none
 
 
 class SourceProblem(RuntimeError):
     """What is wrong with a source, in one line that holds no credentials."""
 
 
-def probe_sql(source: str) -> str:
-    table, columns, condition = TABLES[source]
-    return f"SELECT {', '.join(columns)} FROM {table}{condition} LIMIT 1"
+def probe(source: str, dialect: Dialect) -> Query:
+    """The schema probe of a source (its LogStore in `dialect`; Dify's table is PostgreSQL)."""
+    table, columns = TABLES[source]
+    return schema_probe(table, columns, dialect if source == "logstore" else None, int(time.time()))
 
 
-async def check_connection(conn: psycopg.AsyncConnection[Any], source: str) -> None:
-    """Run the probe on an open connection; SourceProblem naming the table or column missing."""
+async def run_check(conn: psycopg.AsyncConnection[Any], query: Query, dialect: Dialect) -> list[Any]:
+    """A check statement on a bare connection, as the backend would send it in `dialect`."""
+    async with conn.cursor() as cursor:
+        if dialect == "sls":
+            await cursor.execute(with_literals(query))
+        else:
+            await cursor.execute(query.sql, query.params)
+        return await cursor.fetchall()
+
+
+async def check_connection(
+    conn: psycopg.AsyncConnection[Any], source: str, dialect: Dialect, *, at_start: bool = False
+) -> None:
+    """Run the probe on an open connection; SourceProblem naming the table, column or field."""
     table = TABLES[source][0]
     try:
-        async with conn.cursor() as cursor:
-            await cursor.execute(probe_sql(source))
-            await cursor.fetchall()
+        await run_check(conn, probe(source, dialect), dialect)
+        if source == "logstore" and dialect == "sls":
+            await _check_fields(conn, at_start)
     except psycopg.errors.UndefinedTable:
         raise SourceProblem(f"{source}: table {table} not found") from None
     except psycopg.errors.UndefinedColumn as error:
@@ -60,12 +88,38 @@ async def check_connection(conn: psycopg.AsyncConnection[Any], source: str) -> N
         raise SourceProblem(f"{source}: reading {table} failed ({first_line(error)})") from None
 
 
+async def _check_fields(conn: psycopg.AsyncConnection[Any], at_start: bool) -> None:
+    """SourceProblem naming the first field that holds no value in recent versions that should."""
+    now = int(time.time())
+    for window in (RECENT_S, START_UP_RECENT_S) if at_start else (RECENT_S,):
+        query = field_counts((*REQUIRED_FIELDS, "finished_at", "created_at"), now - window)
+        async with conn.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(with_literals(query))
+            found = (await cursor.fetchall())[0]
+        if found["versions"]:
+            break
+    else:
+        return  # no recent writes: nothing to judge by
+    expected = {field: int(found["versions"]) for field in REQUIRED_FIELDS}
+    expected["finished_at"] = int(found["finished"])
+    for field, wanted in expected.items():
+        if wanted and not int(found[field] or 0):
+            raise SourceProblem(
+                f"logstore: field {field} reads as NULL in all {wanted} recent versions that must hold "
+                "it: turn on analytics (statistics) for it in the logstore's index"
+            )
+    if not int(found["created_at"] or 0):  # older writers leave it empty: then started_at is read
+        log.warning(
+            "created_at_never_set", versions=found["versions"], hint="is analytics on for created_at?"
+        )
+
+
 async def check_backend(backend: Backend) -> None:
     """The probe through the service's own pool (for /readyz)."""
     try:
         async with asyncio.timeout(backend.settings.query_timeout + 1):
             async with backend.pool.connection() as conn:
-                await check_connection(conn, backend.name)
+                await check_connection(conn, backend.name, backend.dialect)
     except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
         raise SourceProblem(f"{backend.name}: not answering ({type(error).__name__})") from None
 
@@ -90,31 +144,40 @@ async def check_sources_lately(sources: Iterable[Source], within: float) -> None
         _checked_at[source.backend] = time.monotonic()
 
 
-async def check_url(source: str, url: str, timeout: float) -> None:
+async def check_url(source: str, url: str, timeout: float, dialect: Dialect = "postgres") -> None:
     """The probe over a fresh connection (at start-up, before any pool exists)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            url,
-            autocommit=True,
-            prepare_threshold=None,
-            cursor_factory=psycopg.AsyncClientCursor,
-            connect_timeout=max(1, round(timeout)),
-            application_name="dify-stats",
-        )
+        conn = await fresh_connection(url, timeout)
     except psycopg.Error as error:
         raise SourceProblem(f"{source}: cannot connect ({first_line(error)})") from None
     async with conn:
-        await check_connection(conn, source)
+        await check_connection(conn, source, dialect, at_start=True)
 
 
-async def wait_for_sources(sources: dict[str, str], wait: float, timeout: float) -> None:
+async def fresh_connection(url: str, timeout: float) -> psycopg.AsyncConnection[Any]:
+    """A connection of its own, set up as the backend's (simple query protocol, autocommit)."""
+    return await psycopg.AsyncConnection.connect(
+        url,
+        autocommit=True,
+        prepare_threshold=None,
+        cursor_factory=psycopg.AsyncClientCursor,
+        connect_timeout=max(1, round(timeout)),
+        application_name="dify-stats",
+    )
+
+
+async def wait_for_sources(
+    sources: dict[str, str], wait: float, timeout: float, logstore_dialect: Dialect = "postgres"
+) -> None:
     """Check every source (name -> URL), retrying each for up to `wait` seconds in all; the
     SourceProblem raised says which source (its URL with the password hidden) and what."""
     deadline = time.monotonic() + wait
     for source, url in sources.items():
         while True:
             try:
-                await check_url(source, url, timeout)
+                await check_url(
+                    source, url, timeout, logstore_dialect if source == "logstore" else "postgres"
+                )
                 break
             except SourceProblem as problem:
                 message = str(problem).replace(f"{source}:", f"{source} {redact_url(url)}:", 1)

@@ -76,7 +76,7 @@ class StatsRepository:
         """Each source with its scope of the range (sources owning none of it are left out)."""
         parts = []
         for source in self.sources:
-            scope = source.scope(tenant_id, app_id, triggered_from, start_us, end_us)
+            scope = source.scope(tenant_id, app_id, triggered_from, start_us, end_us, self.wall_clock())
             if scope is not None:
                 parts.append((source, scope))
         return parts
@@ -233,10 +233,10 @@ class StatsRepository:
                 if window is None or window[0] == scope.start_us:
                     break  # the window already covers the whole scope: no narrower query to try
                 narrowed = msgspec.structs.replace(scope, start_us=window[0], end_us=window[1])
-                found = await source.backend.fetch(runs.run_page(narrowed, limit, status, after), RunPageRow)
+                found = await _run_page(source.backend, narrowed, limit, status, after)
                 if len(found) >= limit:
                     return found
-        return await source.backend.fetch(runs.run_page(scope, limit, status, after), RunPageRow)
+        return await _run_page(source.backend, scope, limit, status, after)
 
     async def _cursor(self, parts: list[tuple[Source, RunScope]], last_id: str) -> RunCursor:
         for source, scope in parts:
@@ -330,6 +330,18 @@ class StatsRepository:
                     )
                 return detail
         return None
+
+
+async def _run_page(
+    backend: Backend, scope: RunScope, limit: int, status: str | None, after: RunCursor | None
+) -> list[RunPageRow]:
+    """One page of runs: one statement, or on the shortcut plan two (the page's keys, then the
+    latest version of those runs: queries/runs.py says why)."""
+    page = runs.run_page(scope, limit, status, after)
+    if scope.plan != "shortcut":
+        return await backend.fetch(page, RunPageRow)
+    keys = await backend.fetch(page, RunCursor)
+    return await backend.fetch(runs.run_page_rows(scope, keys), RunPageRow) if keys else []
 
 
 async def read_pages(

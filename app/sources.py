@@ -25,6 +25,7 @@ class Source(NamedTuple):
     time_slack_s: int = 3600
     start_us: int | None = None
     end_us: int | None = None
+    retention_s: int | None = None  # how long the store keeps a row (ALIYUN_SLS_LOGSTORE_TTL)
 
     @property
     def pages_by_window(self) -> bool:
@@ -39,12 +40,15 @@ class Source(NamedTuple):
         triggered_from: str | None,
         start_us: int | None,
         end_us: int | None,
+        now_s: float | None = None,
     ) -> RunScope | None:
         """The part of [start_us, end_us) this source answers, as a scope of its own plan and
-        dialect; None when it answers none of it."""
+        dialect; None when it answers none of it. With a retention, no statement reads writes
+        older than it (`now_s` - retention): an open start does not scan the whole store."""
         owned = overlap(start_us, end_us, self.start_us, self.end_us)
         if owned is None:
             return None
+        retained = None if self.retention_s is None or now_s is None else int(now_s) - self.retention_s
         return RunScope(
             tenant_id=tenant_id,
             app_id=app_id,
@@ -54,6 +58,7 @@ class Source(NamedTuple):
             time_slack_s=self.time_slack_s,
             dialect=self.backend.dialect,
             plan=self.plan,
+            retained_since_s=retained,
         )
 
 
@@ -76,8 +81,11 @@ def build_sources(
 
     One backend: it answers everything. Both: split at STATS_LOGSTORE_SINCE (load_settings has
     checked that it is set)."""
+    retention_s = None if settings.logstore_ttl_days is None else settings.logstore_ttl_days * 86_400
     logstore_source = (
-        Source("logstore", logstore, settings.query_plan, settings.time_slack) if logstore else None
+        Source("logstore", logstore, settings.query_plan, settings.time_slack, retention_s=retention_s)
+        if logstore
+        else None
     )
     workflow_runs_source = Source("workflow_runs", workflow_runs, "workflow_runs") if workflow_runs else None
     if workflow_runs_source is None:

@@ -30,7 +30,8 @@ def check_sources(settings: Settings, urls: dict[str, str], wait: float) -> None
     """Every source reachable, with its table and columns, within `wait` seconds; else a
     ConfigError whose one line names the source (password hidden) and the problem."""
     try:
-        asyncio.run(wait_for_sources(urls, wait, timeout=min(settings.query_timeout, 10.0)))
+        timeout = min(settings.query_timeout, 10.0)
+        asyncio.run(wait_for_sources(urls, wait, timeout, settings.dialect))
     except SourceProblem as problem:
         raise ConfigError(str(problem)) from None
 
@@ -76,7 +77,7 @@ def check_node_logstore(settings: Settings, logstore_url: str | None) -> NodeLog
     if not logstore_url:
         return None
     try:
-        problem = asyncio.run(probe_url(logstore_url, timeout=min(settings.query_timeout, 10.0)))
+        problem = asyncio.run(probe_url(logstore_url, min(settings.query_timeout, 10.0), settings.dialect))
     except (psycopg.Error, OSError) as error:
         log.warning("node_logstore_not_probed", error_type=type(error).__name__)
         problem = None

@@ -71,6 +71,19 @@ def timed(conn: psycopg.Connection[Any], query: Query) -> float:
     return statistics.median(once() for _ in range(repeats))
 
 
+def timed_run_page(conn: psycopg.Connection[Any], scope: RunScope, after: RunCursor | None) -> float:
+    """Milliseconds of one page of 21 runs: one statement, or the shortcut's two."""
+    page = runs.run_page(scope, 21, None, after)
+    took = timed(conn, page)
+    if scope.plan == "shortcut":
+        with psycopg.ClientCursor(conn) as cursor:
+            cursor.execute(page.sql, page.params)
+            keys = [RunCursor(id=str(run_id), created_us=int(us)) for run_id, us in cursor.fetchall()]
+        if keys:
+            took += timed(conn, runs.run_page_rows(scope, keys))
+    return took
+
+
 def connect(url: str) -> psycopg.Connection[Any]:
     """A session like the service's (client-side binding, its work_mem)."""
     return psycopg.connect(url, autocommit=True, prepare_threshold=None, options=SESSION_OPTIONS)
@@ -186,10 +199,8 @@ def measure_backend(size: str, setup: Setup, url: str, now_s: int) -> list[dict[
         params = everything.params()
         for label, offset in (("run_page_first", 0), ("run_page_deep", 1000)):
             after = _cursor_after(conn, everything, offset)
-            ours = timed(conn, runs.run_page(everything, 21, None, after))
-            win = timed(
-                conn, runs.run_page(msgspec.structs.replace(everything, plan="windowed"), 21, None, after)
-            )
+            ours = timed_run_page(conn, everything, after)
+            win = timed_run_page(conn, msgspec.structs.replace(everything, plan="windowed"), after)
             dify_win = timed(conn, dify_sql.windowed_run_page(params, offset))
             records.append(record(size, setup, label, "all", ours, win, dify_win, None, scan))
     return records

@@ -9,7 +9,8 @@ this module wraps them in each plan's statement. The plans, side by side:
   parse its created time once, then group by day. Exact without a latest-version step because
   id, triggered_from, created_by, created_at and started_at never change between versions; only
   tokens differ (retried finished versions), so they take the latest version's value with a
-  per-id aggregate (`max_by` / ordered `array_agg`), a hash aggregation instead of a window sort.
+  per-id aggregate (the `max` of the latest-version key on SLS, an ordered `array_agg` on
+  PostgreSQL), a hash aggregation instead of a window sort.
 - shortcut, per version (`_per_version_daily`): parse every version and count distinct ids and
   users per day. SLS is columnar and does this fast; PostgreSQL is faster per run. Used on SLS for
   every measure that can be counted over versions (`over_versions`), i.e. not tokens.

@@ -24,8 +24,10 @@ def created_text_sql(alias: str = "") -> str:
 
 # The ISO-8601 date-times the parsers below read: a text of another shape is NULL, so one bad row
 # is skipped (its run is in no range) instead of failing the whole statement, as one unparsable
-# value does on SLS. A shape-valid impossible date (February 30) still fails the statement, and
-# on PostgreSQL, where the check is cheaper, so does a text with the right separators and length.
+# value does on SLS. A shape-valid impossible date (February 30) is NULL too on SLS, where the
+# parse is inside TRY(...). On PostgreSQL, where the check is cheaper (separators and length),
+# an impossible date or a text with the right separators but other characters fails the
+# statement: PostgreSQL has no TRY, and the writer that fills such a store is ours to choose.
 ISO_SHAPE = (
     "^[0-9]{4}-[01][0-9]-[0-3][0-9]T[0-2][0-9]:[0-5][0-9]:[0-5][0-9]([.][0-9]{1,6})?"
     "(Z|[+-][0-9][0-9](:?[0-9][0-9])?)?$"
@@ -58,9 +60,10 @@ def _parsed_epoch_us_sql(dialect: Dialect, text: str) -> str:
             f"THEN CAST({text} AS timestamptz) "
             f"ELSE CAST({text} AS timestamp) AT TIME ZONE 'UTC' END) * 1000000) AS bigint)"
         )
+    # TRY: one impossible date (2025-02-30) would otherwise fail the whole statement on SLS.
     whole_seconds = (
-        f"CAST(to_unixtime(from_iso8601_timestamp(concat(substr({text}, 1, 19), "
-        f"coalesce(regexp_extract({text}, '{_OFFSET_PATTERN}'), 'Z')))) AS bigint)"
+        f"CAST(to_unixtime(TRY(from_iso8601_timestamp(concat(coalesce(substr({text}, 1, 19), ''), "
+        f"coalesce(regexp_extract({text}, '{_OFFSET_PATTERN}'), 'Z'))))) AS bigint)"
     )
     micros = f"CAST(rpad(coalesce(regexp_extract({text}, '^[^.]*[.]([0-9]+)', 1), ''), 6, '0') AS bigint)"
     return f"({whole_seconds} * 1000000 + {micros})"
@@ -71,9 +74,12 @@ def latest_key_sql(value: str = "''") -> str:
     total_tokens, then `value`, each number as fixed-width digits. Its `max` is the latest
     version's key: a plain aggregate, fully specified in every engine (Presto leaves `max_by`
     among equal keys unspecified, and Dify's retries do write versions sharing a log_version)."""
+    # Presto's concat is NULL when any argument is: every part is coalesced (a NULL number reads as
+    # 0, the lowest, as `DESC NULLS LAST` orders it in LATEST_FIRST).
     return (
-        "concat(lpad(CAST(log_version AS varchar), 20, '0'), lpad(CAST(__time__ AS varchar), 12, '0'), "
-        f"lpad(CAST(coalesce(total_tokens, 0) AS varchar), 20, '0'), {value})"
+        "concat(lpad(CAST(coalesce(log_version, 0) AS varchar), 20, '0'), "
+        "lpad(CAST(coalesce(__time__, 0) AS varchar), 12, '0'), "
+        f"lpad(CAST(coalesce(total_tokens, 0) AS varchar), 20, '0'), coalesce({value}, ''))"
     )
 
 
@@ -84,7 +90,8 @@ def latest_value_sql(dialect: Dialect, column: str) -> str:
     """Aggregate giving total_tokens of the latest version within a GROUP BY id (the truth's
     order: log_version, __time__, then the larger value)."""
     if dialect == "postgres":
-        return f"(array_agg({column} ORDER BY log_version DESC, __time__ DESC, {column} DESC))[1]"
+        order = f"log_version DESC NULLS LAST, __time__ DESC NULLS LAST, coalesce({column}, 0) DESC"
+        return f"(array_agg(coalesce({column}, 0) ORDER BY {order}))[1]"
     assert column == "total_tokens", "the key carries total_tokens only"
     return "CAST(substr(max(" + latest_key_sql() + "), 33, 20) AS bigint)"
 

@@ -30,6 +30,7 @@ from typing import Literal
 
 import msgspec
 
+from queries.checks import schema_probe
 from queries.dialects import Dialect, created_text_sql, epoch_us_sql, parse_once_fence
 from queries.scope import LOGSTORE_TABLE, Query, RunScope, created_range_where, keyset_where, time_where
 from queries.workflow_runs import CREATED_US, WORKFLOW_RUNS_TABLE, iso_text, naive_utc, workflow_runs_where
@@ -60,10 +61,11 @@ _TIE_BREAKERS = (
     "created_at", "created_by_role", "created_by", "triggered_from", "workflow_id",
 )  # fmt: skip
 NODE_LATEST_FIRST = ", ".join(
-    ["log_version DESC", "__time__ DESC", *(f"{column} DESC NULLS LAST" for column in _TIE_BREAKERS)]
+    [f"{column} DESC NULLS LAST" for column in ("log_version", "__time__", *_TIE_BREAKERS)]
 )
 _RANKED_COLUMNS = tuple(dict.fromkeys(("log_version", "__time__", *NODE_COLUMNS, *_TIE_BREAKERS)))
 NODE_KEY = ("created_key", '"index"', "id")  # the answer's order; unique
+NODE_ORDER = ", ".join(f"{column} NULLS LAST" for column in NODE_KEY)  # created_key is never NULL
 
 
 class NodeKey(msgspec.Struct, frozen=True):
@@ -170,7 +172,7 @@ FROM (
     WHERE {keyset}
 ) AS ranked
 WHERE version_rank = 1
-ORDER BY {", ".join(NODE_KEY)}
+ORDER BY {NODE_ORDER}
 LIMIT {int(size)}"""
         return Query(sql, params, page_size=size)
     # Rank first; only the latest versions' created times are parsed. The shortcut's first page
@@ -190,7 +192,7 @@ FROM (
     WHERE version_rank = 1{parse_once_fence(scope.dialect)}
 ) AS latest
 WHERE {after_rank}{keyset}
-ORDER BY {", ".join(NODE_KEY)}
+ORDER BY {NODE_ORDER}
 LIMIT {int(size)}"""
     return Query(sql, params, page_size=size)
 
@@ -236,11 +238,12 @@ LIMIT {int(size)}"""
     return Query(sql, params, page_size=size)
 
 
-def node_logstore_probe() -> str:
-    """One row of every field the node statements read, `__time__`-bounded as SLS wants: fails
-    when the node logstore or one of its fields is missing."""
-    fields = ", ".join(dict.fromkeys(("tenant_id", "app_id", "workflow_run_id", *_RANKED_COLUMNS)))
-    return f"SELECT {fields} FROM {NODE_LOGSTORE} WHERE __time__ > 0 LIMIT 1"
+def node_logstore_probe(dialect: Dialect, now_s: int) -> Query:
+    """At most one row of every field the node statements read, `__time__`-bounded as every
+    LogStore check (queries/checks.py): fails when the node logstore or one of its fields is
+    missing."""
+    fields = tuple(dict.fromkeys(("tenant_id", "app_id", "workflow_run_id", *_RANKED_COLUMNS)))
+    return schema_probe(NODE_LOGSTORE, fields, dialect, now_s)
 
 
 def node_statements(most: int) -> int:

@@ -3,8 +3,9 @@
 Order is created time descending, then id descending. The cursor is the pair (created_us, id) of
 the last run shown, so runs sharing a created time are neither skipped nor repeated.
 
-- Page shortcut: pick the page's ids from one GROUP BY id (created time is immutable; status via
-  queries/versions.py), then take the latest version of just those ids.
+- Page shortcut, in two statements: the page's ids from one GROUP BY id (created time is
+  immutable; status via queries/versions.py), then the latest version of just those ids, named
+  as literals (SLS takes LIMIT only on a final result, so the ids cannot be a limited subquery).
 - Page windowed: the latest version of every run, filtered, ordered, limited.
 - Page workflow_runs: Dify's table in the order of its (created_at, id) index.
 - Detail: a run's rows are few; the shortcut orders them and keeps the first, the windowed plan
@@ -43,14 +44,21 @@ class RunCursor(msgspec.Struct, frozen=True):
     id: str
 
 
+# The list order, NULLs last said explicitly (Presto and PostgreSQL differ on a DESC order).
+LIST_ORDER = "created_us DESC NULLS LAST, id DESC NULLS LAST"
+
+
 def run_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
-    """Up to `limit` runs (summary columns + created_us) in list order after the cursor; callers
-    ask for one more than they show to learn whether there is a next page."""
+    """Up to `limit` runs in list order after the cursor; callers ask for one more than they show
+    to learn whether there is a next page.
+
+    Windowed and workflow_runs: rows of summary columns + created_us. Shortcut: the page's keys,
+    rows `(id, created_us)` (a RunCursor each), whose summaries `run_page_rows` then reads."""
     if scope.plan == "workflow_runs":
         return _workflow_runs_page(scope, limit, status, after)
     if scope.plan == "windowed":
         return _windowed_page(scope, limit, status, after)
-    return _shortcut_page(scope, limit, status, after)
+    return _shortcut_page_keys(scope, limit, status, after)
 
 
 def _page_where(scope: RunScope, status: str | None, after: RunCursor | None) -> str:
@@ -77,30 +85,43 @@ def _page_params(
     return params
 
 
-def _shortcut_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
-    columns = ", ".join(f"latest.{c}" for c in SUMMARY_COLUMNS)
+def _shortcut_page_keys(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
     sql = f"""
-WITH page AS (
-    SELECT id, created_us
-    FROM ({run_states_sql(scope)}
-    ) AS runs
-    WHERE {_page_where(scope, status, after)}
-    ORDER BY created_us DESC, id DESC
-    LIMIT %(limit)s
-)
-SELECT {columns}, page.created_us
-FROM (
-    SELECT {", ".join(SUMMARY_COLUMNS)},
-           ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
-    FROM {LOGSTORE_TABLE}
-    WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND {time_where(scope)}
-      AND id IN (SELECT id FROM page)
-) AS latest
-JOIN page ON page.id = latest.id
-WHERE latest.version_rank = 1
-ORDER BY page.created_us DESC, page.id DESC
+SELECT id, created_us
+FROM ({run_states_sql(scope)}
+) AS runs
+WHERE {_page_where(scope, status, after)}
+ORDER BY {LIST_ORDER}
 LIMIT %(limit)s"""
     return Query(sql, _page_params(scope, limit, status, after))
+
+
+def run_page_rows(scope: RunScope, keys: list[RunCursor]) -> Query:
+    """The shortcut page's second statement: the latest version's summary columns (+ created_us)
+    of the runs `keys` named, in list order. Their rows were all written at or after the oldest
+    one's created time, which bounds `__time__` (less the slack)."""
+    assert keys, "an empty page needs no second statement"
+    oldest = msgspec.structs.replace(scope, start_us=min(key.created_us for key in keys), end_us=None)
+    params = oldest.params()
+    names = []
+    for position, key in enumerate(keys):
+        params[f"id_{position}"] = key.id
+        names.append(f"%(id_{position})s")
+    params["limit"] = len(keys)
+    sql = f"""
+SELECT {", ".join(SUMMARY_COLUMNS)}, created_us
+FROM (
+    SELECT {", ".join(SUMMARY_COLUMNS)},
+           {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us,
+           ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
+    FROM {LOGSTORE_TABLE}
+    WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND {time_where(oldest)}
+      AND id IN ({", ".join(names)})
+) AS latest
+WHERE version_rank = 1
+ORDER BY {LIST_ORDER}
+LIMIT %(limit)s"""
+    return Query(sql, params)
 
 
 def _windowed_page(scope: RunScope, limit: int, status: str | None, after: RunCursor | None) -> Query:
@@ -109,7 +130,7 @@ SELECT {", ".join(SUMMARY_COLUMNS)}, created_us
 FROM ({latest_versions_sql(scope, SUMMARY_COLUMNS)}
 ) AS latest
 WHERE {_page_where(scope, status, after)}
-ORDER BY created_us DESC, id DESC
+ORDER BY {LIST_ORDER}
 LIMIT %(limit)s"""
     return Query(sql, _page_params(scope, limit, status, after))
 
@@ -152,7 +173,6 @@ FROM (
     SELECT {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us
     FROM {LOGSTORE_TABLE}
     WHERE {app_rows_where(scope)} AND id = %(run_id)s
-    LIMIT 1
 ) AS run
 WHERE {created_range_where(scope)}
 LIMIT 1"""

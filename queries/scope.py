@@ -23,7 +23,13 @@ Plan = Literal["shortcut", "windowed", "workflow_runs"]
 
 # Latest version first: the truth is the row with the largest log_version, then __time__; past
 # those, tokens and status make the order complete, so no result depends on how rows arrive.
-LATEST_FIRST = "log_version DESC, __time__ DESC, total_tokens DESC, status DESC"
+# NULLs (a field SLS could not read) sort last, as in dialects.latest_key_sql, which reads them as
+# the lowest values; said explicitly, since Presto and PostgreSQL put NULLs at opposite ends of a
+# descending order.
+LATEST_FIRST = (
+    "log_version DESC NULLS LAST, __time__ DESC NULLS LAST, "
+    "coalesce(total_tokens, 0) DESC, coalesce(status, '') DESC"
+)
 
 
 class Query(NamedTuple):
@@ -46,7 +52,7 @@ def keyset_page(
     pages; the key must be unique among the rows, so pages neither skip nor repeat one."""
     where, after_values = keyset_where(key, after)
     values = {**params, **after_values}
-    order = ", ".join(key)
+    order = ", ".join(f"{column} NULLS LAST" for column in key)  # the NULL-day row last, said
     paged = f"""
 SELECT *
 FROM ({sql}
@@ -80,6 +86,7 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
     dialect: Dialect = "postgres"
     plan: Plan = "shortcut"
     written_since_s: int | None = None  # only versions written from then on (a refresh of kept runs)
+    retained_since_s: int | None = None  # the oldest write the store still holds (its retention)
 
     def params(self) -> dict[str, object]:
         values: dict[str, object] = {"tenant_id": self.tenant_id, "app_id": self.app_id}
@@ -89,7 +96,11 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
             values["start_us"] = self.start_us
         if self.end_us is not None:
             values["end_us"] = self.end_us
-        bounds = [bound for bound in (self._created_time_bound(), self.written_since_s) if bound is not None]
+        bounds = [
+            bound
+            for bound in (self._created_time_bound(), self.written_since_s, self.retained_since_s)
+            if bound is not None
+        ]
         if bounds:
             values["min_time"] = max(bounds)
         return values
@@ -102,8 +113,10 @@ def time_where(scope: RunScope) -> str:
     """The `__time__` condition every LogStore statement carries (SLS's own reader always sends
     one; `__time__ > 0` asks for everything). Every row of a run is written at or after its
     created time (up to clock skew), so rows before start - slack cannot matter; a refresh of
-    kept runs also needs none written before its `written_since_s`."""
-    bounded = scope.start_us is not None or scope.written_since_s is not None
+    kept runs also needs none written before its `written_since_s`; and nothing is left before
+    the store's retention (`retained_since_s`), which bounds an open start."""
+    bounds = (scope.start_us, scope.written_since_s, scope.retained_since_s)
+    bounded = any(bound is not None for bound in bounds)
     return "__time__ >= %(min_time)s" if bounded else "__time__ > 0"
 
 

@@ -48,76 +48,31 @@ LANGUAGE sql IMMUTABLE STRICT AS $$
     SELECT regexp_substr(value, pattern, 1, 1, '', capture)
 $$;
 
--- max_by(x, y) -> x: the value of x on the row with the largest y; min_by(x, y) likewise for the
--- smallest y. Rows whose y is NULL are ignored; NULL when no row has a y.
--- Among rows sharing that y, Presto leaves which x is returned unspecified. These shims take the
--- one a query is least likely to want: max_by the smallest x, min_by the largest (a NULL x loses
--- to any other; text compares byte-wise), so a query that relies on a tie-break fails here too.
--- Declared for the (bigint, bigint) and (text, bigint) uses.
-CREATE TYPE sls_compat.by_bigint_state AS (value bigint, ordering bigint);
-CREATE TYPE sls_compat.by_text_state AS (value text, ordering bigint);
+-- try_from_iso8601_timestamp(text): what SLS's `TRY(from_iso8601_timestamp(x))` answers, NULL
+-- where the parse fails (an impossible date such as 2025-02-30 passes any shape check). TRY is
+-- lazy in Presto; PostgreSQL evaluates a function's argument before the function, so the SLS
+-- stand-in (tests/sls_standin.py) rewrites `TRY(from_iso8601_timestamp(x))` to this function.
+CREATE FUNCTION sls_compat.try_from_iso8601_timestamp(value text) RETURNS timestamptz
+LANGUAGE plpgsql STABLE STRICT AS $$
+BEGIN
+    RETURN sls_compat.from_iso8601_timestamp(value);
+EXCEPTION WHEN data_exception THEN
+    RETURN NULL;
+END
+$$;
 
-CREATE FUNCTION sls_compat.max_by_bigint_step(state sls_compat.by_bigint_state, value bigint, ordering bigint)
-RETURNS sls_compat.by_bigint_state LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN ordering IS NULL THEN state
-                WHEN state IS NULL OR ordering > (state).ordering
-                    OR (ordering = (state).ordering AND value IS NOT NULL
-                        AND ((state).value IS NULL OR value < (state).value))
-                    THEN ROW(value, ordering)::sls_compat.by_bigint_state
-                ELSE state END
-$$;
-CREATE FUNCTION sls_compat.min_by_bigint_step(state sls_compat.by_bigint_state, value bigint, ordering bigint)
-RETURNS sls_compat.by_bigint_state LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN ordering IS NULL THEN state
-                WHEN state IS NULL OR ordering < (state).ordering
-                    OR (ordering = (state).ordering AND value IS NOT NULL
-                        AND ((state).value IS NULL OR value > (state).value))
-                    THEN ROW(value, ordering)::sls_compat.by_bigint_state
-                ELSE state END
-$$;
-CREATE FUNCTION sls_compat.by_bigint_final(state sls_compat.by_bigint_state) RETURNS bigint
-LANGUAGE sql IMMUTABLE AS $$ SELECT (state).value $$;
-CREATE AGGREGATE sls_compat.max_by(bigint, bigint) (
-    SFUNC = sls_compat.max_by_bigint_step,
-    STYPE = sls_compat.by_bigint_state,
-    FINALFUNC = sls_compat.by_bigint_final
-);
-CREATE AGGREGATE sls_compat.min_by(bigint, bigint) (
-    SFUNC = sls_compat.min_by_bigint_step,
-    STYPE = sls_compat.by_bigint_state,
-    FINALFUNC = sls_compat.by_bigint_final
-);
+-- try(x) for connections that bypass the stand-in: eager, so an error in x still fails the
+-- statement (stricter than SLS, never kinder).
+CREATE FUNCTION sls_compat.try(value anyelement) RETURNS anyelement
+LANGUAGE sql IMMUTABLE AS $$ SELECT value $$;
 
-CREATE FUNCTION sls_compat.max_by_text_step(state sls_compat.by_text_state, value text, ordering bigint)
-RETURNS sls_compat.by_text_state LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN ordering IS NULL THEN state
-                WHEN state IS NULL OR ordering > (state).ordering
-                    OR (ordering = (state).ordering AND value IS NOT NULL
-                        AND ((state).value IS NULL OR value COLLATE "C" < (state).value COLLATE "C"))
-                    THEN ROW(value, ordering)::sls_compat.by_text_state
-                ELSE state END
+-- concat(x, y, ...) -> varchar: Presto's concat is NULL when any argument is NULL (PostgreSQL's
+-- skips NULL arguments). Resolved before pg_catalog's concat("any") for text arguments, with
+-- `sls_compat, pg_catalog` first on the search_path.
+CREATE FUNCTION sls_compat.concat(VARIADIC parts text[]) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN array_position(parts, NULL) IS NULL THEN array_to_string(parts, '') END
 $$;
-CREATE FUNCTION sls_compat.min_by_text_step(state sls_compat.by_text_state, value text, ordering bigint)
-RETURNS sls_compat.by_text_state LANGUAGE sql IMMUTABLE AS $$
-    SELECT CASE WHEN ordering IS NULL THEN state
-                WHEN state IS NULL OR ordering < (state).ordering
-                    OR (ordering = (state).ordering AND value IS NOT NULL
-                        AND ((state).value IS NULL OR value COLLATE "C" > (state).value COLLATE "C"))
-                    THEN ROW(value, ordering)::sls_compat.by_text_state
-                ELSE state END
-$$;
-CREATE FUNCTION sls_compat.by_text_final(state sls_compat.by_text_state) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$ SELECT (state).value $$;
-CREATE AGGREGATE sls_compat.max_by(text, bigint) (
-    SFUNC = sls_compat.max_by_text_step,
-    STYPE = sls_compat.by_text_state,
-    FINALFUNC = sls_compat.by_text_final
-);
-CREATE AGGREGATE sls_compat.min_by(text, bigint) (
-    SFUNC = sls_compat.min_by_text_step,
-    STYPE = sls_compat.by_text_state,
-    FINALFUNC = sls_compat.by_text_final
-);
 
 -- regexp_like(string, pattern) -> boolean: whether pattern matches anywhere in string.
 CREATE FUNCTION sls_compat.regexp_like(value text, pattern text) RETURNS boolean

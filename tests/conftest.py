@@ -111,7 +111,10 @@ def sls_conn(request: pytest.FixtureRequest, database_url: str) -> Iterator[psyc
             yield conn
         return
     with psycopg.connect(
-        database_url, autocommit=True, prepare_threshold=None, options="-c search_path=sls_compat,public"
+        database_url,
+        autocommit=True,
+        prepare_threshold=None,
+        options="-c search_path=sls_compat,pg_catalog,public",
     ) as conn:
         yield conn
 

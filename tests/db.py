@@ -11,8 +11,11 @@ from psycopg.rows import class_row
 
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
 from app.demo_nodes import NODE_LOGSTORE_COLUMNS
+from queries import runs
 from queries.literals import with_literals
-from queries.scope import Query
+from queries.rows import RunPageRow
+from queries.runs import RunCursor
+from queries.scope import Query, RunScope
 from tests.reference import EPOCH, NodeVersion, Version, created_us, iso_to_us
 
 Row = TypeVar("Row")
@@ -42,6 +45,18 @@ def fetch_rows(conn: psycopg.Connection[Any], query: Query, row_type: type[Row])
     with psycopg.ClientCursor(conn, row_factory=class_row(row_type)) as cursor:
         cursor.execute(with_literals(query))
         return cursor.fetchall()
+
+
+def fetch_run_page(
+    conn: psycopg.Connection[Any], scope: RunScope, limit: int, status: str | None, after: RunCursor | None
+) -> list[RunPageRow]:
+    """One page of the run list as the repository reads it: one statement, or the shortcut's two
+    (the page's keys, then those runs' latest versions)."""
+    page = runs.run_page(scope, limit, status, after)
+    if scope.plan != "shortcut":
+        return fetch_rows(conn, page, RunPageRow)
+    keys = fetch_rows(conn, page, RunCursor)
+    return fetch_rows(conn, runs.run_page_rows(scope, keys), RunPageRow) if keys else []
 
 
 def _naive_utc(us: int) -> datetime:

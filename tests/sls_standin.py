@@ -7,6 +7,12 @@ database, instead of trusting a friendlier PostgreSQL:
 - no transactions: BEGIN/COMMIT/ROLLBACK are answered without reaching the database;
 - an empty query is an error;
 - a top-level SELECT without LIMIT gets SLS's default `LIMIT 100`;
+- OFFSET, LIMIT inside a subquery or CTE, and a SELECT without FROM are refused: SLS documents
+  none of them (LIMIT "obtains final results, not intermediate ones");
+- Presto's semantics where PostgreSQL's differ are emulated: a `DESC` sort puts NULLs last
+  (PostgreSQL: first), `concat` is NULL when any argument is (queries/sls_compat.sql), and
+  `TRY(f(...))` is NULL when f fails (rewritten to f's `try_` shim, since PostgreSQL evaluates a
+  function's arguments before the function; a TRY over anything without such a shim is refused);
 - text values longer than 2,048 characters are cut to 2,048;
 - at most 15 queries run at once across all connections (a project quota); the next is refused;
 - a result whose statement has no top-level ORDER BY comes back in no promised order, so its rows
@@ -26,7 +32,7 @@ import re
 import socket
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 from urllib.parse import quote
 
@@ -64,17 +70,22 @@ _DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
 
 @dataclass(frozen=True)
 class Word:
-    """An unquoted keyword or identifier, upper-cased, with its parenthesis depth."""
+    """An unquoted keyword or identifier, upper-cased, with its parenthesis depth, the parenthesis
+    group it is in (0: the top level; each `(` opens a new one) and where it ends in the text."""
 
     text: str
     depth: int
+    group: int = 0
+    end: int = 0
 
 
 @dataclass
 class Scanned:
-    """One statement's words and where its text ends (without trailing `;`, blanks, comments)."""
+    """One statement's words, its parentheses (each `(`'s offset -> its `)`'s) and where its text
+    ends (without trailing `;`, blanks, comments)."""
 
     words: list[Word] = field(default_factory=list)
+    parens: dict[int, int] = field(default_factory=dict)
     tokens: int = 0
     end: int = 0
 
@@ -116,6 +127,8 @@ def split_statements(sql: str) -> list[tuple[str, Scanned]]:
     so a keyword inside a string or comment is never mistaken for one of the statement's own."""
     found: list[tuple[str, Scanned]] = []
     begin, depth, i = 0, 0, 0
+    groups: list[tuple[int, int]] = [(0, -1)]  # (group, offset of its `(`), innermost last
+    next_group = 1
     current = Scanned()
     while i < len(sql):
         char = sql[i]
@@ -138,13 +151,18 @@ def split_statements(sql: str) -> list[tuple[str, Scanned]]:
             if word.group(0) in ("E", "e") and i < len(sql) and sql[i] == "'":
                 i = _skip_quoted(sql, i, "'", backslash=True)
             else:
-                current.words.append(Word(word.group(0).upper(), depth))
+                current.words.append(Word(word.group(0).upper(), depth, groups[-1][0], i))
             current.tokens, current.end = current.tokens + 1, i
         elif char == ";" and depth == 0:
             found.append((sql[begin : current.end], current))
             i += 1
             begin, current = i, Scanned(end=i)
         else:
+            if char == "(":
+                groups.append((next_group, i))
+                next_group += 1
+            elif char == ")" and len(groups) > 1:
+                current.parens[groups.pop()[1]] = i
             depth += {"(": 1, ")": -1}.get(char, 0)
             i += 1
             current.tokens, current.end = current.tokens + 1, i
@@ -161,6 +179,7 @@ class Statement:
     is_select: bool
     has_limit: bool
     has_order_by: bool
+    undocumented: str | None = None  # why SLS would not take it, if it would not
 
     @classmethod
     def of(cls, text: str, scanned: Scanned) -> Statement:
@@ -173,7 +192,76 @@ class Statement:
             is_select=first in ("SELECT", "WITH"),  # `(SELECT ...)` too: the first word at any depth
             has_limit="LIMIT" in top or "FETCH" in top,
             has_order_by=any(a == "ORDER" and b == "BY" for a, b in itertools.pairwise(top)),
+            undocumented=_undocumented(words),
         )
+
+
+def _undocumented(words: list[Word]) -> str | None:
+    """What in a statement SLS documents no support for: OFFSET (it pages with `LIMIT y, x`),
+    LIMIT below the top level ("LIMIT obtains final results, not intermediate ones"; "you cannot
+    use LIMIT clauses in subqueries"), and a SELECT without FROM in its own parentheses."""
+    if any(word.text == "OFFSET" for word in words):
+        return "SLS does not support OFFSET"
+    if any(word.text in ("LIMIT", "FETCH") and word.depth > 0 for word in words):
+        return "SLS does not support LIMIT in a subquery or CTE (only on the final result)"
+    selecting = {word.group for word in words if word.text == "SELECT"}
+    reading = {word.group for word in words if word.text == "FROM"}
+    if selecting - reading:
+        return "SLS needs a FROM in every SELECT"
+    return None
+
+
+# Functions whose failure TRY(...) turns into NULL, each with its shim's `try_` twin
+# (queries/sls_compat.sql).
+TRY_TWINS = frozenset({"FROM_ISO8601_TIMESTAMP"})
+
+
+class Unemulated(ValueError):
+    """A construct whose Presto semantics the stand-in cannot reproduce on PostgreSQL."""
+
+
+def with_presto_semantics(text: str) -> str:
+    """The statement as PostgreSQL must run it to answer as Presto would: `DESC` without NULLS
+    becomes `DESC NULLS LAST` (Presto sorts NULLs last either way), and `TRY(f(args))` becomes
+    `try_f(args)`, f's shim that answers NULL where f fails."""
+    found = split_statements(text)
+    if not found:
+        return text
+    scanned = found[0][1]
+    words = scanned.words
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement), applied right to left
+    for position, word in enumerate(words):
+        following = words[position + 1] if position + 1 < len(words) else None
+        if word.text == "DESC" and (following is None or following.text != "NULLS"):
+            edits.append((word.end, word.end, " NULLS LAST"))
+        if word.text == "TRY":
+            inner, closing = _try_twin_call(text, scanned, word, following)
+            edits.append((word.end - len(word.text), inner.end, f"try_{inner.text.lower()}"))
+            edits.append((closing, closing + 1, ""))
+    for start, end, replacement in sorted(edits, reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
+
+
+def _try_twin_call(text: str, scanned: Scanned, word: Word, inner: Word | None) -> tuple[Word, int]:
+    """f and the offset of the `)` closing `TRY(f(...))`, when that call is all the TRY holds and
+    f has a try_ twin; Unemulated otherwise."""
+    opening = _next_char(text, word.end)
+    if opening is not None and text[opening] == "(" and inner is not None and inner.text in TRY_TWINS:
+        call = _next_char(text, inner.end)
+        starts_right = _next_char(text, opening + 1) == inner.end - len(inner.text)
+        if starts_right and call is not None and text[call] == "(" and call in scanned.parens:
+            closing = scanned.parens.get(opening)
+            if closing is not None and _next_char(text, scanned.parens[call] + 1) == closing:
+                return inner, closing
+    raise Unemulated("the stand-in emulates TRY only around one call of a function with a try_ shim")
+
+
+def _next_char(text: str, at: int) -> int | None:
+    """Offset of the first non-blank character at or after `at`."""
+    while at < len(text) and text[at].isspace():
+        at += 1
+    return at if at < len(text) else None
 
 
 # --- counters -----------------------------------------------------------------------------------
@@ -325,7 +413,7 @@ class SlsStandIn:
         default_limit: int = 100,
         max_text: int = 2048,
         seed: int = 0,
-        search_path: str = "sls_compat,public",
+        search_path: str = "sls_compat,pg_catalog,public",
     ) -> None:
         self.backend_url = backend_url
         self.max_concurrency = max_concurrency
@@ -512,6 +600,12 @@ class _Session:
             self.client.write(command_complete(TRANSACTION_TAGS[statement.first_word]))
             self.client.write(ready_for_query())
             return None
+        if statement.undocumented is not None:
+            return self._refuse(sql, "refused_statement", "0A000", statement.undocumented)
+        try:
+            statement = replace(statement, text=with_presto_semantics(statement.text))
+        except Unemulated as problem:
+            return self._refuse(sql, "refused_statement", "0A000", str(problem))
         limit = self.proxy.max_concurrency
         if self.proxy._in_flight >= limit:
             return self._refuse(

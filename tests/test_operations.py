@@ -228,13 +228,18 @@ def test_readyz_checks_the_table_and_columns_not_only_the_connection(
 
 
 def test_the_probe_reads_one_row_by_a_time_condition_as_sls_requires() -> None:
-    from app.readiness import probe_sql
+    from app.readiness import probe
+    from queries.literals import with_literals
 
-    logstore = probe_sql("logstore")
-    assert "FROM workflow_execution WHERE __time__ > 0 LIMIT 1" in logstore
-    assert probe_sql("workflow_runs").endswith("FROM workflow_runs LIMIT 1")
+    on_postgres = probe("logstore", "postgres").sql
+    assert "FROM workflow_execution WHERE __time__ > 0 LIMIT 1" in on_postgres
+    on_sls = with_literals(probe("logstore", "sls"))  # a recent hour, not the whole logstore
+    since = int(on_sls.rsplit(">= ", 1)[1].split()[0])
+    assert "FROM workflow_execution WHERE __time__ >= " in on_sls and on_sls.endswith(" LIMIT 1")
+    assert 3_590 <= time.time() - since <= 3_610
+    assert probe("workflow_runs", "sls").sql.endswith("FROM workflow_runs LIMIT 1")
     for column in ("__time__", "id", "log_version", "status", "total_tokens", "created_by", "finished_at"):
-        assert f" {column}," in logstore or f" {column} " in logstore
+        assert f" {column}," in on_postgres or f" {column} " in on_postgres
 
 
 def test_console_paths_without_dify_say_which_variable_turns_them_on(client: Any) -> None:

@@ -165,3 +165,23 @@ def test_a_bad_command_line_is_one_line_and_exit_2(database_url: str) -> None:
         assert done.returncode == 2, args
         assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1, (args, done.stderr)
         assert done.stderr.startswith("dify-stats: ") and "Traceback" not in done.stderr
+
+
+def test_sql_prints_each_statement_as_sent_with_its_values_in(database_url: str, sls_standin: Any) -> None:
+    """`--sql`: the statements one question sends, ready to paste into SLS's console; through the
+    SLS stand-in each one printed is exactly what reached it, and the answer follows."""
+    sls_standin.counters.reset()
+    done = query(
+        sls_standin.url,
+        "daily-runs", "--tenant", T, "--app", A, "--start", "2025-03-01", "--end", "2025-03-03",
+        "--timezone", "Asia/Shanghai", "--sql",
+        STATS_DIALECT="sls", ALIYUN_SLS_LOGSTORE_TTL="36500",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    printed, answer = done.stdout.rsplit(";\n\n", 1)
+    statements = [block.split("\n", 1)[1] for block in printed.split(";\n\n")]
+    assert all(block.startswith("-- logstore\n") for block in printed.split(";\n\n"))
+    sent = [seen.sql.strip() for seen in sls_standin.counters.statements() if "AS ok" not in seen.sql]
+    assert statements == sent and len(sent) == 1
+    assert f"tenant_id = '{T}'" in statements[0] and "%(" not in statements[0]
+    assert "2025-03-02" in answer and "3" in answer  # the table follows the statements

@@ -15,10 +15,10 @@ from app import answers
 from app.days import day_number_to_date
 from app.measures import DAILY_MEASURES
 from queries import counts, daily, run_rows, runs
-from queries.rows import CursorRow, DailyRow, RunDetailRow, RunPageRow, RunStateRow
+from queries.rows import CursorRow, DailyRow, RunDetailRow, RunStateRow
 from queries.scope import RunScope
 from tests import reference
-from tests.db import fetch, fetch_rows, load_history
+from tests.db import fetch, fetch_rows, fetch_run_page, load_history
 from tests.strategies import APPS, created_ranges, histories, instants, scope_of, zones
 
 DIALECTS = ("postgres", "sls")
@@ -91,7 +91,7 @@ def _walk_pages(conn: psycopg.Connection[Any], scope: RunScope, limit: int, stat
     seen: list[str] = []
     after = None
     for _ in range(100):
-        page = fetch_rows(conn, runs.run_page(scope, limit + 1, status, after), RunPageRow)
+        page = fetch_run_page(conn, scope, limit + 1, status, after)
         has_more = len(page) > limit
         seen += [row.id for row in page[:limit]]
         if not has_more:

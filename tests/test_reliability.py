@@ -58,7 +58,7 @@ def active_service_queries(database_url: str) -> int:
 def test_a_slow_query_is_cancelled_on_the_server_and_answered_503(database_url: str, dialect: str) -> None:
     env = {"STATS_DATABASE_URL": database_url, "STATS_DIALECT": dialect, "STATS_QUERY_TIMEOUT": "1"}
     service_settings = load_settings(env)
-    options = "-c search_path=sls_compat,public" if dialect == "sls" else ""
+    options = "-c search_path=sls_compat,pg_catalog,public" if dialect == "sls" else ""
     backend = Backend(database_url, service_settings, extra_options=options)
     with TestClient(app=create_app(service_settings, backend)) as client, table_locked(database_url):
         started = time.perf_counter()

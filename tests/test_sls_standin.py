@@ -5,7 +5,6 @@ configures its SLS connections (autocommit, no prepared statements, client-side 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import socket
 import time
 from collections.abc import Iterator
@@ -19,10 +18,10 @@ from psycopg_pool import AsyncConnectionPool
 from app.backend import Backend
 from app.config import load_settings
 from app.measures import DAILY_RUNS
-from queries import daily, runs
+from queries import daily
 from queries.scope import RunScope
 from tests import examples
-from tests.db import fetch, load_history
+from tests.db import fetch, fetch_run_page, load_history
 from tests.sls_standin import SlsStandIn, Statement, split_statements
 
 
@@ -39,6 +38,9 @@ def conn(standin: SlsStandIn) -> Iterator[psycopg.Connection[Any]]:
         standin.url, autocommit=True, prepare_threshold=None, cursor_factory=psycopg.ClientCursor
     ) as connection:
         yield connection
+
+
+ONE_ROW = "generate_series(1, 1) AS one"  # SLS needs a FROM in every SELECT
 
 
 def _connect_async(url: str) -> Any:
@@ -90,9 +92,9 @@ def test_parse_is_refused_and_the_connection_recovers(
     standin: SlsStandIn, conn: psycopg.Connection[Any]
 ) -> None:
     with pytest.raises(psycopg.errors.FeatureNotSupported, match="simple query protocol"):
-        psycopg.Cursor(conn).execute("SELECT %s::int", [1])  # server-side binding: Parse/Bind/Execute
+        psycopg.Cursor(conn).execute(f"SELECT %s::int FROM {ONE_ROW}", [1])  # server-side: Parse/Bind
     assert standin.counters["refused_parse"] == 1
-    assert conn.execute("SELECT %s::int", [2]).fetchall() == [(2,)]  # client-side binding: Query
+    assert conn.execute(f"SELECT %s::int FROM {ONE_ROW}", [2]).fetchall() == [(2,)]  # client-side binding
 
 
 def test_begin_commit_rollback_are_answered_but_not_run(
@@ -112,7 +114,7 @@ def test_an_empty_query_is_refused(standin: SlsStandIn, conn: psycopg.Connection
     with pytest.raises(psycopg.errors.SyntaxError, match="empty query"):
         conn.execute(sql)
     assert standin.counters["refused_empty"] == 1
-    assert conn.execute("SELECT 1").fetchall() == [(1,)]
+    assert conn.execute(f"SELECT 1 FROM {ONE_ROW}").fetchall() == [(1,)]
 
 
 def test_the_pools_connection_check_is_an_empty_query_so_sls_refuses_it(standin: SlsStandIn) -> None:
@@ -130,6 +132,7 @@ def test_the_pools_connection_check_is_an_empty_query_so_sls_refuses_it(standin:
 # --- the default LIMIT --------------------------------------------------------------------------
 
 SERIES = "generate_series(1, 150) AS g"
+SERIES_10 = "generate_series(1, 10) AS g"
 
 
 @pytest.mark.parametrize(
@@ -139,8 +142,8 @@ SERIES = "generate_series(1, 150) AS g"
         (f"SELECT g FROM {SERIES};", 100, True),
         (f"SELECT g FROM {SERIES} LIMIT 150", 150, False),
         (f"SELECT g FROM {SERIES} ORDER BY g LIMIT 150", 150, False),
-        (f"SELECT g FROM (SELECT g FROM {SERIES} LIMIT 150) AS s", 100, True),
-        (f"WITH s AS (SELECT g FROM {SERIES} LIMIT 150) SELECT g FROM s", 100, True),
+        (f"SELECT g FROM (SELECT g FROM {SERIES}) AS s", 100, True),
+        (f"WITH s AS (SELECT g FROM {SERIES}) SELECT g FROM s LIMIT 150", 150, False),
         (f"SELECT g, 'LIMIT 150' FROM {SERIES}", 100, True),
         (f"SELECT g FROM {SERIES} -- LIMIT 150", 100, True),
     ],
@@ -163,7 +166,7 @@ def test_text_over_2048_characters_is_cut_and_other_types_are_not(
     row = conn.execute(
         "SELECT repeat('x', 3000) AS t, CAST(repeat('é', 3000) AS varchar) AS v, repeat('s', 2048) AS exact,"
         " 9223372036854775807::bigint AS n, CAST(repeat('1', 3000) AS numeric) AS big,"
-        " to_json(repeat('j', 3000)) AS j, NULL::text AS nothing"
+        f" to_json(repeat('j', 3000)) AS j, NULL::text AS nothing FROM {ONE_ROW}"
     ).fetchone()
     assert row is not None
     text, varchar, exact, number, numeric, json, nothing = row
@@ -184,7 +187,7 @@ def test_the_16th_concurrent_query_is_refused(standin: SlsStandIn, database_url:
         try:
 
             async def sleep(connection: psycopg.AsyncConnection[Any]) -> Any:
-                return await (await connection.execute("SELECT pg_sleep(1.5)")).fetchall()
+                return await (await connection.execute(f"SELECT pg_sleep(1.5) FROM {ONE_ROW}")).fetchall()
 
             running = [asyncio.create_task(sleep(c)) for c in connections[:15]]
             deadline = time.monotonic() + 10
@@ -192,9 +195,10 @@ def test_the_16th_concurrent_query_is_refused(standin: SlsStandIn, database_url:
                 await asyncio.sleep(0.05)
             assert _sleeping(database_url) == 15
             with pytest.raises(psycopg.OperationalError, match=r"too many concurrent queries \(limit 15\)"):
-                await connections[15].execute("SELECT 1")
+                await connections[15].execute(f"SELECT 1 FROM {ONE_ROW}")
             answers = await asyncio.gather(*running)
-            answers.append(await (await connections[15].execute("SELECT 'after'")).fetchall())
+            after = await connections[15].execute(f"SELECT 'after' FROM {ONE_ROW}")
+            answers.append(await after.fetchall())
             return answers
         finally:
             for connection in connections:
@@ -237,31 +241,61 @@ def test_rows_without_a_top_level_order_by_come_in_no_particular_order(
 
 # --- the Presto shims ---------------------------------------------------------------------------
 
-TIES = [(7, 1), (3, 5), (1, 5), (9, 5), (4, 2), (8, None)]  # (x, y): three rows share the largest y
+
+def test_concat_is_null_when_any_argument_is_as_in_presto(conn: psycopg.Connection[Any]) -> None:
+    sql = f"SELECT concat('a', NULL, 'b'), concat('a', 'b'), concat(coalesce(NULL, ''), 'b') FROM {ONE_ROW}"
+    assert conn.execute(sql).fetchall() == [(None, "ab", "b")]  # PostgreSQL's own: 'ab', 'ab', 'b'
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(range(4)))[::5])
-def test_max_by_and_min_by_break_ties_against_the_caller(
-    standin: SlsStandIn, conn: psycopg.Connection[Any], order: tuple[int, ...]
+def test_a_descending_order_puts_nulls_last_as_in_presto(conn: psycopg.Connection[Any]) -> None:
+    values = "(VALUES (1), (NULL), (3)) AS t(x)"
+    assert conn.execute(f"SELECT x FROM {values} ORDER BY x DESC LIMIT 3").fetchall() == [(3,), (1,), (None,)]
+    assert conn.execute(f"SELECT x FROM {values} ORDER BY x LIMIT 3").fetchall() == [(1,), (3,), (None,)]
+    said = f"SELECT x FROM {values} ORDER BY x DESC NULLS FIRST LIMIT 3"
+    assert conn.execute(said).fetchall() == [(None,), (3,), (1,)]
+    ranked = f"SELECT x, row_number() OVER (ORDER BY x DESC) AS n FROM {values} ORDER BY n LIMIT 3"
+    assert [x for x, _ in conn.execute(ranked).fetchall()] == [3, 1, None]
+
+
+def test_try_answers_null_where_the_parse_fails_and_the_statement_goes_on(
+    conn: psycopg.Connection[Any],
 ) -> None:
-    rows = [TIES[i] for i in order] + TIES[4:]
-    values = ", ".join(f"({x}, {'NULL' if y is None else y})" for x, y in rows)
-    source = f"(VALUES {values}) AS t(x, y)"
-    sql = (
-        "SELECT max_by(bx, yb), min_by(bx, -yb), max_by(tx, yb), min_by(tx, -yb) FROM (SELECT"
-        f" CAST(x AS bigint) AS bx, CAST(x AS text) AS tx, CAST(y AS bigint) AS yb FROM {source}) AS s"
-    )
-    # among the y=5 rows (x 3, 1, 9): max_by takes the smallest x, min_by (on -y) the largest
-    assert conn.execute(sql).fetchall() == [(1, 9, "1", "9")]
+    texts = "(VALUES ('2025-02-28T10:00:00Z'), ('2025-02-30T10:00:00Z'), ('2025-13-01T00:00:00Z')) AS t(x)"
+    sql = f"SELECT to_unixtime(TRY( from_iso8601_timestamp(x) )) AS e FROM {texts} ORDER BY e LIMIT 3"
+    assert conn.execute(sql).fetchall() == [(1740736800.0,), (None,), (None,)]
+    with pytest.raises(psycopg.errors.DatetimeFieldOverflow):  # without TRY, one bad value fails all
+        conn.execute(f"SELECT to_unixtime(from_iso8601_timestamp(x)) AS e FROM {texts} LIMIT 3")
 
 
-def test_max_by_ignores_null_orderings_and_is_null_without_any(conn: psycopg.Connection[Any]) -> None:
-    sql = "SELECT max_by(x, y), min_by(x, y) FROM (VALUES (1::bigint, NULL::bigint), (NULL, 2)) AS t(x, y)"
-    assert conn.execute(sql).fetchall() == [(None, None)]
-    none = "SELECT max_by(x, y) FROM (VALUES (1::bigint, NULL::bigint)) AS t(x, y)"
-    assert conn.execute(none).fetchall() == [(None,)]
-    null_tie = "SELECT max_by(x, y) FROM (VALUES (NULL::text, 1::bigint), ('b', 1), ('a', 0)) AS t(x, y)"
-    assert conn.execute(null_tie).fetchall() == [("b",)]
+@pytest.mark.parametrize(
+    ("sql", "reason"),
+    [
+        (f"SELECT g FROM {SERIES_10} ORDER BY g LIMIT 5 OFFSET 5", "OFFSET"),
+        (f"SELECT g FROM {SERIES_10} ORDER BY g OFFSET 5", "OFFSET"),
+        (f"SELECT g FROM (SELECT g FROM {SERIES_10} LIMIT 5) AS s LIMIT 5", "LIMIT in a subquery"),
+        (f"WITH s AS (SELECT g FROM {SERIES_10} LIMIT 5) SELECT g FROM s LIMIT 5", "LIMIT in a subquery"),
+        (
+            f"SELECT g FROM {SERIES_10} WHERE g IN (SELECT g FROM {SERIES_10} LIMIT 2) LIMIT 5",
+            "LIMIT in a subquery",
+        ),
+        ("SELECT 1 LIMIT 1", "FROM"),
+        ("SELECT 1 AS ok", "FROM"),
+        (f"SELECT g FROM {SERIES_10} WHERE g = (SELECT 2) LIMIT 5", "FROM"),
+        (f"SELECT g FROM {SERIES_10} WHERE TRY(g / 0) = 1 LIMIT 5", "TRY only around"),
+    ],
+)
+def test_what_sls_does_not_document_is_refused(
+    standin: SlsStandIn, conn: psycopg.Connection[Any], sql: str, reason: str
+) -> None:
+    with pytest.raises(psycopg.errors.FeatureNotSupported, match=reason):
+        conn.execute(sql)
+    assert standin.counters["refused_statement"] == 1
+    assert conn.execute(f"SELECT 1 FROM {ONE_ROW}").fetchall() == [(1,)]  # the connection goes on
+
+
+def test_limit_and_offset_in_text_comments_and_names_are_not_clauses(conn: psycopg.Connection[Any]) -> None:
+    sql = f"SELECT 'LIMIT 1 OFFSET 2' AS \"offset\" FROM {ONE_ROW} -- (SELECT 1 LIMIT 1)\nLIMIT 1"
+    assert conn.execute(sql).fetchall() == [("LIMIT 1 OFFSET 2",)]
 
 
 @pytest.mark.parametrize(
@@ -272,7 +306,7 @@ def test_from_iso8601_timestamp_refuses_what_is_not_iso_8601(
     conn: psycopg.Connection[Any], text: str
 ) -> None:
     with pytest.raises(psycopg.errors.InvalidDatetimeFormat):
-        conn.execute("SELECT from_iso8601_timestamp(%s)", [text])
+        conn.execute(f"SELECT from_iso8601_timestamp(%s) FROM {ONE_ROW}", [text])
 
 
 @pytest.mark.parametrize(
@@ -288,7 +322,8 @@ def test_from_iso8601_timestamp_refuses_what_is_not_iso_8601(
 def test_from_iso8601_timestamp_reads_iso_8601(
     conn: psycopg.Connection[Any], text: str, epoch: float
 ) -> None:
-    assert conn.execute("SELECT to_unixtime(from_iso8601_timestamp(%s))", [text]).fetchall() == [(epoch,)]
+    sql = f"SELECT to_unixtime(from_iso8601_timestamp(%s)) FROM {ONE_ROW}"
+    assert conn.execute(sql, [text]).fetchall() == [(epoch,)]
 
 
 # --- the proxy's own life -----------------------------------------------------------------------
@@ -297,12 +332,12 @@ def test_from_iso8601_timestamp_reads_iso_8601(
 def test_terminate_and_stop_leave_nothing_behind(database_url: str) -> None:
     proxy = SlsStandIn(database_url, seed=7).start()
     with psycopg.connect(proxy.url, autocommit=True, cursor_factory=psycopg.ClientCursor) as first:
-        assert first.execute("SELECT 1").fetchall() == [(1,)]
+        assert first.execute(f"SELECT 1 FROM {ONE_ROW}").fetchall() == [(1,)]
     lingering = psycopg.connect(proxy.url, autocommit=True, cursor_factory=psycopg.ClientCursor)
     proxy.stop()
     assert not proxy._thread.is_alive()
     with pytest.raises(psycopg.OperationalError):
-        lingering.execute("SELECT 1")
+        lingering.execute(f"SELECT 1 FROM {ONE_ROW}")
     lingering.close()
     with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
         probe.connect(("127.0.0.1", proxy.port))
@@ -326,7 +361,35 @@ def test_the_services_backend_answers_through_the_standin(standin: SlsStandIn) -
             await backend.close()
 
     asyncio.run(ping())
-    assert standin.counters["refused_empty"] == 0
+    assert standin.counters["refused_empty"] == standin.counters["refused_statement"] == 0
+    checks = [seen.sql for seen in standin.counters.statements() if "AS ok" in seen.sql]
+    assert checks and all(
+        sql.startswith("SELECT __time__ AS ok FROM workflow_execution WHERE __time__ >= ") for sql in checks
+    )
+
+
+def test_the_checks_of_the_pool_and_the_breaker_are_sql_sls_documents(standin: SlsStandIn) -> None:
+    """`SELECT 1` has no FROM: SLS may refuse it, and a refused check discards every connection.
+    The pool's check and the breaker's probe read one row of the logstore instead."""
+    settings = load_settings({"STATS_DATABASE_URL": standin.url, "STATS_DIALECT": "sls"})
+
+    async def check() -> None:
+        backend = Backend(standin.url, settings)
+        await backend.open()
+        try:
+            async with backend.pool.connection() as _:
+                pass
+            await backend.pool.check()  # every idle connection checked
+            assert await backend.breaker.confirm()  # the probe, on a fresh connection
+        finally:
+            await backend.close()
+        async with await _connect_async(standin.url) as connection:
+            with pytest.raises(psycopg.errors.FeatureNotSupported, match="FROM"):
+                await connection.execute("SELECT 1 LIMIT 1")  # what they used to send
+
+    asyncio.run(check())
+    assert standin.counters["refused_statement"] == 1
+    assert standin.counters["queries"] >= 3
 
 
 def _one_run_a_day_loaded(pg_conn: psycopg.Connection[Any], days: int, plan: str) -> RunScope:
@@ -388,5 +451,5 @@ def test_a_run_page_of_100_learns_has_more_through_the_standin(
 ) -> None:
     """The API's largest page is 100 runs; the service asks for 101 to learn whether more follow."""
     scope = _one_run_a_day_loaded(pg_conn, 150, plan)
-    page = fetch(conn, runs.run_page(scope, 101, None, None))
+    page = fetch_run_page(conn, scope, 101, None, None)
     assert len(page) == 101

@@ -37,7 +37,8 @@ def test_each_value_comes_back_unchanged_through_the_sls_standin(sls_standin: An
     """The same through the stand-in of SLS's endpoint (simple protocol only, no binding)."""
     with psycopg.connect(sls_standin.url, autocommit=True, prepare_threshold=None) as conn:
         for value in NASTY:
-            text = with_literals(Query("SELECT %(value)s AS value LIMIT 1", {"value": value}))
+            sql = "SELECT %(value)s AS value FROM generate_series(1, 1) AS one LIMIT 1"
+            text = with_literals(Query(sql, {"value": value}))
             with psycopg.ClientCursor(conn) as cursor:
                 cursor.execute(text)  # type: ignore[arg-type]
                 assert cursor.fetchall() == [(value,)], value

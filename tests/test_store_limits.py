@@ -109,3 +109,31 @@ def test_paging_stops_at_the_row_of_unparsable_runs(
 
     found = asyncio.run(asyncio.wait_for(read(), 30))
     assert [(row.day is None, row.unparsed_runs) for row in found] == [(False, 0), (True, 1)]
+
+
+def test_with_a_retention_no_statement_reads_the_whole_logstore(
+    sls_standin: Any, pg_conn: psycopg.Connection[Any]
+) -> None:
+    """`__time__ > 0` asks SLS for every write it holds, the scan its capacity limit warns about:
+    with ALIYUN_SLS_LOGSTORE_TTL known, an open start reads only what the store still keeps."""
+    now = int(datetime.now(UTC).timestamp())
+    recent = [
+        msgspec.structs.replace(row, time=now - 3_600, created_at="", started_at=_iso(now - 3_700))
+        for row in examples.history()
+    ]
+    load_history(pg_conn, recent)
+    sls_standin.counters.reset()
+    env = {"STATS_DIALECT": "sls", "ALIYUN_SLS_LOGSTORE_TTL": "30"}
+    with _client(sls_standin.url, **env) as client:
+        assert client.get(f"{BASE}/statistics/daily-runs").json()["data"][0]["runs"] == 4
+        assert client.get(f"{BASE}/runs", params={"triggered_from": "app-run"}).json()["data"]
+        assert client.get(f"{BASE}/runs/{examples.R1}").status_code == 200
+        assert client.get(f"{BASE}/runs/count", params={"triggered_from": "app-run"}).json()["total"] == 4
+    statements = [seen.sql for seen in sls_standin.counters.statements() if "AS ok" not in seen.sql]
+    assert len(statements) >= 5 and not [sql for sql in statements if "__time__ > 0" in sql]
+    bounds = [int(sql.split("__time__ >= ", 1)[1].split()[0]) for sql in statements if "__time__ >= " in sql]
+    assert bounds and min(bounds) >= now - 30 * 86_400 - 60
+
+
+def _iso(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).replace(tzinfo=None).isoformat()

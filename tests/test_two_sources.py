@@ -70,7 +70,7 @@ class Harness:
             if dialect == "sls" and sls_url is not None:
                 self.logstores[dialect, plan] = Backend(sls_url, settings)
             else:
-                options = "-c search_path=sls_compat,public" if dialect == "sls" else ""
+                options = "-c search_path=sls_compat,pg_catalog,public" if dialect == "sls" else ""
                 self.logstores[dialect, plan] = Backend(database_url, settings, extra_options=options)
         any_settings = next(iter(self.settings.values()))
         self.workflow_runs = Backend(database_url, any_settings, dialect="postgres", name="workflow_runs")
