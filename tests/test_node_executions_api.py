@@ -321,3 +321,24 @@ def test_the_query_cli_answers_what_the_api_answers(
     assert missing.returncode == 2 and "run:" in missing.stderr
     unknown = query(database_url, "node-executions", "--tenant", T, "--app", A, "--run", examples.R6)
     assert unknown.returncode == 2 and "not a run" in unknown.stderr
+
+
+def test_check_sls_runs_the_node_statements_against_the_stand_in(
+    sls_standin: Any, pg_conn: psycopg.Connection[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make check-sls` covers the node statements: the probe, the run's lookup, both plans (which
+    must agree) and keyset pages of two that neither skip nor repeat a node execution."""
+    from app.demo import generate_rows
+    from app.demo_nodes import load_demo_nodes
+    from app.live_check import check_sls
+
+    pg_conn.execute("TRUNCATE workflow_execution, workflow_runs, workflow_node_execution")
+    copy_rows(pg_conn, generate_rows(400, days=5))
+    load_demo_nodes(pg_conn, None)
+    settings = load_settings({"STATS_DATABASE_URL": sls_standin.url, "STATS_DIALECT": "sls"})
+    assert check_sls(settings) == 0
+    printed = capsys.readouterr().out
+    assert "check-sls: OK" in printed
+    assert "node_page (shortcut)" in printed and "node_page (windowed)" in printed and "run_span" in printed
+    paging = next(line for line in printed.splitlines() if "node paging" in line)
+    assert paging.endswith("same") and " 0 node executions" not in paging
