@@ -15,8 +15,6 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
-from queries.node_executions import node_statements
-
 Dialect = Literal["postgres", "sls"]
 QueryPlan = Literal["shortcut", "windowed"]
 
@@ -248,19 +246,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     settings = Settings(**values)  # type: ignore[arg-type]
     _check_auth(settings)
     _check_sources(settings)
-    _check_node_statements(settings)
     return settings
-
-
-def _check_node_statements(settings: Settings) -> None:
-    """A run's node executions, up to STATS_NODE_EXECUTIONS_MAX, must be readable within
-    STATS_MAX_QUERIES_PER_REQUEST: their pages, the run's lookup in each source, and the people."""
-    needed = node_statements(settings.node_executions_max) + 3
-    if needed > settings.max_queries_per_request:
-        raise ConfigError(
-            f"STATS_NODE_EXECUTIONS_MAX={settings.node_executions_max} needs {needed} statements per "
-            f"answer, more than STATS_MAX_QUERIES_PER_REQUEST={settings.max_queries_per_request}"
-        )
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:

@@ -256,7 +256,9 @@ def load_demo_nodes(conn: psycopg.Connection[Any], split_at: datetime | None, se
     """Node executions for every run already loaded, and the people who ran them; returns the
     number of LogStore node rows. A split demo (runs in workflow_runs) holds, like Dify's dual
     write: every run's executions in workflow_node_executions, and the versions of the runs the
-    LogStore holds in the node LogStore."""
+    LogStore holds in the node LogStore. What those tables held before is replaced: they are
+    derived from every run loaded."""
+    conn.execute("TRUNCATE workflow_node_execution, workflow_node_executions, accounts, end_users")
     rng = random.Random(seed)
     in_logstore = {str(row[0]) for row in conn.execute("SELECT DISTINCT id FROM workflow_execution")}
     table_runs = [_demo_run(row) for row in conn.execute(_TABLE_RUNS)]

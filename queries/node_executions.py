@@ -244,9 +244,3 @@ def node_logstore_probe(dialect: Dialect, now_s: int) -> Query:
     missing."""
     fields = tuple(dict.fromkeys(("tenant_id", "app_id", "workflow_run_id", *_RANKED_COLUMNS)))
     return schema_probe(NODE_LOGSTORE, fields, dialect, now_s)
-
-
-def node_statements(most: int) -> int:
-    """Page statements needed to read up to `most` node executions and learn whether there are
-    more (each page asks for one row beyond what it keeps)."""
-    return max(1, -(-most // NODE_PAGE))

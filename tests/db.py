@@ -21,10 +21,11 @@ from tests.reference import EPOCH, NodeVersion, Version, created_us, iso_to_us
 Row = TypeVar("Row")
 
 
-def version_tuple(row: Version) -> tuple[Any, ...]:
-    values = {field: getattr(row, field) for field in Version.__struct_fields__}
+def version_tuple(row: Version | NodeVersion, columns: tuple[str, ...] = COLUMNS) -> tuple[Any, ...]:
+    """A LogStore row (runs', or with NODE_LOGSTORE_COLUMNS nodes') in COPY column order."""
+    values = {field: getattr(row, field) for field in type(row).__struct_fields__}
     values["__time__"] = values.pop("time")
-    return tuple(values[column] for column in COLUMNS)
+    return tuple(values[column] for column in columns)
 
 
 def load_history(conn: psycopg.Connection[Any], rows: Iterable[Version]) -> None:
@@ -89,15 +90,8 @@ def load_two_sources(
     copy_workflow_runs(conn, (workflow_runs_tuple(run) for run in workflow_runs))
 
 
-def node_version_tuple(row: NodeVersion) -> tuple[Any, ...]:
-    values = {field: getattr(row, field) for field in NodeVersion.__struct_fields__}
-    values["__time__"] = values.pop("time")
-    return tuple(values[column] for column in NODE_LOGSTORE_COLUMNS)
-
-
 def load_node_history(conn: psycopg.Connection[Any], rows: Iterable[NodeVersion]) -> None:
     """Replace the node LogStore's content with `rows`, in the given (arbitrary) physical order."""
     conn.execute("TRUNCATE workflow_node_execution")
-    copy_rows(
-        conn, (node_version_tuple(row) for row in rows), "workflow_node_execution", NODE_LOGSTORE_COLUMNS
-    )
+    nodes = (version_tuple(row, NODE_LOGSTORE_COLUMNS) for row in rows)
+    copy_rows(conn, nodes, "workflow_node_execution", NODE_LOGSTORE_COLUMNS)
