@@ -127,7 +127,10 @@ def test_unknown_runs_and_other_tenants_runs_are_404(
 
 
 def test_a_value_over_the_sls_field_length_is_flagged_through_the_stand_in(
-    loaded: psycopg.Connection[Any], sls_standin: Any, capsys: pytest.CaptureFixture[str]
+    loaded: psycopg.Connection[Any],
+    sls_standin: Any,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     with _client(STATS_DATABASE_URL=sls_standin.url, STATS_DIALECT="sls") as client:
         native = client.get(f"{NATIVE}/{R1}/node-executions").json()["data"]
@@ -136,7 +139,9 @@ def test_a_value_over_the_sls_field_length_is_flagged_through_the_stand_in(
         assert isinstance(llm["outputs"], str) and len(llm["outputs"]) == 2048  # its text, as SLS cut it
         assert llm["inputs"] == {"query": "hello"} and llm["inputs_truncated"] is False
         assert [item["truncated_fields"] for item in (native[0], native[2])] == [[], []]
-    logged = [line for line in capsys.readouterr().out.splitlines() if "node_fields_truncated" in line]
+    # structlog's lines reach stdout, or the log capture once another test has configured logging
+    printed = capsys.readouterr().out.splitlines() + caplog.text.splitlines()
+    logged = [line for line in printed if "node_fields_truncated" in line]
     assert len(logged) == 1 and R1 in logged[0] and node_examples.N2 in logged[0] and "outputs" in logged[0]
 
 
