@@ -211,13 +211,13 @@ def node_execution(row: NodeExecutionRow, people: People, field_bytes: int | Non
         **documents,
         status=row.status,
         error=error,
-        elapsed_time=_node_elapsed(row.elapsed_time, created_us, row.finished_at),
+        elapsed_time=_node_elapsed(row.elapsed_time, created_us, row.finished_us),
         extras={},
         created_at=None if created_us is None else created_us // 1_000_000,
         created_by_role=row.created_by_role,
         created_by_account=people.account(row.created_by_role, row.created_by),
         created_by_end_user=people.end_user(row.created_by_role, row.created_by),
-        finished_at=_epoch_seconds(row.finished_at),
+        finished_at=None if row.finished_us is None else row.finished_us // 1_000_000,
         inputs_truncated="inputs" in cut,
         outputs_truncated="outputs" in cut,
         process_data_truncated="process_data" in cut,
@@ -226,14 +226,14 @@ def node_execution(row: NodeExecutionRow, people: People, field_bytes: int | Non
     )
 
 
-def _node_elapsed(elapsed_time: float | None, created_us: int | None, finished_at: str | None) -> float:
+def _node_elapsed(elapsed_time: float | None, created_us: int | None, finished_us: int | None) -> float:
     """elapsed_time as written; when NULL, finished - created, or 0 while unfinished (as Dify's
     own LogStore reader)."""
     if elapsed_time is not None:
         return float(elapsed_time)
-    if not finished_at or created_us is None:
+    if finished_us is None or created_us is None:
         return 0.0
-    return (iso_to_epoch_us(finished_at) - created_us) / 1_000_000
+    return (finished_us - created_us) / 1_000_000
 
 
 def console_node_executions(answer: NodeExecutionsAnswer) -> ConsoleNodes:

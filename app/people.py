@@ -46,11 +46,13 @@ class PeopleReader:
     async def read(self, creators: Iterable[tuple[str, str]]) -> People:
         """The accounts and end users among `creators` ((created_by_role, created_by) pairs), in one
         statement; NOBODY without Dify's database, or when there is nobody to look up."""
+        if self.backend is None:
+            return NOBODY
         wanted: dict[str, set[str]] = {"account": set(), "end_user": set()}
-        for role, user_id in creators:
+        for role, user_id in set(creators):
             if role in wanted and _UUID.fullmatch(user_id.lower()):
                 wanted[role].add(user_id.lower())
-        if self.backend is None or not (wanted["account"] or wanted["end_user"]):
+        if not (wanted["account"] or wanted["end_user"]):
             return NOBODY
         query = people(sorted(wanted["account"]), sorted(wanted["end_user"]))
         accounts, end_users = {}, {}

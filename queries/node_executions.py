@@ -142,7 +142,9 @@ LIMIT 1"""
 
 def node_page(scope: NodeScope, after: NodeKey | None, size: int = NODE_PAGE) -> Query:
     """Up to `size` node executions of the run after `after`, in the answer's order: the columns
-    of NODE_COLUMNS plus `created_key` (created time in µs, -1 when it does not parse)."""
+    of NODE_COLUMNS plus `created_key` (created time in µs, -1 when it does not parse) and
+    `finished_us` (finished time in µs; NULL while unfinished or unparsable), parsed here for the
+    answer's rows only."""
     if scope.plan == "workflow_runs":
         return _table_page(scope, after, size)
     params = scope.params()
@@ -156,11 +158,12 @@ def node_page(scope: NodeScope, after: NodeKey | None, size: int = NODE_PAGE) ->
     )
     not_tool = "(triggered_from IS NULL OR triggered_from <> %(workflow_tool)s)"
     columns = ", ".join(NODE_COLUMNS)
+    answered = f"{columns}, created_key, {epoch_us_sql(scope.dialect, 'finished_at')} AS finished_us"
     if scope.plan == "shortcut" and after is not None:
         # The keyset on versions: each version's created time is parsed, the earlier pages'
         # versions are never ranked again.
         sql = f"""
-SELECT {columns}, created_key
+SELECT {answered}
 FROM (
     SELECT {columns}, created_key,
            ROW_NUMBER() OVER (PARTITION BY id ORDER BY {NODE_LATEST_FIRST}) AS version_rank
@@ -180,7 +183,7 @@ LIMIT {int(size)}"""
     # plan after.
     before, after_rank = (f" AND {not_tool}", "") if scope.plan == "shortcut" else ("", f"{not_tool} AND ")
     sql = f"""
-SELECT {columns}, created_key
+SELECT {answered}
 FROM (
     SELECT {columns}, triggered_from, {created_key} AS created_key
     FROM (
@@ -229,7 +232,8 @@ def _table_page(scope: NodeScope, after: NodeKey | None, size: int) -> Query:
         f"{_TABLE_COLUMNS[name]} AS {name}" if name in _TABLE_COLUMNS else name for name in NODE_COLUMNS
     )
     sql = f"""
-SELECT {columns}, {CREATED_US} AS created_key
+SELECT {columns}, {CREATED_US} AS created_key,
+       CAST(round(date_part('epoch', finished_at) * 1000000) AS bigint) AS finished_us
 FROM {NODE_TABLE}
 WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND workflow_run_id = %(run_id)s
   AND triggered_from <> %(workflow_tool)s {keyset}

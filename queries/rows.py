@@ -125,6 +125,7 @@ class NodeExecutionRow(msgspec.Struct, frozen=True, kw_only=True):
     created_by: str
     finished_at: str | None
     created_key: int  # created time in µs since the epoch, -1 when it does not parse
+    finished_us: int | None  # finished time in µs since the epoch; None while unfinished
 
 
 class PersonRow(msgspec.Struct, frozen=True, kw_only=True):

@@ -51,6 +51,7 @@ def shown(row: reference.NodeVersion, dialect: str) -> tuple[Any, ...]:
         row.id, row.index, row.status, cut(row.outputs), cut(row.inputs), row.process_data,
         row.execution_metadata, row.error, row.elapsed_time, row.finished_at, row.title,
         row.predecessor_node_id, row.node_id, row.created_at, row.created_by, reference.node_created_key(row),
+        reference.iso_to_us(row.finished_at) if row.finished_at else None,
     )  # fmt: skip
 
 
@@ -58,7 +59,7 @@ def answered(row: NodeExecutionRow) -> tuple[Any, ...]:
     return (
         row.id, row.index, row.status, row.outputs, row.inputs, row.process_data, row.execution_metadata,
         row.error, row.elapsed_time, row.finished_at, row.title, row.predecessor_node_id, row.node_id,
-        row.created_at, row.created_by, row.created_key,
+        row.created_at, row.created_by, row.created_key, row.finished_us,
     )  # fmt: skip
 
 
@@ -186,10 +187,19 @@ def test_node_executions_come_from_the_source_that_owns_the_run(
     copy_rows(pg_conn, (table_row(node) for node in table), "workflow_node_executions", TABLE_COLUMNS)
 
     want = [
-        (node.id, node.index, node.status, reference.node_created_key(node) // 1_000_000)
+        (
+            node.id,
+            node.index,
+            node.status,
+            reference.node_created_key(node) // 1_000_000,
+            reference.iso_to_us(node.finished_at) // 1_000_000 if node.finished_at else None,
+        )
         for node in reference.node_executions(history, APP[0], APP[1], RUN_ID)
     ]
     answer = two_source_client.get(f"/v1/tenants/{APP[0]}/apps/{APP[1]}/runs/{RUN_ID}/node-executions")
     assert answer.status_code == 200, answer.text
-    got = [(item["id"], item["index"], item["status"], item["created_at"]) for item in answer.json()["data"]]
+    got = [
+        (item["id"], item["index"], item["status"], item["created_at"], item["finished_at"])
+        for item in answer.json()["data"]
+    ]
     assert got == want, "logstore" if logstore_owns else "workflow_runs"
