@@ -47,7 +47,7 @@ from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.metrics import RequestFigures, current_figures  # noqa: E402
 from bench.dify_sql import DIFY_NODE_PAGE, node_executions_page, node_run_lookup  # noqa: E402
-from bench.setups import keep_only_sls_like_indexes  # noqa: E402
+from bench.setups import database, keep_only_sls_like_indexes  # noqa: E402
 from schemas.requests import RunDetailRequest  # noqa: E402
 from tests.live import serve  # noqa: E402
 
@@ -91,10 +91,7 @@ def _run_rows(run: DemoRun) -> list[tuple[Any, ...]]:
 
 def prepare(admin_url: str) -> str:
     """The benchmark's database, made once and reused while its bench_meta says so."""
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone() is None:
-            admin.execute(f"CREATE DATABASE {DATABASE}")
-    url = admin_url.replace("/postgres?", f"/{DATABASE}?")
+    url = database(admin_url, DATABASE)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (sizes text)")
         if conn.execute("SELECT sizes FROM bench_meta").fetchone() == (repr(SIZES),):

@@ -43,7 +43,7 @@ from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.measures import DAILY_MEASURES, DAILY_RUNS  # noqa: E402
 from bench import accuracy, dify_sql, nodes, refresh, report, targets, two_sources  # noqa: E402
-from bench.setups import Setup, sls_like_database  # noqa: E402
+from bench.setups import Setup, database, sls_like_database  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
 from queries.scope import Query, RunScope  # noqa: E402
@@ -91,10 +91,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 def dataset(admin_url: str, name: str, runs: int) -> tuple[str, int, float]:
     """(database URL, data 'now' in epoch seconds, load seconds or 0 when reused)."""
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            admin.execute(f"CREATE DATABASE {name}")
-    url = admin_url.replace("/postgres?", f"/{name}?")
+    url = database(admin_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (runs bigint, now_s bigint)")
         meta = conn.execute("SELECT runs, now_s FROM bench_meta").fetchone()
