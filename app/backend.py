@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Any, TypeVar
 
@@ -22,8 +22,9 @@ from psycopg.rows import class_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from app.breaker import CircuitBreaker
+from app.budget import Budget, LocalBudget, store_identity
 from app.config import Dialect, Settings
-from app.fairness import TenantSlots, current_tenant
+from app.fairness import current_tenant
 from app.metrics import Metrics, current_figures
 from queries.checks import connection_check
 from queries.literals import with_literals
@@ -39,6 +40,8 @@ FIRST_WAIT = 0.5
 # (default 5 minutes: 46 s to recover was measured). Giving up after 2 s keeps every retry
 # delay under a second; the next query then starts a fresh attempt at once.
 RECONNECT_TIMEOUT = 2.0
+# How long the breaker's probe waits for a slot of the budget (it is then busy, not down).
+PROBE_SLOT_WAIT = 0.5
 # How long the end of a request waits for its cancelled statements to be cancelled on the server.
 CANCEL_WAIT = 5.0
 
@@ -169,8 +172,9 @@ class Backend:
         # Back from an outage, the pool's idle connections are dead: psycopg_pool's check on
         # getconn discards them one by one with a growing back-off (30 s for 8 was measured),
         # so they are all checked, and replaced, before the circuit closes.
-        self.breaker = CircuitBreaker(name, self._probe, settings.probe_interval, recovered=self.pool.check)
-        self.tenant_slots = TenantSlots(settings.tenant_pool_slots)
+        self.breaker = CircuitBreaker(name, self._probe, settings.probe_interval, recovered=self._check_idle)
+        # One replica's budget; replicas sharing a Redis replace it with the fleet's (app/main.py).
+        self.budget: Budget = LocalBudget(settings.pool_size, settings.tenant_share)
         self._returning: set[asyncio.Future[None]] = set()
 
     async def open(self) -> None:
@@ -234,7 +238,7 @@ class Backend:
     async def _execute(self, query: Query, row_type: type[Row], tenant: str | None) -> list[Row]:
         """One attempt; SLS gets the statement with its values written in (queries/literals.py),
         PostgreSQL binds them on the client."""
-        async with asyncio.timeout(self.settings.query_timeout + 1), self.tenant_slots.hold(tenant):
+        async with asyncio.timeout(self.settings.query_timeout + 1), self.budget.hold(tenant):
             conn = await self._connection()
             try:
                 async with conn.cursor(row_factory=class_row(row_type)) as cursor:
@@ -286,13 +290,31 @@ class Backend:
 
     async def _probe(self) -> None:
         """One fresh connection (not the pool's, whose reconnect back-off must not delay
-        recovery) and a trivial statement."""
-        kwargs = {**self._connect_kwargs, "application_name": "dify-stats-probe"}
-        conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
-        try:
-            await run_check(conn, self.dialect)
-        finally:
-            await conn.close()
+        recovery) and the connection check, holding a slot of the budget like any statement.
+        When no slot frees up within PROBE_SLOT_WAIT, other statements are running: the store
+        is busy, not down, and the probe says nothing against it."""
+        async with AsyncExitStack() as holding:
+            try:
+                async with asyncio.timeout(PROBE_SLOT_WAIT):
+                    await holding.enter_async_context(self.budget.hold(None))
+            except TimeoutError:
+                return
+            kwargs = {**self._connect_kwargs, "application_name": "dify-stats-probe"}
+            conn = await psycopg.AsyncConnection.connect(self._conninfo, **kwargs)
+            try:
+                await run_check(conn, self.dialect)
+            finally:
+                await conn.close()
+
+    async def _check_idle(self) -> None:
+        """Back from an outage: every idle connection checked (one at a time, in one slot)."""
+        async with self.budget.hold(None):
+            await self.pool.check()
+
+    @property
+    def identity(self) -> str:
+        """The store this backend reads, the same on every replica (the fleet's budget key)."""
+        return store_identity(self._conninfo, self.name)
 
     async def ready(self) -> None:
         """For /readyz: BackendUnavailable unless the store answered lately or answers a probe now;

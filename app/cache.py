@@ -9,19 +9,26 @@
 - Single flight: concurrent misses on one key share one load, which runs in a task of its own
   for as long as any of its callers still waits, and is cancelled (its statements with it) when
   the last one has gone.
+- Shared (with STATS_REDIS_URL): behind this in-process cache, which stays the near cache that
+  answers most hits, every replica reads and writes one second level (app/shared_cache.py),
+  and identical misses anywhere in the fleet run one load. Values are shared only where the
+  caller names their type (so that they can be decoded safely); anything else stays local.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from contextlib import suppress
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from cachetools import LRUCache
 
 from app.backend import BackendUnavailable, statement_scope
+from app.redis_link import SharedUnavailable
+from app.shared_cache import SharedAnswers
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -65,6 +72,7 @@ class AnswerCache:
         stale_max: float,
         tenant_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
+        shared: SharedAnswers | None = None,
     ) -> None:
         self._entries: EvictingLRU[tuple[str, Hashable], _Entry] = EvictingLRU(
             max_entries, self._evicted_globally
@@ -74,6 +82,7 @@ class AnswerCache:
         self._in_flight: dict[tuple[str, Hashable], _Load] = {}
         self._stale_max = stale_max
         self._clock = clock
+        self.shared = shared
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -87,7 +96,9 @@ class AnswerCache:
         entry = self._get(tenant, key)
         return entry.value if entry is not None and self._clock() < entry.fresh_until else None
 
-    def put(self, key: Hashable, value: Any, ttl: float, *, tenant: str) -> None:
+    def put(
+        self, key: Hashable, value: Any, ttl: float, *, tenant: str, stale_for: float | None = None
+    ) -> None:
         now = self._clock()
         keys = self._by_tenant.get(tenant)
         if keys is None:
@@ -95,21 +106,75 @@ class AnswerCache:
                 self._tenant_quota, lambda own: self._forget(tenant, own)
             )
         keys[key] = None  # first: a tenant at its quota evicts its own entry, nobody else's
-        self._entries[(tenant, key)] = _Entry(value, now + ttl, now + ttl + self._stale_max)
+        stale_for = self._stale_max if stale_for is None else stale_for
+        self._entries[(tenant, key)] = _Entry(value, now + ttl, now + ttl + stale_for)
+
+    async def peek_many(
+        self, keys: Sequence[Hashable], *, tenant: str, value_type: Any
+    ) -> dict[Hashable, Any]:
+        """The fresh values of `keys` (no loading): this replica's, then the fleet's."""
+        found = {key: value for key in keys if (value := self.peek(key, tenant=tenant)) is not None}
+        missing = [key for key in keys if key not in found]
+        if self.shared is None or not missing:
+            return found
+        try:
+            shared = await self.shared.get_many(tenant, missing, value_type)
+        except SharedUnavailable:
+            return found
+        for key, one in shared.items():
+            if one.fresh_s > 0:
+                self.put(key, one.value, one.fresh_s, tenant=tenant, stale_for=one.left_s - one.fresh_s)
+                found[key] = one.value
+        return found
+
+    async def store_many(
+        self, entries: Sequence[tuple[Hashable, Any, float]], *, tenant: str, value_type: Any
+    ) -> None:
+        """Keep (key, value, ttl) entries here and, with Redis, for the fleet."""
+        for key, value, ttl in entries:
+            self.put(key, value, ttl, tenant=tenant)
+        if self.shared is not None and entries:
+            with suppress(SharedUnavailable):
+                await self.shared.put_many(tenant, entries, value_type)
 
     async def get_or_load(
-        self, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]], *, tenant: str
+        self,
+        key: Hashable,
+        ttl: float,
+        load: Callable[[], Awaitable[T]],
+        *,
+        tenant: str,
+        value_type: Any = None,
     ) -> tuple[T, CacheResult]:
+        """The answer: this replica's fresh one, the fleet's, or one load (one for the whole
+        fleet when `value_type` is given and the cache is shared)."""
         entry = self._get(tenant, key)
         now = self._clock()
         if entry is not None and now < entry.fresh_until:
             return entry.value, "hit"
+        shared = self.shared if value_type is not None else None
+        if shared is not None:
+            fleet = await self.peek_many([key], tenant=tenant, value_type=value_type)
+            if key in fleet:
+                return fleet[key], "hit"
         try:
-            return await self._load_once(tenant, key, ttl, load), "miss"
+            value, elsewhere = await self._load_once(tenant, key, ttl, load, value_type if shared else None)
+            return value, "hit" if elsewhere else "miss"
         except BackendUnavailable:
             if entry is not None and self._clock() < entry.stale_until:
                 return entry.value, "stale"
+            stale = await self._fleet_stale(key, tenant, value_type) if shared is not None else None
+            if stale is not None:
+                return stale, "stale"
             raise
+
+    async def _fleet_stale(self, key: Hashable, tenant: str, value_type: Any) -> Any | None:
+        assert self.shared is not None
+        try:
+            found = await self.shared.get_many(tenant, [key], value_type)
+        except SharedUnavailable:
+            return None
+        return found[key].value if key in found else None
 
     def _get(self, tenant: str, key: Hashable) -> _Entry | None:
         entry = self._entries.get((tenant, key))
@@ -128,19 +193,21 @@ class AnswerCache:
             if not keys:
                 del self._by_tenant[tenant]
 
-    async def _load_once(self, tenant: str, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]]) -> T:
+    async def _load_once(
+        self, tenant: str, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]], value_type: Any
+    ) -> tuple[T, bool]:
         slot = (tenant, key)
         running = self._in_flight.get(slot)
         if running is None:
             running = self._in_flight[slot] = _Load()
-            running.task = asyncio.create_task(self._load(slot, running, ttl, load))
+            running.task = asyncio.create_task(self._load(slot, running, ttl, load, value_type))
             # Its callers receive its failure; one left in the same instant must not be warned about.
             running.task.add_done_callback(lambda done: done.cancelled() or done.exception())
         task = running.task
         assert task is not None
         running.waiters += 1
         try:
-            result: T = await asyncio.shield(task)
+            result: tuple[T, bool] = await asyncio.shield(task)
             return result
         finally:
             running.waiters -= 1
@@ -152,13 +219,22 @@ class AnswerCache:
                     del self._in_flight[slot]
 
     async def _load(
-        self, slot: tuple[str, Hashable], running: _Load, ttl: float, load: Callable[[], Awaitable[T]]
-    ) -> T:
+        self,
+        slot: tuple[str, Hashable],
+        running: _Load,
+        ttl: float,
+        load: Callable[[], Awaitable[T]],
+        value_type: Any,
+    ) -> tuple[T, bool]:
+        """(value, whether another replica loaded it)."""
         try:
             async with statement_scope():
-                value = await load()
+                if self.shared is not None and value_type is not None:
+                    value, elsewhere = await self.shared.load_once(slot[0], slot[1], ttl, value_type, load)
+                else:
+                    value, elsewhere = await load(), False
             self.put(slot[1], value, ttl, tenant=slot[0])
-            return value
+            return value, elsewhere
         finally:
             if self._in_flight.get(slot) is running:
                 del self._in_flight[slot]

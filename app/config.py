@@ -33,6 +33,31 @@ class ApiKey(msgspec.Struct, frozen=True):
     tenants: frozenset[str] | None
 
 
+class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Where replicas share their budget, cache and kept runs: one URL, or Sentinel as Dify
+    configures it (the master's address comes from the sentinels; its credentials and database
+    from STATS_REDIS_USERNAME / STATS_REDIS_PASSWORD / STATS_REDIS_DB)."""
+
+    url: str | None = None  # redis:// or rediss://
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_service_name: str | None = None
+    sentinel_username: str | None = None
+    sentinel_password: str | None = None
+    tls: bool = False  # Sentinel mode: TLS to the sentinels and the master (a URL says rediss://)
+    username: str | None = None
+    password: str | None = None
+    db: int = 0
+    prefix: str = "dify-stats:"
+    ca_file: str | None = None  # CA bundle for rediss:// (and TLS to sentinels)
+
+    def redacted(self) -> str:
+        """Where Redis is, without any password (logs, /readyz, the start-up line)."""
+        if self.url is not None:
+            return redact_url(self.url)
+        addresses = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+        return f"sentinel {self.sentinel_service_name} via {addresses} db {self.db}"
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     dialect: Dialect = "postgres"
@@ -74,6 +99,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     startup_wait: float = 0.0
     max_connections: int = 1000
+
+    redis: RedisSettings | None = None  # replicas sharing one Redis (app/redis_link.py)
 
     @property
     def embedded(self) -> bool:
@@ -159,6 +186,10 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
     STATS_STARTUP_WAIT: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     STATS_MAX_CONNECTIONS: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
+    STATS_REDIS_PREFIX: Annotated[
+        str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")
+    ] = "dify-stats:"
+    STATS_REDIS_DB: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 0
 
 
 _CASE_FREE = ("STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL")
@@ -240,6 +271,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "log_level": found.STATS_LOG_LEVEL,
         "startup_wait": found.STATS_STARTUP_WAIT,
         "max_connections": found.STATS_MAX_CONNECTIONS,
+        "redis": _redis_settings(env, found),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["auth"] = found.STATS_AUTH == "on" or (found.STATS_AUTH is None and bool(values["api_keys"]))
@@ -290,6 +322,57 @@ def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
     if len({k.key for k in keys}) != len(keys):
         raise ConfigError("STATS_API_KEYS: a key is listed twice")
     return tuple(keys)
+
+
+def _redis_settings(env: Mapping[str, str], found: _Variables) -> RedisSettings | None:
+    """STATS_REDIS_URL, or STATS_REDIS_SENTINELS (`host:port,host:port`) with the service name;
+    None when neither is set (one process needs nothing beyond its store)."""
+    url = _text(env, "STATS_REDIS_URL")
+    sentinels_text = _text(env, "STATS_REDIS_SENTINELS")
+    ca_file = _text(env, "STATS_REDIS_CA_FILE")
+    if ca_file is not None and not os.path.isfile(ca_file):
+        raise ConfigError(f"STATS_REDIS_CA_FILE={ca_file!r} is not a readable file")
+    common = {"prefix": found.STATS_REDIS_PREFIX, "ca_file": ca_file}
+    if url is not None:
+        if sentinels_text is not None:
+            raise ConfigError("set STATS_REDIS_URL or STATS_REDIS_SENTINELS, not both")
+        parts = urlsplit(url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ConfigError(
+                f"STATS_REDIS_URL={redact_url(url)!r} must be redis://host:port/db or rediss://..."
+            )
+        try:
+            parts.port  # noqa: B018 - a bad port raises here
+            database = parts.path.strip("/")
+            if database and not database.isdigit():
+                raise ValueError(database)
+        except ValueError:
+            raise ConfigError(f"STATS_REDIS_URL={redact_url(url)!r}: bad port or database number") from None
+        return RedisSettings(url=url, **common)  # type: ignore[arg-type]
+    if sentinels_text is None:
+        return None
+    sentinels = []
+    for entry in filter(None, (part.strip() for part in sentinels_text.split(","))):
+        host, _, port = entry.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ConfigError(f"STATS_REDIS_SENTINELS: {entry!r} is not host:port")
+        sentinels.append((host, int(port)))
+    service = _text(env, "STATS_REDIS_SENTINEL_SERVICE_NAME")
+    if not sentinels or service is None:
+        raise ConfigError(
+            "STATS_REDIS_SENTINELS needs host:port entries and STATS_REDIS_SENTINEL_SERVICE_NAME"
+        )
+    return RedisSettings(
+        sentinels=tuple(sentinels),
+        sentinel_service_name=service,
+        sentinel_username=_text(env, "STATS_REDIS_SENTINEL_USERNAME"),
+        sentinel_password=_text(env, "STATS_REDIS_SENTINEL_PASSWORD"),
+        tls=(_text(env, "STATS_REDIS_TLS") or "off").lower() in ("on", "true", "1"),
+        username=_text(env, "STATS_REDIS_USERNAME"),
+        password=_text(env, "STATS_REDIS_PASSWORD"),
+        db=found.STATS_REDIS_DB,
+        **common,  # type: ignore[arg-type]
+    )
 
 
 def _check_auth(settings: Settings) -> None:

@@ -15,6 +15,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app.admission import InflightGate, admission_middleware
 from app.backend import Backend
+from app.budget import FleetBudget
 from app.cache import AnswerCache
 from app.config import Settings
 from app.console_auth import ConsoleAuthorizer
@@ -24,6 +25,7 @@ from app.middleware import cancel_on_disconnect_middleware, request_id_middlewar
 from app.node_logstore import NodeLogstore
 from app.node_repository import NodeExecutionRepository
 from app.people import PeopleReader
+from app.redis_link import RedisLink
 from app.repository import StatsRepository
 from app.routes.console import console_router
 from app.routes.discovery import discovery_router
@@ -31,6 +33,8 @@ from app.routes.grafana import grafana_router
 from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.native import native_router
 from app.service import StatsService
+from app.shared_cache import SharedAnswers
+from app.shared_runs import SharedRuns
 from app.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
@@ -64,21 +68,41 @@ def create_app(
     a statement finds it missing)."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
-    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share)
-    gate = InflightGate(settings.max_inflight, settings.tenant_share)
     node_logstore = node_logstore or NodeLogstore()
     people = PeopleReader(workflow_runs)  # Dify's database names who ran runs and nodes
     nodes = NodeExecutionRepository(sources, settings, node_logstore, people)
-    service = StatsService(repository, cache, settings, nodes=nodes, people=people)
-    authorizer = ConsoleAuthorizer(settings)
     metrics = Metrics()
+    # Replicas sharing one Redis share the query budget, the answers and the kept runs.
+    link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
+    shared = SharedAnswers(link, settings.stale_max, metrics) if link is not None else None
+    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
+    gate = InflightGate(settings.max_inflight, settings.tenant_share)
+    service = StatsService(
+        repository,
+        cache,
+        settings,
+        shared_runs=SharedRuns(link) if link is not None else None,
+        nodes=nodes,
+        people=people,
+    )
+    authorizer = ConsoleAuthorizer(settings)
+    budgets: list[FleetBudget] = []
     for source in sources:
         source.backend.metrics = metrics
+        if link is not None:
+            source.backend.budget = FleetBudget(
+                link, source.backend.identity, settings.pool_size, settings.tenant_share, metrics
+            )
+            budgets.append(source.backend.budget)
     metrics.watch_pools({source.name: source.backend.pool for source in sources})
     metrics.watch_kept_runs(lambda: service.run_states.runs)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
+        if link is not None:
+            await link.start()
+            for budget in budgets:
+                budget.start()
         for source in sources:
             await source.backend.open()
         try:
@@ -87,6 +111,10 @@ def create_app(
             await authorizer.close()
             for source in sources:
                 await source.backend.close()
+            for budget in budgets:
+                await budget.close()
+            if link is not None:
+                await link.close()
 
     app = Litestar(
         route_handlers=[
@@ -119,4 +147,5 @@ def create_app(
     app.state.service = service  # for operations and tests that need to reach it
     app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
+    app.state.redis = link
     return app

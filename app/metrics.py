@@ -58,6 +58,25 @@ class Metrics:
             "(unavailable, quota, bad_sql, bad_data, other)", ["source", "kind"], registry=self.registry,
         )  # fmt: skip
 
+        # Replicas sharing one Redis (app/redis_link.py): reported only with STATS_REDIS_URL.
+        self.redis_errors = Counter(
+            "dify_stats_redis_errors",
+            "Calls to Redis that failed, by error",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.fleet_slots = Gauge(
+            "dify_stats_fleet_slots_in_use", "Statements running fleet-wide, as of this replica's last "
+            "look at the shared budget", registry=self.registry,
+        )  # fmt: skip
+        self.replicas_seen = Gauge(
+            "dify_stats_replicas_seen", "Replicas alive, as the shared heartbeat says", registry=self.registry
+        )
+        self.shared_cache = Counter(
+            "dify_stats_shared_cache", "Shared (Redis) cache lookups by result (hit, miss, unreadable)",
+            ["result"], registry=self.registry,
+        )  # fmt: skip
+
     def watch_kept_runs(self, runs: Callable[[], float]) -> None:
         """Runs kept in memory for live days and range edges, against STATS_LIVE_RUNS_MAX."""
         gauge = Gauge("dify_stats_kept_runs", "Runs kept in memory for live days", registry=self.registry)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import PoolTimeout
 
 from app.backend import Backend
+from app.budget import Budget
 from app.config import Dialect, redact_url
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS
 from app.logging import redact_credentials
@@ -118,7 +120,7 @@ async def check_backend(backend: Backend) -> None:
     """The probe through the service's own pool (for /readyz)."""
     try:
         async with asyncio.timeout(backend.settings.query_timeout + 1):
-            async with backend.pool.connection() as conn:
+            async with backend.budget.hold(None), backend.pool.connection() as conn:
                 await check_connection(conn, backend.name, backend.dialect)
     except (PoolTimeout, TimeoutError, psycopg.OperationalError) as error:
         raise SourceProblem(f"{backend.name}: not answering ({type(error).__name__})") from None
@@ -167,17 +169,24 @@ async def fresh_connection(url: str, timeout: float) -> psycopg.AsyncConnection[
 
 
 async def wait_for_sources(
-    sources: dict[str, str], wait: float, timeout: float, logstore_dialect: Dialect = "postgres"
+    sources: dict[str, str],
+    wait: float,
+    timeout: float,
+    logstore_dialect: Dialect = "postgres",
+    budget_of: Callable[[str, str], Budget] | None = None,
 ) -> None:
     """Check every source (name -> URL), retrying each for up to `wait` seconds in all; the
-    SourceProblem raised says which source (its URL with the password hidden) and what."""
+    SourceProblem raised says which source (its URL with the password hidden) and what.
+    `budget_of(source, url)`: the budget each check holds a slot of (the fleet's, with Redis)."""
     deadline = time.monotonic() + wait
     for source, url in sources.items():
+        budget = budget_of(source, url) if budget_of is not None else None
         while True:
             try:
-                await check_url(
-                    source, url, timeout, logstore_dialect if source == "logstore" else "postgres"
-                )
+                async with budget.hold(None) if budget is not None else nullcontext():
+                    await check_url(
+                        source, url, timeout, logstore_dialect if source == "logstore" else "postgres"
+                    )
                 break
             except SourceProblem as problem:
                 message = str(problem).replace(f"{source}:", f"{source} {redact_url(url)}:", 1)

@@ -67,14 +67,16 @@ class _Day:
         self.tokens = 0
         self.first_us = self.last_us = 0
 
-    def add(self, run_id: str, run: KeptRun) -> bool:
-        """Merge one run's read; True when the run is new to the state."""
+    def add(self, run_id: str, run: KeptRun) -> bool | None:
+        """Merge one run's read: True when the run is new to the state, False when it moved it to
+        a later version, None when it changed nothing."""
         known = self.runs.get(run_id)
         if known is not None:
             if run.latest_key > known.latest_key:
                 self.tokens += run.tokens - known.tokens
                 self.runs[run_id] = KeptRun(known.created_us, known.created_by, run.latest_key, run.tokens)
-            return False
+                return False
+            return None
         if not self.runs:
             self.first_us = self.last_us = run.created_us
         self.runs[run_id] = run
@@ -107,17 +109,27 @@ class KeptRuns:
         self.built_at_s = built_at_s  # the wall clock of its first, whole read
         self.read_at_s: float | None = None  # the wall clock when the last read started
         self.size = 0  # runs held
+        # With Redis: which of the fleet's whole reads this state started from, and how many of
+        # its refreshes it holds (app/shared_runs.py).
+        self.generation: str | None = None
+        self.seq = 0
         self._days: dict[int, _Day] = {}
 
-    def merge(self, rows: Iterable[RunStateRow]) -> None:
+    def merge(self, rows: Iterable[RunStateRow]) -> list[RunStateRow]:
+        """Merge a read; the rows that changed the state (what other replicas need of it)."""
+        changed = []
         for row in rows:
             day = self._days.get(row.day)
             if day is None:
                 day = self._days[row.day] = _Day()
             key = str(row.latest_key)
             run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), key, _tokens(key))
-            if day.add(row.id, run):
+            outcome = day.add(row.id, run)
+            if outcome is not None:
+                changed.append(row)
+            if outcome:
                 self.size += 1
+        return changed
 
     def forget_before(self, since_us: int) -> None:
         """Drop the days that ended before `since_us` (they have settled) and cover from it."""

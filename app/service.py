@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from datetime import date, timedelta
 from functools import lru_cache
 from itertools import pairwise
@@ -29,8 +30,10 @@ from app.days import from_epoch_us, local_midnight_us, touched_days
 from app.measures import DailyMeasure
 from app.node_repository import NodeExecutionRepository
 from app.people import PeopleReader
+from app.redis_link import SharedUnavailable
 from app.repository import StatsRepository
 from app.run_states import KeptRuns, RunStateStore, Wanted
+from app.shared_runs import SharedRuns
 from queries.rows import AppActivityRow
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 from schemas.nodes import (
@@ -115,6 +118,7 @@ class StatsService:
         settings: Settings,
         wall_clock: Callable[[], float] = time.time,
         run_states: RunStateStore | None = None,
+        shared_runs: SharedRuns | None = None,
         nodes: NodeExecutionRepository | None = None,
         people: PeopleReader | None = None,
     ) -> None:
@@ -124,6 +128,7 @@ class StatsService:
         self.cache = cache
         self.settings = settings
         self.wall_clock = wall_clock
+        self.shared_runs = shared_runs
         self.run_states = run_states or RunStateStore(
             settings.live_runs_max, settings.tenant_share, settings.settled_ttl
         )
@@ -141,6 +146,7 @@ class StatsService:
                 self._ttl(request.end_us),
                 lambda: self.repository.daily(measure, request),
                 tenant=request.tenant_id,
+                value_type=list[measure.point_type],  # type: ignore[name-defined]
             )
         outcome: list[CacheResult] = ["miss"]
 
@@ -149,7 +155,11 @@ class StatsService:
             return answer
 
         answer, result = await self.cache.get_or_load(
-            (measure.name, request), self._ttl(request.end_us), from_rollups, tenant=request.tenant_id
+            (measure.name, request),
+            self._ttl(request.end_us),
+            from_rollups,
+            tenant=request.tenant_id,
+            value_type=list[measure.point_type],  # type: ignore[name-defined]
         )
         return answer, outcome[0] if result == "miss" else result
 
@@ -202,36 +212,45 @@ class StatsService:
         )
         contiguous = all(one.end_us == after.start_us for one, after in pairwise(spans))
         block_key = (*scope, spans[0].day, spans[-1].day) if spans and contiguous else None
-        block = None if block_key is None else self.cache.peek(block_key, tenant=request.tenant_id)
-        if block is not None:
-            edges = await asyncio.gather(
-                *(self._segment(measure, request, *edge) for edge in uncovered_segments(low, high, spans))
+        tenant, days_type = request.tenant_id, tuple[measure.point_type, ...]  # type: ignore[name-defined]
+        if block_key is not None:
+            block = (await self.cache.peek_many([block_key], tenant=tenant, value_type=days_type)).get(
+                block_key
             )
-            points = [*block, *(item for part in edges for item in part.points)]
-            return _Part(points, remembered=True, read=any(part.read for part in edges))
+            if block is not None:
+                edges = await asyncio.gather(
+                    *(self._segment(measure, request, *edge) for edge in uncovered_segments(low, high, spans))
+                )
+                points = [*block, *(item for part in edges for item in part.points)]
+                return _Part(points, remembered=True, read=any(part.read for part in edges))
 
-        cached = {span.day: self.cache.peek((*scope, span.day), tenant=request.tenant_id) for span in spans}
-        have = {day: value for day, value in cached.items() if value is not None}
+        # A day's value is its point, or no point: the backend lists only days with runs.
+        day_keys = {span.day: (*scope, span.day) for span in spans}
+        cached = await self.cache.peek_many(list(day_keys.values()), tenant=tenant, value_type=days_type)
+        have = {day: cached[key] for day, key in day_keys.items() if key in cached}
         segments = uncovered_segments(low, high, [s for s in spans if s.day in have])
         found = await asyncio.gather(*(self._segment(measure, request, *segment) for segment in segments))
         fetched = {item.date: item for part in found for item in part.points}
         read_days = {
             span.day for span in spans if any(a <= span.start_us and span.end_us <= b for a, b in segments)
         }
-        whole_days, from_cache = [], []
+        whole_days: list[Any] = []
+        from_cache: list[Any] = []
+        learned: list[tuple[Hashable, Any, float]] = []
         for span in spans:
             if span.day in read_days:
-                value = fetched.get(span.day.isoformat(), _NO_RUNS)
-                self.cache.put((*scope, span.day), value, self._ttl(span.end_us), tenant=request.tenant_id)
+                point = fetched.get(span.day.isoformat())
+                value = () if point is None else (point,)
+                learned.append((day_keys[span.day], value, self._ttl(span.end_us)))
             else:
                 value = have[span.day]
-                from_cache.append(value)
-            whole_days.append(value)
+                from_cache += value
+            whole_days += value
         if block_key is not None:
-            block_points = tuple(value for value in whole_days if value is not _NO_RUNS)
-            self.cache.put(block_key, block_points, self._ttl(spans[-1].end_us), tenant=request.tenant_id)
-        points = [item for item in from_cache if item is not _NO_RUNS] + list(fetched.values())
-        remembered = bool(from_cache) or any(part.remembered for part in found)
+            learned.append((block_key, tuple(whole_days), self._ttl(spans[-1].end_us)))
+        await self.cache.store_many(learned, tenant=tenant, value_type=days_type)
+        points = [*from_cache, *fetched.values()]
+        remembered = bool(have) or any(part.remembered for part in found)
         return _Part(points, remembered, read=any(part.read for part in found))
 
     async def _segment(self, measure: DailyMeasure, request: DailyRequest, low: int, high: int) -> _Part:
@@ -266,31 +285,78 @@ class StatsService:
         reads only the versions written since its last read, minus STATS_TIME_SLACK for versions
         that become readable late; every FULL_READ_EVERY_S it is read whole again, so a version
         later than that is still counted within the hour. A state that does not fit in
-        STATS_LIVE_RUNS_MAX answers this once, and its days are then re-read for a while."""
+        STATS_LIVE_RUNS_MAX answers this once, and its days are then re-read for a while.
+        With Redis, replicas share each state's reads (app/shared_runs.py): one reads the store,
+        the others catch up on what it read."""
         key = _live_key(request) if until is None else (*_live_key(request), since, until)
         tenant, store = request.tenant_id, self.run_states
         if not store.may_keep(tenant, key):
             return await self._read(measure, request, low, high)
         refresh_after = self._ttl(until)  # a day that has not settled is refreshed as live
         async with store.lock(tenant, key):
-            state = store.get(tenant, key)
-            now_s = self.wall_clock()
-            if state is None or state.since_us > since or now_s - state.built_at_s >= FULL_READ_EVERY_S:
-                state = KeptRuns(since, until, built_at_s=now_s)
+            kept = store.get(tenant, key)
+            state = await self._caught_up(tenant, key, kept)
+            remembered, read = state is not None, False
+            if self._stale(state, since, refresh_after):
+                async with self._fleet_reading(tenant, key):
+                    state = await self._caught_up(tenant, key, state)  # read meanwhile elsewhere?
+                    if self._stale(state, since, refresh_after):
+                        state, whole = await self._read_kept(request, key, state, since, until)
+                        remembered, read = remembered and not whole, True
+            assert state is not None
             state.forget_before(since)
-            remembered = state.read_at_s is not None
-            read = state.read_at_s is None or now_s - state.read_at_s >= refresh_after
-            if read:
-                written_since = (
-                    None if state.read_at_s is None else int(state.read_at_s) - self.settings.time_slack
-                )
-                runs = await self.repository.run_rows(request, state.since_us, state.until_us, written_since)
-                state.merge(runs)
-                state.read_at_s = now_s
-                if not store.keep(tenant, key, state):
-                    log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
+            if (read or state is not kept) and not store.keep(tenant, key, state):
+                log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
         rows = state.rows(low, high, Wanted(users=measure.counts_users, tokens=measure.sql.reads_tokens))
         return _Part(answers.daily_points(measure, rows), remembered, read)
+
+    def _stale(self, state: KeptRuns | None, since: int, refresh_after: float) -> bool:
+        """Whether a state must be read: whole (none, too narrow, or older than an hour), or its
+        newest versions (its last read is older than its days' TTL)."""
+        now_s = self.wall_clock()
+        return (
+            self._needs_whole(state, since, now_s)
+            or state is None
+            or state.read_at_s is None
+            or now_s - state.read_at_s >= refresh_after
+        )
+
+    @staticmethod
+    def _needs_whole(state: KeptRuns | None, since: int, now_s: float) -> bool:
+        return state is None or state.since_us > since or now_s - state.built_at_s >= FULL_READ_EVERY_S
+
+    async def _read_kept(
+        self, request: DailyRequest, key: Hashable, state: KeptRuns | None, since: int, until: int | None
+    ) -> tuple[KeptRuns, bool]:
+        """One read of the store for a state: whole, or the versions written since its last read
+        (less the slack); recorded for the fleet. (state, whether it was read whole)."""
+        now_s = self.wall_clock()
+        whole = self._needs_whole(state, since, now_s)
+        if whole or state is None:
+            state = KeptRuns(since, until, built_at_s=now_s)
+        state.forget_before(since)
+        written_since = None if state.read_at_s is None else int(state.read_at_s) - self.settings.time_slack
+        runs = await self.repository.run_rows(request, state.since_us, state.until_us, written_since)
+        changed = state.merge(runs)
+        state.read_at_s = now_s
+        if self.shared_runs is not None:
+            with suppress(SharedUnavailable):
+                if whole:
+                    await self.shared_runs.record_whole(request.tenant_id, key, state, runs)
+                else:
+                    await self.shared_runs.record_refresh(request.tenant_id, key, state, changed)
+        return state, whole
+
+    async def _caught_up(self, tenant: str, key: Hashable, state: KeptRuns | None) -> KeptRuns | None:
+        if self.shared_runs is None:
+            return state
+        try:
+            return await self.shared_runs.catch_up(tenant, key, state)
+        except SharedUnavailable:
+            return state
+
+    def _fleet_reading(self, tenant: str, key: Hashable) -> AbstractAsyncContextManager[None]:
+        return nullcontext() if self.shared_runs is None else self.shared_runs.reading(tenant, key)
 
     def answer_headers(self, cache_result: CacheResult, start_us: int | None) -> dict[str, str]:
         """X-Cache, and X-Data-Available-From when the range starts before the oldest day the
@@ -314,6 +380,7 @@ class StatsService:
             self.settings.cache_ttl,
             lambda: self.repository.counts(request),
             tenant=request.tenant_id,
+            value_type=RunCounts,
         )
 
     async def run_page(self, request: RunListRequest) -> tuple[RunPageAnswer, CacheResult]:
@@ -322,6 +389,7 @@ class StatsService:
             self.settings.cache_ttl,
             lambda: self.repository.run_page(request),
             tenant=request.tenant_id,
+            value_type=RunPageAnswer,
         )
 
     async def apps(self) -> tuple[list[tuple[str, str, int]], CacheResult]:
@@ -332,6 +400,7 @@ class StatsService:
             300,
             lambda: self.repository.apps(since),
             tenant="",  # every tenant's apps
+            value_type=list[tuple[str, str, int]],
         )
 
     async def tenant_apps(self, tenant_id: str) -> tuple[TenantAppsAnswer, CacheResult]:
@@ -340,6 +409,7 @@ class StatsService:
             ("tenant-apps", tenant_id),
             tenant_id,
             lambda since_s, rows: TenantAppsAnswer(since=since_s, data=answers.busiest_apps(rows)),
+            TenantAppsAnswer,
         )
 
     async def tenants(self) -> tuple[TenantsAnswer, CacheResult]:
@@ -348,17 +418,24 @@ class StatsService:
             ("tenants",),
             None,
             lambda since_s, rows: TenantsAnswer(since=since_s, data=answers.busiest_tenants(rows)),
+            TenantsAnswer,
         )
 
     async def _activity(
-        self, key: tuple[str, ...], tenant_id: str | None, answer: Callable[[int, list[AppActivityRow]], T]
+        self,
+        key: tuple[str, ...],
+        tenant_id: str | None,
+        answer: Callable[[int, list[AppActivityRow]], T],
+        answer_type: type[T],
     ) -> tuple[T, CacheResult]:
         since_s = int(self.wall_clock()) - APPS_WINDOW_S
 
         async def load() -> T:
             return answer(since_s, await self.repository.app_activity(tenant_id, since_s * 1_000_000))
 
-        return await self.cache.get_or_load(key, self.settings.cache_ttl, load, tenant=tenant_id or "")
+        return await self.cache.get_or_load(
+            key, self.settings.cache_ttl, load, tenant=tenant_id or "", value_type=answer_type
+        )
 
     async def run_detail(self, request: RunDetailRequest) -> tuple[RunDetail | None, CacheResult]:
         return await self.cache.get_or_load(
@@ -366,6 +443,7 @@ class StatsService:
             self.settings.cache_ttl,
             lambda: self.repository.run_detail(request),
             tenant=request.tenant_id,
+            value_type=RunDetail | None,
         )
 
     async def console_run_page(self, request: RunListRequest) -> tuple[ConsoleRunPageAnswer, CacheResult]:
@@ -377,7 +455,11 @@ class StatsService:
             return answers.console_run_page(page, people)
 
         return await self.cache.get_or_load(
-            ("console-runs", request), self.settings.cache_ttl, load, tenant=request.tenant_id
+            ("console-runs", request),
+            self.settings.cache_ttl,
+            load,
+            tenant=request.tenant_id,
+            value_type=ConsoleRunPageAnswer,
         )
 
     async def console_run_detail(
@@ -391,19 +473,25 @@ class StatsService:
             return answers.console_run_detail(detail, people)
 
         return await self.cache.get_or_load(
-            ("console-run", request), self.settings.cache_ttl, load, tenant=request.tenant_id
+            ("console-run", request),
+            self.settings.cache_ttl,
+            load,
+            tenant=request.tenant_id,
+            value_type=ConsoleRunDetail | None,
         )
 
     async def node_executions(
         self, request: RunDetailRequest
     ) -> tuple[NodeExecutionsAnswer | None, CacheResult]:
-        return await self._node_executions(("nodes", request), request, lambda answer: answer)
+        return await self._node_executions(
+            ("nodes", request), request, lambda answer: answer, NodeExecutionsAnswer | None
+        )
 
     async def console_node_executions(
         self, request: RunDetailRequest
     ) -> tuple[ConsoleNodes | None, CacheResult]:
         return await self._node_executions(
-            ("console-nodes", request), request, answers.console_node_executions
+            ("console-nodes", request), request, answers.console_node_executions, ConsoleNodes | None
         )
 
     async def _node_executions(
@@ -411,8 +499,10 @@ class StatsService:
         key: tuple[str, RunDetailRequest],
         request: RunDetailRequest,
         shape: Callable[[NodeExecutionsAnswer], T],
+        value_type: Any,
     ) -> tuple[T | None, CacheResult]:
-        """Cached as the run detail; a finished run's are settled (STATS_SETTLED_TTL)."""
+        """Cached as the run detail (and shared with replicas); a finished run's are settled
+        (STATS_SETTLED_TTL)."""
         assert self.nodes is not None
         nodes = self.nodes
         settled = [False]
@@ -425,10 +515,11 @@ class StatsService:
             return shape(found.answer)
 
         answer, result = await self.cache.get_or_load(
-            key, self.settings.cache_ttl, load, tenant=request.tenant_id
+            key, self.settings.cache_ttl, load, tenant=request.tenant_id, value_type=value_type
         )
         if result == "miss" and settled[0]:
-            self.cache.put(key, answer, self.settings.settled_ttl, tenant=request.tenant_id)
+            entry = (key, answer, self.settings.settled_ttl)
+            await self.cache.store_many([entry], tenant=request.tenant_id, value_type=value_type)
         return answer, result
 
 

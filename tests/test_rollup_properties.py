@@ -4,7 +4,9 @@ was cached before, for every daily measure, with some days settled and some live
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -16,15 +18,57 @@ from hypothesis import strategies as st
 
 from app.backend import Backend
 from app.cache import AnswerCache
-from app.config import load_settings
-from app.measures import DAILY_MEASURES
+from app.config import RedisSettings, load_settings
+from app.measures import DAILY_MEASURES, MEASURES_BY_NAME
+from app.redis_link import RedisLink
 from app.repository import StatsRepository
 from app.service import StatsService
+from app.shared_cache import SharedAnswers
+from app.shared_runs import SharedRuns
 from app.sources import build_sources
 from schemas.requests import DailyRequest
 from tests import reference
 from tests.db import load_history
 from tests.strategies import ZONE_ANCHORS_US, histories, instants, scope_of, zones
+
+
+@pytest.fixture(scope="module")
+def shared_redis(redis_server: Any) -> str:
+    """The session's Redis, running; each example below shares it under a prefix of its own."""
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    return str(redis_server.url)
+
+
+@contextmanager
+def replicas(
+    loop: asyncio.AbstractEventLoop,
+    repository: Any,
+    settings: Any,
+    clock: Callable[[], float],
+    count: int,
+    redis_url: str,
+) -> Iterator[list[StatsService]]:
+    """One service, or `count` replicas sharing a Redis (each its own caches and connection)."""
+    if count == 1:
+        yield [StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=clock)]
+        return
+    prefix = f"prop-{uuid.uuid4().hex}:"  # nothing of an earlier example is seen
+    links = [RedisLink(RedisSettings(url=redis_url, prefix=prefix)) for _ in range(count)]
+    try:
+        yield [
+            StatsService(
+                repository,
+                AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
+                settings,
+                wall_clock=clock,
+                shared_runs=SharedRuns(link),
+            )
+            for link in links
+        ]
+    finally:
+        for link in links:
+            loop.run_until_complete(link.close())
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +88,16 @@ def loop_and_repository(
 
 def check_rollups(
     run: Callable[[Coroutine[Any, Any, Any]], Any],
-    repository: StatsRepository,
-    settings: Any,
+    services: list[StatsService],
     history: list[reference.Version],
     data: st.DataObject,
     zone: str,
 ) -> None:
-    """A sequence of overlapping ranges through one service: each answer equals the reference."""
+    """A sequence of overlapping ranges through one service, or through replicas taking turns
+    at random: each answer equals the reference."""
     (tenant_id, app_id), trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
-    now_us = data.draw(st.sampled_from(ZONE_ANCHORS_US[zone])) + data.draw(st.integers(0, 3 * 86_400_000_000))
-    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: now_us / 1e6)
     for _ in range(data.draw(st.integers(1, 4))):
+        service = data.draw(st.sampled_from(services))
         start, end = sorted((data.draw(instants(zone)), data.draw(instants(zone))))
         if data.draw(st.booleans()):  # whole days, as dashboards ask
             start, end = (
@@ -78,14 +121,22 @@ def check_rollups(
         assert got == expected, (measure.name, start, end)
 
 
+@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two-replicas"])
 @given(data=st.data(), zone=zones)
 def test_rollup_answers_equal_the_reference(
-    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, data: st.DataObject, zone: str
+    pg_conn: psycopg.Connection[Any],
+    loop_and_repository: Any,
+    shared_redis: str,
+    count: int,
+    data: st.DataObject,
+    zone: str,
 ) -> None:
     loop, repository, settings = loop_and_repository
     history = data.draw(histories(zone=zone))
     load_history(pg_conn, history)
-    check_rollups(loop.run_until_complete, repository, settings, history, data, zone)
+    now_us = data.draw(st.sampled_from(ZONE_ANCHORS_US[zone])) + data.draw(st.integers(0, 3 * 86_400_000_000))
+    with replicas(loop, repository, settings, lambda: now_us / 1e6, count, shared_redis) as services:
+        check_rollups(loop.run_until_complete, services, history, data, zone)
 
 
 class _RecordingRepository:
@@ -184,13 +235,20 @@ def arrivals(draw: st.DrawFn, history: list[reference.Version], zone: str) -> tu
     return refreshes, readable
 
 
+@pytest.mark.parametrize("count", [1, 2], ids=["alone", "two-replicas"])
 @given(data=st.data(), zone=zones)
 def test_kept_runs_stay_exact_while_versions_arrive_between_refreshes(
-    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, data: st.DataObject, zone: str
+    pg_conn: psycopg.Connection[Any],
+    loop_and_repository: Any,
+    shared_redis: str,
+    count: int,
+    data: st.DataObject,
+    zone: str,
 ) -> None:
     """One service refreshed again and again while versions arrive: each answer equals the
     reference over the versions readable at that moment, for live days kept as runs and read
-    incrementally, edge days kept as runs, and states too large to keep."""
+    incrementally, edge days kept as runs, and states too large to keep. With two replicas
+    sharing a Redis, each refresh goes to either: one replica's reads serve the other's."""
     loop, repository, settings = loop_and_repository
     history = data.draw(histories(zone=zone))
     refreshes, readable = data.draw(arrivals(history, zone))
@@ -202,9 +260,37 @@ def test_kept_runs_stay_exact_while_versions_arrive_between_refreshes(
         live_runs_max=data.draw(st.sampled_from((2, 200_000))),  # 2: states too large to keep
     )
     clock = [0.0]
-    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])
+    with replicas(loop, repository, settings, lambda: clock[0], count, shared_redis) as services:
+        check_refreshes(
+            loop,
+            pg_conn,
+            services,
+            data,
+            history,
+            refreshes,
+            readable,
+            (tenant_id, app_id, trigger),
+            zone,
+            clock,
+        )
+
+
+def check_refreshes(
+    loop: asyncio.AbstractEventLoop,
+    pg_conn: psycopg.Connection[Any],
+    services: list[StatsService],
+    data: st.DataObject,
+    history: list[reference.Version],
+    refreshes: list[int],
+    readable: list[int],
+    scope: tuple[str, str, str],
+    zone: str,
+    clock: list[float],
+) -> None:
+    tenant_id, app_id, trigger = scope
     day_us = 86_400_000_000
     for now_s in refreshes:
+        service = data.draw(st.sampled_from(services))
         clock[0] = now_s + 0.5
         visible = [row for row, at in zip(history, readable, strict=True) if at <= now_s]
         load_history(pg_conn, visible)
@@ -302,3 +388,52 @@ def test_today_kept_as_an_edge_day_is_refreshed_as_live(
     load_history(pg_conn, [*history, _version("t2", noon_s + 1, noon_s + 1, 1, "running", 0)])
     clock[0] += 31  # past STATS_CACHE_TTL, well before STATS_SETTLED_TTL
     assert runs_per_day() == [("2025-03-02", 2), ("2025-03-03", 2)]
+
+
+def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, shared_redis: str
+) -> None:
+    """Replica A reads today's runs whole, then refreshes them; replica B, asked next, replays
+    A's whole read and its refresh from Redis and answers with no statement of its own."""
+    loop, repository, settings = loop_and_repository
+    settings = msgspec.structs.replace(settings, cache_ttl=60.0)
+    noon_s = 1_741_003_200  # 2025-03-03 12:00 UTC
+    first = [_version("r1", noon_s - 600, noon_s - 600, 1, "succeeded", 5)]
+    later = [*first, _version("r2", noon_s + 100, noon_s + 100, 1, "running", 0)]
+    clock = [float(noon_s)]
+    recorded = [_RecordingRepository(repository), _RecordingRepository(repository)]
+    prefix = f"catch-up-{uuid.uuid4().hex}:"
+    links = [RedisLink(RedisSettings(url=shared_redis, prefix=prefix)) for _ in recorded]
+    a, b = (
+        StatsService(
+            recording,
+            AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
+            settings,  # type: ignore[arg-type]
+            wall_clock=lambda: clock[0],
+            shared_runs=SharedRuns(link),
+        )
+        for recording, link in zip(recorded, links, strict=True)
+    )
+    request = DailyRequest(
+        tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
+        start_us=(noon_s - 43_200) * 1_000_000, end_us=(noon_s + 43_200) * 1_000_000,
+    )  # fmt: skip
+    runs, terminals, interactions = (
+        MEASURES_BY_NAME[name] for name in ("daily_runs", "daily_terminals", "daily_interactions")
+    )
+    try:
+        load_history(pg_conn, first)
+        loop.run_until_complete(a.daily(runs, request))  # A: the whole read
+        load_history(pg_conn, later)
+        clock[0] += 120  # past STATS_CACHE_TTL for the kept runs (answers are cached per measure)
+        answer, _ = loop.run_until_complete(a.daily(terminals, request))  # A: a refresh
+        assert [(item.date, item.terminal_count) for item in answer] == [("2025-03-03", 1)]
+        assert len(recorded[0].kept_reads) == 2
+        answer, outcome = loop.run_until_complete(b.daily(interactions, request))  # B: catches up
+        assert [(item.date, item.interactions) for item in answer] == [("2025-03-03", 2.0)]
+        assert (recorded[1].kept_reads, recorded[1].asked, outcome) == ([], [], "hit")
+        answer, _ = loop.run_until_complete(b.daily(runs, request))  # the fleet's cached answer
+        assert [(item.date, item.runs) for item in answer] == [("2025-03-03", 1)]  # as A computed it
+    finally:
+        for link in links:
+            loop.run_until_complete(link.close())

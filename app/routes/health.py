@@ -27,6 +27,10 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     status: str
     reason: str | None = None
     circuits: dict[str, str] | None = None  # each source's breaker: closed (normal) or open
+    # With STATS_REDIS_URL: "up", or "down" (then this replica answers alone: its own cache, its
+    # share of the budget). Redis accelerates; it is not a source, so "down" is still ready.
+    redis: str | None = None
+    replicas_seen: int | None = None
     node_logstore: str | None = None  # absent (why): optional, never makes this 503; omitted while there
 
 
@@ -49,7 +53,7 @@ def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
 
 @get_or_head("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
 async def readyz(
-    request: Request[Any, Any, Any], repository: NamedDependency[StatsRepository]
+    repository: NamedDependency[StatsRepository], request: Request[Any, Any, Any]
 ) -> Response[Health]:
     """A store that answered a query within the last probe interval is ready; otherwise one
     shared probe on a fresh connection decides, so this never queues behind a busy pool and
@@ -69,12 +73,16 @@ async def readyz(
         reason = f"backend: no answer within {READY_WITHIN_S} s"
     circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
     nodes = await node_logstore_state(request, repository, READY_WITHIN_S - (time.monotonic() - started))
+    link = request.app.state.redis
+    shared: dict[str, Any] = (
+        {} if link is None else {"redis": link.state, "replicas_seen": link.replicas_seen}
+    )
     if reason is not None:
-        return Response(
-            Health(status="unavailable", reason=reason, circuits=circuits, node_logstore=nodes),
-            status_code=503,
+        unavailable = Health(
+            status="unavailable", reason=reason, circuits=circuits, node_logstore=nodes, **shared
         )
-    return Response(Health(status="ok", circuits=circuits, node_logstore=nodes))
+        return Response(unavailable, status_code=503)
+    return Response(Health(status="ok", circuits=circuits, node_logstore=nodes, **shared))
 
 
 async def node_logstore_state(

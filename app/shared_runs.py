@@ -1,0 +1,199 @@
+"""The runs kept for live days (app/run_states.py), shared by every replica through Redis.
+
+A state is what its reads merged: one whole read, then refreshes of the versions written since.
+Merging is a maximum in one complete order, so replaying the same reads anywhere gives the same
+state. The fleet therefore keeps, per state, the rows of its whole read (a *generation*), the rows
+each later refresh changed (a list, one entry per refresh), and a small meta record (range, when it
+was built and last read, generation, how many refreshes). A replica catches up by applying only
+the refreshes it has not seen; a new replica replays the generation. Only one replica of the
+fleet reads the store for a state at a time (a lock with a lease, renewed while it reads); the
+others wait for it, then catch up: a dashboard's refresh costs the versions written since the last
+one, once for the fleet.
+
+Keys (tenant-scoped, with a TTL of two whole-read periods): `<prefix>v1:<tenant>:k:<state>:meta`,
+`...:gen:<generation>` and `...:refreshes:<generation>`. Every value is decoded with its type; an
+unreadable one means the state is read from the store again, never an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Hashable
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import msgspec
+import structlog
+
+from app.redis_link import RedisLink, SharedUnavailable
+from app.run_states import KeptRuns
+from app.shared_cache import schema_tag
+from queries.rows import RunStateRow
+
+log = structlog.get_logger("dify_stats.shared_runs")
+
+KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/service.py FULL_READ_EVERY_S)
+LOCK_LEASE_MS = 10_000
+LOCK_POLL_S = 0.05
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+
+class StateMeta(msgspec.Struct, frozen=True):
+    since_us: int
+    until_us: int | None
+    built_at_s: float
+    read_at_s: float
+    generation: str
+    refreshes: int
+
+
+_ROWS = list[RunStateRow]
+
+
+class SharedRuns:
+    def __init__(self, link: RedisLink) -> None:
+        self.link = link
+        self._release = link.client.register_script(_RELEASE_LOCK)
+        self._renew = link.client.register_script(_RENEW_LOCK)
+
+    def _base(self, tenant: str, key: Hashable) -> str:
+        digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
+        return self.link.key(tenant, "k", schema_tag(_ROWS), digest)
+
+    async def catch_up(self, tenant: str, key: Hashable, state: KeptRuns | None) -> KeptRuns | None:
+        """The state as far as the fleet has read it: `state` with the refreshes it has not seen,
+        or the fleet's own (replayed) when `state` is of another whole read or older."""
+        base = self._base(tenant, key)
+        meta = await self._meta(base)
+        if meta is None:
+            return state
+        if state is not None and state.read_at_s is not None and state.read_at_s >= meta.read_at_s:
+            return state  # this replica's is as new (e.g. read while Redis was away)
+        same = state is not None and state.generation == meta.generation
+        first = state.seq if same and state is not None else 0
+
+        async def fetch(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            pipe.get(f"{base}:gen:{meta.generation}")
+            pipe.lrange(f"{base}:refreshes:{meta.generation}", first, meta.refreshes - 1)
+            return await pipe.execute()  # type: ignore[no-any-return]
+
+        whole, refreshes = await self.link.run(fetch)
+        try:
+            if not same:
+                if whole is None:
+                    return state
+                state = KeptRuns(meta.since_us, meta.until_us, built_at_s=meta.built_at_s)
+                state.merge(msgspec.msgpack.decode(whole, type=_ROWS))
+            assert state is not None
+            if len(refreshes) != meta.refreshes - first:
+                return state if same else None  # the fleet's record is incomplete: read again
+            for refresh in refreshes:
+                state.merge(msgspec.msgpack.decode(refresh, type=_ROWS))
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("shared_kept_runs_unreadable")
+            return None
+        state.generation, state.seq, state.read_at_s = meta.generation, meta.refreshes, meta.read_at_s
+        return state
+
+    async def _meta(self, base: str) -> StateMeta | None:
+        data = await self.link.run(lambda client: client.get(f"{base}:meta"))
+        if not isinstance(data, bytes):
+            return None
+        try:
+            return msgspec.msgpack.decode(data, type=StateMeta)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("shared_kept_runs_unreadable")
+            return None
+
+    async def record_whole(
+        self, tenant: str, key: Hashable, state: KeptRuns, rows: list[RunStateRow]
+    ) -> None:
+        """A whole read: a new generation, with no refreshes yet."""
+        base = self._base(tenant, key)
+        state.generation, state.seq = uuid.uuid4().hex, 0
+        meta = self._meta_of(state)
+
+        async def write(client: Any) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.set(f"{base}:gen:{state.generation}", msgspec.msgpack.encode(rows), px=KEY_TTL_MS)
+            pipe.set(f"{base}:meta", msgspec.msgpack.encode(meta), px=KEY_TTL_MS)
+            await pipe.execute()
+
+        await self.link.run(write)
+
+    async def record_refresh(
+        self, tenant: str, key: Hashable, state: KeptRuns, changed: list[RunStateRow]
+    ) -> None:
+        """A refresh: the rows that changed the state, after the generation's earlier ones."""
+        if state.generation is None:
+            return  # a state the fleet does not know (read while Redis was away): not shared
+        base = self._base(tenant, key)
+        refreshes = f"{base}:refreshes:{state.generation}"
+        state.seq += 1
+        meta = self._meta_of(state)
+
+        async def write(client: Any) -> None:
+            pipe = client.pipeline(transaction=True)
+            pipe.rpush(refreshes, msgspec.msgpack.encode(changed))
+            pipe.pexpire(refreshes, KEY_TTL_MS)
+            pipe.pexpire(f"{base}:gen:{state.generation}", KEY_TTL_MS)
+            pipe.set(f"{base}:meta", msgspec.msgpack.encode(meta), px=KEY_TTL_MS)
+            await pipe.execute()
+
+        await self.link.run(write)
+
+    @staticmethod
+    def _meta_of(state: KeptRuns) -> StateMeta:
+        assert state.generation is not None and state.read_at_s is not None
+        return StateMeta(
+            since_us=state.since_us,
+            until_us=state.until_us,
+            built_at_s=state.built_at_s,
+            read_at_s=state.read_at_s,
+            generation=state.generation,
+            refreshes=state.seq,
+        )
+
+    @asynccontextmanager
+    async def reading(self, tenant: str, key: Hashable) -> AsyncIterator[None]:
+        """The fleet's lock on reading the store for this state: waited for while another replica
+        holds it (or until its lease lapses, if it died); without Redis, not taken."""
+        lock = self._base(tenant, key) + ":lock"
+        token = uuid.uuid4().hex
+        try:
+            while not await self.link.run(lambda client: client.set(lock, token, nx=True, px=LOCK_LEASE_MS)):
+                if await self.link.run(lambda client: client.pttl(lock)) == -1:  # not ours: no lease
+                    await self.link.run(lambda client: client.delete(lock))
+                await asyncio.sleep(LOCK_POLL_S)
+        except SharedUnavailable:
+            yield
+            return
+        renewing = asyncio.create_task(self._keep(lock, token), context=contextvars.Context())
+        try:
+            yield
+        finally:
+            renewing.cancel()
+            with suppress(SharedUnavailable):
+                await asyncio.shield(
+                    self.link.run(lambda client: self._release(keys=[lock], args=[token], client=client))
+                )
+
+    async def _keep(self, lock: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(LOCK_LEASE_MS / 3000)
+            with suppress(SharedUnavailable):
+                await self.link.run(
+                    lambda client: self._renew(keys=[lock], args=[token, LOCK_LEASE_MS], client=client)
+                )

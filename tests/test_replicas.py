@@ -1,0 +1,318 @@
+"""Several real replica processes (`python -m app serve`) sharing one real Redis, in front of the
+SLS stand-in, whose counts prove what the fleet sends: a storm of identical requests costs what
+it costs one replica; never more than STATS_POOL_SIZE statements run fleet-wide (the table is
+locked so that they wait where they can be counted); one replica alone may fill the budget; a
+replica killed while holding slots frees them within 15 s; Redis stopped, every answer is still
+exact; Redis back, sharing resumes; garbage over every key, answers stay exact."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+from tests import examples
+from tests.db import load_history
+from tests.live import wait_until_answering
+from tests.processes import Service, cli_env, service
+from tests.sls_standin import SlsStandIn
+
+BASE = f"/v1/tenants/{examples.T}/apps/{examples.A}/statistics/daily-runs"
+SHANGHAI = {"timezone": "Asia/Shanghai"}
+EXPECTED = [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]
+POOL = 3
+
+
+@pytest.fixture
+def standin(sls_standin: SlsStandIn, pg_conn: psycopg.Connection[Any]) -> SlsStandIn:
+    load_history(pg_conn, examples.history())
+    return sls_standin
+
+
+@pytest.fixture
+def start_fleet(standin: SlsStandIn, redis_url: str, tmp_path: Any) -> Iterator[Callable[..., list[Service]]]:
+    """Start `count` replicas sharing the Redis (each with STATS_POOL_SIZE=3); all stopped after."""
+    with ExitStack() as stack:
+
+        def start(count: int, **settings: str) -> list[Service]:
+            env = cli_env(
+                tmp_path, STATS_DATABASE_URL=standin.url, STATS_DIALECT="sls", STATS_REDIS_URL=redis_url,
+                STATS_POOL_SIZE=str(POOL), STATS_QUERY_TIMEOUT="30", **settings,
+            )  # fmt: skip
+            replicas = [stack.enter_context(service(env)) for _ in range(count)]
+            for replica in replicas:
+                wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
+            return replicas
+
+        yield start
+
+
+def statements(standin: SlsStandIn) -> list[str]:
+    """What the stand-in ran for answers (not the connection checks)."""
+    return [seen.sql for seen in standin.counters.statements() if "AS ok" not in seen.sql]
+
+
+def storms(replicas: list[Service], ranges: list[dict[str, str]], each: int) -> list[httpx.Response]:
+    """One storm after another: per range, `each` identical requests at once over the replicas."""
+    return [answer for params in ranges for answer in storm(replicas, [params], each)]
+
+
+def storm(replicas: list[Service], ranges: list[dict[str, str]], each: int) -> list[httpx.Response]:
+    """`each` identical requests per range, all at once, spread over the replicas."""
+    requests = [(replicas[n % len(replicas)], params) for params in ranges for n in range(each)]
+    answers: list[httpx.Response] = [httpx.Response(0)] * len(requests)
+
+    def send(position: int, replica: Service, params: dict[str, str]) -> None:
+        try:
+            answers[position] = httpx.get(f"{replica.base}{BASE}", params={**SHANGHAI, **params}, timeout=60)
+        except httpx.TransportError:  # a replica the test killed
+            answers[position] = httpx.Response(599)
+
+    threads = [threading.Thread(target=send, args=(n, *request)) for n, request in enumerate(requests)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+RANGES = [
+    {"start": "2025-03-01", "end": "2025-03-03"},
+    {"start": "2025-02-28", "end": "2025-03-03"},
+    {"start": "2025-03-01", "end": "2025-03-04"},
+]
+
+
+def test_a_storm_on_three_replicas_costs_what_it_costs_one(
+    standin: SlsStandIn, start_fleet: Callable[..., list[Service]], redis_url: str
+) -> None:
+    alone = start_fleet(1, STATS_REDIS_PREFIX="alone:")
+    standin.counters.reset()
+    answers = storms(alone, RANGES, 12)
+    one_replica = statements(standin)
+    assert [answer.json()["data"] for answer in answers[:1]] == [EXPECTED]
+
+    three = start_fleet(3, STATS_REDIS_PREFIX="three:")
+    standin.counters.reset()
+    answers = storms(three, RANGES, 12)
+    assert all(answer.status_code == 200 for answer in answers)
+    assert all(answer.json()["data"] == EXPECTED for answer in answers[:12])
+    three_replicas = statements(standin)
+    assert three_replicas == one_replica and len(one_replica) == len(RANGES)
+    # and a replica that never answered before answers the same dashboard with no statement
+    standin.counters.reset()
+    late = start_fleet(1, STATS_REDIS_PREFIX="three:")[0]
+    standin.counters.reset()
+    answer = httpx.get(f"{late.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
+    assert (answer.json()["data"], answer.headers["x-cache"], statements(standin)) == (EXPECTED, "hit", [])
+
+
+@contextmanager
+def locked_table(database_url: str) -> Iterator[Callable[[], int]]:
+    """The LogStore's table locked: every statement waits; yields a count of those waiting."""
+    with (
+        psycopg.connect(database_url, autocommit=True) as locker,
+        psycopg.connect(database_url, autocommit=True) as watcher,
+    ):
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE workflow_execution IN ACCESS EXCLUSIVE MODE")
+
+        def waiting() -> int:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%workflow_execution%' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        try:
+            yield waiting
+        finally:
+            locker.execute("ROLLBACK")
+
+
+def _distinct_requests(count: int) -> list[dict[str, str]]:
+    """Requests that share no cache entry: each its own range."""
+    return [{"start": f"2025-0{1 + n // 28}-{1 + n % 28:02d}", "end": "2025-03-05"} for n in range(count)]
+
+
+def _peak(waiting: Callable[[], int], seconds: float) -> int:
+    peak, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, waiting())
+        time.sleep(0.1)
+    return peak
+
+
+@pytest.mark.parametrize("spread", [3, 1], ids=["spread-over-three", "all-on-one"])
+def test_never_more_than_the_pool_size_fleet_wide_and_one_replica_may_fill_it(
+    standin: SlsStandIn, start_fleet: Callable[..., list[Service]], database_url: str, spread: int
+) -> None:
+    replicas = start_fleet(3, STATS_TENANT_SHARE="1")  # one tenant asks: let it have the whole budget
+    asked = replicas[:spread]
+    with locked_table(database_url) as waiting:
+        sender = threading.Thread(target=storm, args=(asked, _distinct_requests(12), 1))
+        sender.start()
+        peak = _peak(waiting, 4)
+    sender.join(60)
+    assert peak == POOL, f"{peak} statements ran at once; STATS_POOL_SIZE is {POOL} for the whole fleet"
+
+
+def test_a_killed_replicas_slots_come_back_within_15_seconds(
+    standin: SlsStandIn, start_fleet: Callable[..., list[Service]], database_url: str
+) -> None:
+    doomed, survivor = start_fleet(2, STATS_TENANT_SHARE="1")
+    with locked_table(database_url) as waiting:
+        threading.Thread(target=storm, args=([doomed], _distinct_requests(6), 1), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while waiting() < POOL and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiting() == POOL  # the doomed replica holds every slot
+        doomed.process.send_signal(signal.SIGKILL)
+        doomed.process.wait(10)
+        killed = time.monotonic()
+    # Its statements are gone from the store, but not its leases: the survivor waits for them.
+    answer = httpx.get(f"{survivor.base}{BASE}", params={**SHANGHAI, **RANGES[1]}, timeout=30)
+    waited = time.monotonic() - killed
+    assert answer.status_code == 200 and answer.json()["data"] == EXPECTED
+    assert waited <= 15, waited
+
+
+def test_redis_stopped_answers_stay_exact_and_sharing_resumes_when_it_is_back(
+    standin: SlsStandIn, start_fleet: Callable[..., list[Service]], redis_server: Any
+) -> None:
+    one, two = start_fleet(2)
+    redis_server.stop()
+    for replica in (one, two, one, two):
+        started = time.monotonic()
+        answer = httpx.get(f"{replica.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
+        assert (answer.status_code, answer.json()["data"]) == (200, EXPECTED)
+        assert time.monotonic() - started < 4
+    ready = httpx.get(f"{one.base}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["redis"] == "down"
+    redis_server.start()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if all(httpx.get(f"{r.base}/readyz", timeout=5).json().get("redis") == "up" for r in (one, two)):
+            break
+        time.sleep(0.2)
+    first = httpx.get(f"{one.base}{BASE}", params={**SHANGHAI, **RANGES[2]}, timeout=30)
+    then = httpx.get(f"{two.base}{BASE}", params={**SHANGHAI, **RANGES[2]}, timeout=30)
+    assert first.headers["x-cache"] != "hit"  # computed on one ...
+    assert then.headers["x-cache"] == "hit"  # ... a hit on the other: shared again
+    assert then.json()["data"] == EXPECTED
+
+
+def test_garbage_over_every_key_still_gives_exact_answers(
+    standin: SlsStandIn, start_fleet: Callable[..., list[Service]], redis_url: str
+) -> None:
+    one, two = start_fleet(2)
+    for params in RANGES:
+        httpx.get(f"{one.base}{BASE}", params={**SHANGHAI, **params}, timeout=30)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter("dify-stats:*"))
+        assert len(keys) > 5
+        for key in keys:
+            client.set(key, b"\x00garbage\xff")  # any type replaced, no TTL
+    finally:
+        client.close()
+    for params in RANGES:
+        for replica in (two, one):
+            answer = httpx.get(f"{replica.base}{BASE}", params={**SHANGHAI, **params}, timeout=30)
+            assert answer.status_code == 200, answer.text
+            if params is RANGES[0]:
+                assert answer.json()["data"] == EXPECTED
+    health = httpx.get(f"{one.base}/readyz", timeout=5).json()
+    assert health["redis"] == "up"
+
+
+def test_a_sentinel_failover_keeps_the_fleet_answering_and_sharing(
+    standin: SlsStandIn, tmp_path: Any
+) -> None:
+    """Redis as Dify's Helm chart runs it, with Sentinel: the master dies, the sentinel promotes
+    its replica, and the replicas find the new master by themselves."""
+    from tests.redis_server import start_sentinel_group
+
+    group = start_sentinel_group(tmp_path / "sentinel")
+    try:
+        env = cli_env(
+            tmp_path, STATS_DATABASE_URL=standin.url, STATS_DIALECT="sls",
+            STATS_REDIS_SENTINELS=f"127.0.0.1:{group.sentinel_port}",
+            STATS_REDIS_SENTINEL_SERVICE_NAME=group.service_name,
+        )  # fmt: skip
+        with service(env) as one, service(env) as two:
+            for replica in (one, two):
+                wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
+            first = httpx.get(f"{one.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
+            shared = httpx.get(f"{two.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
+            assert (first.headers["x-cache"], shared.headers["x-cache"]) == ("miss", "hit")
+            group.master.stop()  # SIGKILL
+            deadline = time.monotonic() + 30
+            asked = dict(RANGES[1])
+            while time.monotonic() < deadline:  # answers go on meanwhile, exact
+                answer = httpx.get(f"{one.base}{BASE}", params={**SHANGHAI, **asked}, timeout=30)
+                assert (answer.status_code, answer.json()["data"]) == (200, EXPECTED)
+                after = httpx.get(f"{two.base}{BASE}", params={**SHANGHAI, **asked}, timeout=30)
+                if after.headers["x-cache"] == "hit" and answer.headers["x-cache"] != "hit":
+                    break  # one computed it on the new master, the other read it there
+                time.sleep(0.5)
+                asked["end"] = _next_day(asked["end"])  # a question neither has answered yet
+            else:
+                raise AssertionError("sharing did not resume after the failover")
+            assert httpx.get(f"{two.base}/readyz", timeout=5).json()["redis"] == "up"
+    finally:
+        group.stop()
+
+
+def _next_day(day: str) -> str:
+    from datetime import date, timedelta
+
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def test_a_starting_replicas_checks_wait_for_a_slot_of_the_fleet(
+    standin: SlsStandIn, redis_url: str, tmp_path: Any
+) -> None:
+    """The start-up checks are statements too: while the fleet's budget is full, a replica
+    starting waits for a slot before it reads the store, then starts."""
+    import asyncio
+
+    from app.budget import FleetBudget, store_identity
+    from app.config import RedisSettings
+    from app.redis_link import RedisLink
+
+    async def fill_then_free(wait_s: float) -> None:
+        link = RedisLink(RedisSettings(url=redis_url))
+        budget = FleetBudget(link, store_identity(standin.url, "logstore"), POOL, 1.0)
+        held = [await budget._acquire("") for _ in range(POOL)]
+        filled.set()
+        await asyncio.sleep(wait_s)
+        for slot in held:
+            assert slot is not None
+            await budget._release(slot)
+        await link.close()
+
+    filled = threading.Event()
+    holder = threading.Thread(target=lambda: asyncio.run(fill_then_free(4)))
+    holder.start()
+    filled.wait(10)
+    standin.counters.reset()
+    env = cli_env(
+        tmp_path, STATS_DATABASE_URL=standin.url, STATS_DIALECT="sls", STATS_REDIS_URL=redis_url,
+        STATS_POOL_SIZE=str(POOL),
+    )  # fmt: skip
+    started = time.monotonic()
+    with service(env) as replica:
+        time.sleep(2)
+        assert standin.counters["queries"] == 0  # not a statement while every slot is held
+        wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
+        assert time.monotonic() - started >= 3.5
+    holder.join()

@@ -1,0 +1,189 @@
+"""The answer cache shared through a real Redis: what one replica computed is a hit on another,
+identical misses on different replicas run one load, a dead loader's waiters take over, and
+anything unreadable in Redis is a miss, never an error. Each replica here is an AnswerCache with a
+Redis connection of its own, as separate processes have (tests/test_replicas.py runs processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import msgspec
+import pytest
+import redis
+
+from app.backend import BackendUnavailable
+from app.cache import AnswerCache
+from app.config import RedisSettings
+from app.metrics import Metrics
+from app.redis_link import RedisLink
+from app.shared_cache import SharedAnswers, schema_tag
+from schemas.runs import RunCounts
+
+TENANT = "0a000000-0000-4000-8000-00000000000a"
+PREFIX = "test-cache:"
+
+
+@asynccontextmanager
+async def fleet(url: str, count: int, stale_max: float = 60) -> AsyncIterator[list[AnswerCache]]:
+    async with AsyncExitStack() as stack:
+        caches = []
+        for _ in range(count):
+            link = RedisLink(RedisSettings(url=url, prefix=PREFIX), Metrics())
+            stack.push_async_callback(link.close)
+            caches.append(AnswerCache(100, stale_max, shared=SharedAnswers(link, stale_max, link.metrics)))
+        yield caches
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(scenario())
+
+
+class Loads:
+    """A load that counts its calls and answers after `seconds`."""
+
+    def __init__(self, seconds: float = 0.0, fail: bool = False) -> None:
+        self.calls = 0
+        self.seconds = seconds
+        self.fail = fail
+
+    async def __call__(self) -> RunCounts:
+        self.calls += 1
+        await asyncio.sleep(self.seconds)
+        if self.fail:
+            raise BackendUnavailable("down")
+        return RunCounts(total=self.calls, succeeded=self.calls)
+
+
+def test_an_answer_computed_on_one_replica_is_a_hit_on_another(any_redis: Any) -> None:
+    any_redis.flush()
+
+    async def scenario() -> list[Any]:
+        async with fleet(any_redis.url, 2) as (one, two):
+            load = Loads()
+            first = await one.get_or_load(("counts", 1), 30, load, tenant=TENANT, value_type=RunCounts)
+            second = await two.get_or_load(("counts", 1), 30, load, tenant=TENANT, value_type=RunCounts)
+            third = await two.get_or_load(("counts", 1), 30, load, tenant=TENANT, value_type=RunCounts)
+            other_tenant = await two.get_or_load(("counts", 1), 30, load, tenant="t2", value_type=RunCounts)
+            return [first[1], second, third[1], other_tenant[1], load.calls]
+
+    first, second, third, other_tenant, calls = run(scenario)
+    assert (first, second, third) == ("miss", (RunCounts(total=1, succeeded=1), "hit"), "hit")
+    assert other_tenant == "miss" and calls == 2  # never shared across tenants
+
+
+def test_identical_misses_on_different_replicas_run_one_load(redis_url: str) -> None:
+    async def scenario() -> tuple[int, list[RunCounts], list[str]]:
+        async with fleet(redis_url, 3) as caches:
+            load = Loads(seconds=0.3)
+            found = await asyncio.gather(
+                *(
+                    cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+                    for cache in caches * 3
+                )
+            )
+            return load.calls, [value for value, _ in found], sorted(result for _, result in found)
+
+    calls, values, results = run(scenario)
+    assert calls == 1
+    assert values == [RunCounts(total=1, succeeded=1)] * 9
+    assert results.count("miss") == 3  # one caller per replica shares its replica's load ...
+    assert results.count("hit") == 6  # ... two replicas' callers got the fleet's answer: "hit"
+
+
+def test_a_waiter_takes_over_when_the_loader_died(redis_url: str) -> None:
+    """A replica that died while loading leaves its lock behind; it lapses within its lease and a
+    waiter loads the answer itself (here the lock has 1.5 s left, as after most of a lease)."""
+
+    async def scenario() -> tuple[int, float]:
+        async with fleet(redis_url, 1) as (cache,):
+            assert cache.shared is not None
+            lock = cache.shared.key(TENANT, ("c",), RunCounts) + ":lock"
+            client = redis.Redis.from_url(redis_url)
+            client.set(lock, "a dead replica", px=1500)
+            client.close()
+            load = Loads()
+            started = time.monotonic()
+            await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+            return load.calls, time.monotonic() - started
+
+    calls, waited = run(scenario)
+    assert calls == 1 and 1.2 < waited < 3.5, waited
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\xff\x00 not msgpack",
+        msgspec.msgpack.encode({"total": "many"}),
+        msgspec.msgpack.encode([1, 2, 3]),
+        b"",
+    ],
+)
+def test_anything_unreadable_in_redis_is_a_miss_not_an_error(redis_url: str, garbage: bytes) -> None:
+    async def scenario() -> tuple[Any, int, float]:
+        async with fleet(redis_url, 1) as (cache,):
+            assert cache.shared is not None
+            client = redis.Redis.from_url(redis_url)
+            client.set(cache.shared.key(TENANT, ("c",), RunCounts), garbage, px=60_000)
+            client.close()
+            load = Loads()
+            found = await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+            metrics = cache.shared.metrics
+            assert metrics is not None
+            unreadable = metrics.registry.get_sample_value(
+                "dify_stats_shared_cache_total", {"result": "unreadable"}
+            )
+            return found, load.calls, unreadable or 0.0
+
+    found, calls, unreadable = run(scenario)
+    assert found == (RunCounts(total=1, succeeded=1), "miss") and calls == 1
+    assert unreadable >= 1
+
+
+def test_a_changed_struct_reads_other_keys() -> None:
+    class Before(msgspec.Struct):
+        total: int
+
+    class After(msgspec.Struct):
+        total: int
+        paused: int = 0
+
+    assert schema_tag(Before) != schema_tag(After)
+    assert schema_tag(list[RunCounts]) != schema_tag(RunCounts)
+
+
+def test_a_new_replica_answers_stale_from_the_fleet_while_the_store_fails(redis_url: str) -> None:
+    async def scenario() -> tuple[Any, Any]:
+        async with fleet(redis_url, 2, stale_max=60) as (old, new):
+            await old.get_or_load(("c",), 0.2, Loads(), tenant=TENANT, value_type=RunCounts)
+            await asyncio.sleep(0.4)  # no longer fresh anywhere
+            failing = Loads(fail=True)
+            stale = await new.get_or_load(("c",), 0.2, failing, tenant=TENANT, value_type=RunCounts)
+            with pytest.raises(BackendUnavailable):
+                await new.get_or_load(("other",), 0.2, failing, tenant=TENANT, value_type=RunCounts)
+            return stale, failing.calls
+
+    stale, calls = run(scenario)
+    assert stale == (RunCounts(total=1, succeeded=1), "stale") and calls == 2
+
+
+def test_without_redis_each_replica_answers_alone_at_once(redis_server: Any, redis_url: str) -> None:
+    async def scenario() -> tuple[list[str], float, str]:
+        async with fleet(redis_url, 2) as (one, two):
+            redis_server.stop()
+            load = Loads()
+            started = time.monotonic()
+            results = [
+                (await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts))[1]
+                for cache in (one, two, one)
+            ]
+            assert one.shared is not None
+            return results, time.monotonic() - started, one.shared.link.state
+
+    results, took, state = run(scenario)
+    assert results == ["miss", "miss", "hit"] and state == "down"
+    assert took < 3.5, took  # about one timeout per replica, then the circuit answers at once
