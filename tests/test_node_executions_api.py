@@ -349,3 +349,25 @@ def test_check_sls_runs_the_node_statements_against_the_stand_in(
     assert "node_page (shortcut)" in printed and "node_page (windowed)" in printed and "run_span" in printed
     paging = next(line for line in printed.splitlines() if "node paging" in line)
     assert paging.endswith("same") and " 0 node executions" not in paging
+
+
+def test_replicas_sharing_redis_share_node_answers(
+    loaded: psycopg.Connection[Any], database_url: str, redis_url: str
+) -> None:
+    """What one replica read is a hit on another, native and console shapes alike (each a struct
+    encoded in Redis and decoded with its type)."""
+    env = {"STATS_DATABASE_URL": database_url, "STATS_REDIS_URL": redis_url}
+    with (
+        serve_fake_dify(ACCOUNTS) as (dify_url, _),
+        _client(**env, DIFY_CONSOLE_API_URL=dify_url) as one,
+        _client(**env, DIFY_CONSOLE_API_URL=dify_url) as two,
+    ):
+        for path, headers in (
+            (f"{NATIVE}/{R1}/node-executions", {}),
+            (f"{CONSOLE}/{R1}/node-executions", ADA),
+        ):
+            first, second = one.get(path, headers=headers), two.get(path, headers=headers)
+            assert (first.headers["x-cache"], second.headers["x-cache"]) == ("miss", "hit"), path
+            assert first.json() == second.json() and first.json()["data"], path
+        unknown = f"{NATIVE}/f0000000-0000-4000-8000-000000000000/node-executions"
+        assert one.get(unknown).status_code == two.get(unknown).status_code == 404
