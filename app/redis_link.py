@@ -19,6 +19,7 @@ import contextvars
 import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import suppress
 from typing import Any, Literal, TypeVar
 
 import redis.asyncio as aioredis
@@ -40,6 +41,8 @@ HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_MS = 15_000  # a replica not heard of for this long is gone
 FORMAT = "v1"  # bumped when the layout of keys changes; value types carry their own (app/shared_cache.py)
 
+LOCK_LEASE_MS = 10_000  # a dead holder's lock lapses within this; renewed every third of it
+
 # Beat one replica's heart with Redis's own clock; answer how many replicas are alive.
 _HEARTBEAT = """
 if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then redis.call('DEL', KEYS[1]) end
@@ -49,6 +52,16 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
 return redis.call('ZCARD', KEYS[1])
+"""
+
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+_RENEW_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
 """
 
 
@@ -209,3 +222,47 @@ class RedisLink:
             log.info("redis_up")
             await self.beat()
             return
+
+
+class LeasedLock:
+    """One replica at a time: SET NX with a lease, renewed while held, released only by its
+    holder, lapsing LOCK_LEASE_MS after a holder died. A key of that name without a lease was not
+    written by this service (it would never lapse): it is taken away."""
+
+    def __init__(self, link: RedisLink, name: str) -> None:
+        self.link = link
+        self.name = name
+        self.token = uuid.uuid4().hex
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def try_take(self) -> bool:
+        """Whether it is now held by this replica (SharedUnavailable without Redis)."""
+        if await self.link.run(lambda client: client.set(self.name, self.token, nx=True, px=LOCK_LEASE_MS)):
+            self._renewing = asyncio.create_task(self._keep(), context=contextvars.Context())
+            return True
+        return False
+
+    async def held_elsewhere(self) -> bool:
+        """Whether another replica holds it (a lease-less key is removed: nobody holds it)."""
+        left = await self.link.run(lambda client: client.pttl(self.name))
+        if left == -1:
+            await self.link.run(lambda client: client.delete(self.name))
+        return bool(left >= 0)
+
+    async def release(self) -> None:
+        if self._renewing is not None:
+            self._renewing.cancel()
+        release = self.link.client.register_script(_RELEASE_LOCK)
+        with suppress(SharedUnavailable):
+            await asyncio.shield(
+                self.link.run(lambda client: release(keys=[self.name], args=[self.token], client=client))
+            )
+
+    async def _keep(self) -> None:
+        renew = self.link.client.register_script(_RENEW_LOCK)
+        while True:
+            await asyncio.sleep(LOCK_LEASE_MS / 3000)
+            with suppress(SharedUnavailable):
+                await self.link.run(
+                    lambda client: renew(keys=[self.name], args=[self.token, LOCK_LEASE_MS], client=client)
+                )

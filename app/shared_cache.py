@@ -19,9 +19,7 @@ Authorization never goes through here (app/console_auth.py keeps its own, local 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
-import uuid
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import suppress
 from functools import cache
@@ -31,22 +29,12 @@ import msgspec
 import structlog
 
 from app.metrics import Metrics
-from app.redis_link import RedisLink, SharedUnavailable
+from app.redis_link import LeasedLock, RedisLink, SharedUnavailable
 
 log = structlog.get_logger("dify_stats.shared_cache")
 T = TypeVar("T")
 
-LOCK_LEASE_MS = 10_000  # a dead loader's lock lapses within this; renewed every third of it
 WAIT_POLL_S = (0.02, 0.05, 0.1, 0.2)  # how often a waiter looks for the answer (then every 0.2 s)
-
-_UNLOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_RENEW_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 @cache
@@ -67,8 +55,6 @@ class SharedAnswers:
         self.link = link
         self.stale_max = stale_max
         self.metrics = metrics
-        self._unlock = link.client.register_script(_UNLOCK)
-        self._renew = link.client.register_script(_RENEW_LOCK)
 
     def key(self, tenant: str, key: Hashable, value_type: Any) -> str:
         digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
@@ -141,76 +127,44 @@ class SharedAnswers:
         """The answer, loaded by exactly one replica of the fleet at a time: (value, True) when
         another replica loaded it. Without Redis, this replica loads it alone."""
         name = self.key(tenant, key, value_type)
-        lock = name + ":lock"
-        token = uuid.uuid4().hex
         while True:
+            lock = LeasedLock(self.link, name + ":lock")
             try:
-                got = await self.link.run(lambda client: client.set(lock, token, nx=True, px=LOCK_LEASE_MS))
+                taken = await lock.try_take()
             except SharedUnavailable:
                 return await load(), False
-            if got:
-                return await self._load_holding(tenant, key, ttl, value_type, load, lock, token), False
+            if taken:
+                try:
+                    value = await load()
+                    with suppress(SharedUnavailable):
+                        await self.put_many(tenant, [(key, value, ttl)], value_type)
+                    return value, False
+                finally:
+                    await lock.release()
             waited = await self._wait_for(name, lock, value_type)
             if waited is not None:
                 return waited, True
 
-    async def _load_holding(
-        self,
-        tenant: str,
-        key: Hashable,
-        ttl: float,
-        value_type: Any,
-        load: Callable[[], Awaitable[T]],
-        lock: str,
-        token: str,
-    ) -> T:
-        renewing = asyncio.create_task(self._keep_lock(lock, token), context=contextvars.Context())
-        try:
-            value = await load()
-            with suppress(SharedUnavailable):
-                await self.put_many(tenant, [(key, value, ttl)], value_type)
-            return value
-        finally:
-            renewing.cancel()
-            with suppress(SharedUnavailable):
-                await asyncio.shield(
-                    self.link.run(lambda client: self._unlock(keys=[lock], args=[token], client=client))
-                )
-
-    async def _keep_lock(self, lock: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(LOCK_LEASE_MS / 3000)
-            with suppress(SharedUnavailable):
-                await self.link.run(
-                    lambda client: self._renew(keys=[lock], args=[token, LOCK_LEASE_MS], client=client)
-                )
-
-    async def _wait_for(self, name: str, lock: str, value_type: Any) -> Any | None:
+    async def _wait_for(self, name: str, lock: LeasedLock, value_type: Any) -> Any | None:
         """The fresh answer another replica is loading, once it is there; None when its lock is
         gone without a fresh answer (it failed or died: the caller tries to load it itself)."""
         polls = iter(WAIT_POLL_S)
         while True:
             await asyncio.sleep(next(polls, WAIT_POLL_S[-1]))
-
-            async def look(client: Any) -> list[Any]:
-                pipe = client.pipeline(transaction=False)
-                pipe.get(name)
-                pipe.pttl(name)
-                pipe.pttl(lock)
-                return await pipe.execute()  # type: ignore[no-any-return]
-
             try:
-                data, ttl_ms, lock_ttl_ms = await self.link.run(look)
-            except SharedUnavailable:
-                return None
-            if data is not None:
-                found = self._decode(data, int(ttl_ms), value_type)
+                data, ttl_ms = await self.link.run(lambda client: _get_with_ttl(client, name))
+                found = None if data is None else self._decode(data, int(ttl_ms), value_type)
                 if found is not None and found.fresh_s > 0:
                     self._count("hit")
                     return found.value
-            if int(lock_ttl_ms) == -1:  # a lock without a lease is not one of ours: never lapses
-                with suppress(SharedUnavailable):
-                    await self.link.run(lambda client: client.delete(lock))
+                if not await lock.held_elsewhere():  # its holder finished, failed or died
+                    return None
+            except SharedUnavailable:
                 return None
-            if int(lock_ttl_ms) < 0:  # gone: its holder finished, failed or died
-                return None
+
+
+async def _get_with_ttl(client: Any, name: str) -> list[Any]:
+    pipe = client.pipeline(transaction=False)
+    pipe.get(name)
+    pipe.pttl(name)
+    return await pipe.execute()  # type: ignore[no-any-return]

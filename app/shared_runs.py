@@ -18,17 +18,16 @@ unreadable one means the state is read from the store again, never an error.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
 import structlog
 
-from app.redis_link import RedisLink, SharedUnavailable
+from app.redis_link import LeasedLock, RedisLink, SharedUnavailable
 from app.run_states import KeptRuns
 from app.shared_cache import schema_tag
 from queries.rows import RunStateRow
@@ -36,17 +35,7 @@ from queries.rows import RunStateRow
 log = structlog.get_logger("dify_stats.shared_runs")
 
 KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/service.py FULL_READ_EVERY_S)
-LOCK_LEASE_MS = 10_000
 LOCK_POLL_S = 0.05
-
-_RELEASE_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-_RENEW_LOCK = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
 
 
 class StateMeta(msgspec.Struct, frozen=True):
@@ -64,8 +53,6 @@ _ROWS = list[RunStateRow]
 class SharedRuns:
     def __init__(self, link: RedisLink) -> None:
         self.link = link
-        self._release = link.client.register_script(_RELEASE_LOCK)
-        self._renew = link.client.register_script(_RENEW_LOCK)
 
     def _base(self, tenant: str, key: Hashable) -> str:
         digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
@@ -170,30 +157,15 @@ class SharedRuns:
     async def reading(self, tenant: str, key: Hashable) -> AsyncIterator[None]:
         """The fleet's lock on reading the store for this state: waited for while another replica
         holds it (or until its lease lapses, if it died); without Redis, not taken."""
-        lock = self._base(tenant, key) + ":lock"
-        token = uuid.uuid4().hex
+        lock = LeasedLock(self.link, self._base(tenant, key) + ":lock")
         try:
-            while not await self.link.run(lambda client: client.set(lock, token, nx=True, px=LOCK_LEASE_MS)):
-                if await self.link.run(lambda client: client.pttl(lock)) == -1:  # not ours: no lease
-                    await self.link.run(lambda client: client.delete(lock))
+            while not await lock.try_take():
+                await lock.held_elsewhere()  # a lease-less key is taken away
                 await asyncio.sleep(LOCK_POLL_S)
         except SharedUnavailable:
             yield
             return
-        renewing = asyncio.create_task(self._keep(lock, token), context=contextvars.Context())
         try:
             yield
         finally:
-            renewing.cancel()
-            with suppress(SharedUnavailable):
-                await asyncio.shield(
-                    self.link.run(lambda client: self._release(keys=[lock], args=[token], client=client))
-                )
-
-    async def _keep(self, lock: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(LOCK_LEASE_MS / 3000)
-            with suppress(SharedUnavailable):
-                await self.link.run(
-                    lambda client: self._renew(keys=[lock], args=[token, LOCK_LEASE_MS], client=client)
-                )
+            await lock.release()

@@ -1,8 +1,9 @@
 """The tracing panel's endpoint: a run's node executions, for runs of 10, 1,000 and 10,000 node
 executions, ours vs Dify's LogStore reader, on the SLS-like set-up.
 
-Runnable on its own (`python bench/nodes.py`, `make bench-nodes`: a minute or two, the data kept in
-bench/data for the next run) and part of `make bench`. The data: a week of demo runs of the busiest
+Runnable on its own (`python bench/nodes.py`, `make bench-nodes`: under a minute, the data kept in
+bench/data for the next run; its figures replace the node part of bench/results.json and
+RESULTS.md) and part of `make bench`. The data: a week of demo runs of the busiest
 app with their node executions (app/demo_nodes.py), plus three finished runs of that app with
 exactly 10, 1,000 and 10,000 node executions (an iteration), two to three versions each. SLS-like:
 the node LogStore holds only the plain index `(tenant_id, app_id, workflow_run_id, __time__)`, the
@@ -259,10 +260,18 @@ def main() -> int:
     configure_logging("warning")
     import pgserver
 
+    from bench import report
+
     DATA.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(DATA / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     records = measure(server.get_uri())
-    (ROOT / "bench" / "nodes_results.json").write_text(json.dumps(records, indent=2) + "\n")
+    # Into the last full run's figures (the rest of results.json stays), and its report.
+    path = ROOT / "bench" / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["node_executions"] = records
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    if "records" in results:
+        (ROOT / "bench" / "RESULTS.md").write_text(report.markdown(results))
     print("\n".join(markdown_lines(records)))
     return 0
 

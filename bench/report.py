@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import nodes, two_sources
+from bench import fleet, nodes, two_sources
 
 
 def find(
@@ -253,6 +253,7 @@ def markdown(results: dict[str, Any]) -> str:
         *target_lines(results),
         "",
         *two_sources.markdown_lines(results["two_sources"]),
+        *(["", *fleet.markdown_lines(results["fleet"])] if "fleet" in results else []),
         *(["", *nodes.markdown_lines(results["node_executions"])] if "node_executions" in results else []),
     ]
     return "\n".join(lines) + "\n"

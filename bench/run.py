@@ -42,7 +42,7 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.measures import DAILY_MEASURES, DAILY_RUNS  # noqa: E402
-from bench import accuracy, dify_sql, nodes, refresh, report, targets, two_sources  # noqa: E402
+from bench import accuracy, dify_sql, fleet, nodes, refresh, report, targets, two_sources  # noqa: E402
 from bench.setups import Setup, database, sls_like_database  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
@@ -313,6 +313,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100k,1m", help="comma-separated: 100k, 1m, or run counts")
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
+    parser.add_argument(
+        "--only-fleet", action="store_true", help="measure only the replicas' part (into results.json)"
+    )
     args = parser.parse_args()
     configure_logging("warning")  # the service under test logs only problems, as in production
     if args.report_only:
@@ -325,6 +328,8 @@ def main() -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(DATA / "pg", cleanup_mode="stop")  # type: ignore[attr-defined]
     admin_url: str = server.get_uri()
+    if args.only_fleet:
+        return _only_fleet(admin_url, args.sizes.split(",")[-1])
     started = time.monotonic()
     records: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -356,6 +361,7 @@ def main() -> int:
         "throughput": measure_throughput(sls_url, now_s),
         "two_sources": asyncio.run(two_sources.measure(sls_url, now_s)),
         "node_executions": nodes.measure(admin_url),
+        "fleet": fleet.measure(sls_url),
         "load_seconds": load_seconds,
     }
     with connect(sls_url) as conn:
@@ -365,6 +371,18 @@ def main() -> int:
     text = report.markdown(results)
     (ROOT / "bench" / "RESULTS.md").write_text(text)
     print(text)
+    return 0
+
+
+def _only_fleet(admin_url: str, size: str) -> int:
+    """Re-measure the replicas' part on an already loaded dataset; the rest of results.json stays."""
+    dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
+    sls_url = sls_like_database(admin_url, f"bench_{size}")
+    path = ROOT / "bench" / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results["fleet"] = fleet.measure(sls_url)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print("\n".join(fleet.markdown_lines(results["fleet"])))
     return 0
 
 

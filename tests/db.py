@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -95,3 +96,27 @@ def load_node_history(conn: psycopg.Connection[Any], rows: Iterable[NodeVersion]
     conn.execute("TRUNCATE workflow_node_execution")
     nodes = (version_tuple(row, NODE_LOGSTORE_COLUMNS) for row in rows)
     copy_rows(conn, nodes, "workflow_node_execution", NODE_LOGSTORE_COLUMNS)
+
+
+@contextmanager
+def locked_table(database_url: str) -> Iterator[Callable[[], int]]:
+    """The LogStore's table locked: every statement waits where it can be counted; yields a
+    count of the statements waiting for the lock."""
+    with (
+        psycopg.connect(database_url, autocommit=True) as locker,
+        psycopg.connect(database_url, autocommit=True) as watcher,
+    ):
+        locker.execute("BEGIN")
+        locker.execute("LOCK TABLE workflow_execution IN ACCESS EXCLUSIVE MODE")
+
+        def waiting() -> int:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%workflow_execution%' AND pid <> pg_backend_pid()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        try:
+            yield waiting
+        finally:
+            locker.execute("ROLLBACK")

@@ -11,7 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from tests import examples
-from tests.db import load_history
+from tests.db import load_history, locked_table
 from tests.live import wait_until_answering
 from tests.processes import Service, cli_env, service
 from tests.sls_standin import SlsStandIn
@@ -113,29 +113,6 @@ def test_a_storm_on_three_replicas_costs_what_it_costs_one(
     standin.counters.reset()
     answer = httpx.get(f"{late.base}{BASE}", params={**SHANGHAI, **RANGES[0]}, timeout=30)
     assert (answer.json()["data"], answer.headers["x-cache"], statements(standin)) == (EXPECTED, "hit", [])
-
-
-@contextmanager
-def locked_table(database_url: str) -> Iterator[Callable[[], int]]:
-    """The LogStore's table locked: every statement waits; yields a count of those waiting."""
-    with (
-        psycopg.connect(database_url, autocommit=True) as locker,
-        psycopg.connect(database_url, autocommit=True) as watcher,
-    ):
-        locker.execute("BEGIN")
-        locker.execute("LOCK TABLE workflow_execution IN ACCESS EXCLUSIVE MODE")
-
-        def waiting() -> int:
-            row = watcher.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND query LIKE '%workflow_execution%' AND pid <> pg_backend_pid()"
-            ).fetchone()
-            return int(row[0]) if row else 0
-
-        try:
-            yield waiting
-        finally:
-            locker.execute("ROLLBACK")
 
 
 def _distinct_requests(count: int) -> list[dict[str, str]]:
