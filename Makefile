@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench load check-sls clean
+.PHONY: run test lint bench bench-nodes load check-sls clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+bench-nodes: $(STAMP)
+	$(PY) bench/nodes.py
 
 load: $(STAMP)
 	$(PY) bench/load.py --hostile

@@ -6,11 +6,24 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import msgspec
+
 from app.days import day_number_to_date, iso_to_epoch_us
 from app.measures import DailyMeasure
-from queries.rows import AppActivityRow, DailyRow, RunDetailRow, RunRow, StatusCountRow
+from app.people import People
+from queries.rows import AppActivityRow, DailyRow, NodeExecutionRow, RunDetailRow, RunRow, StatusCountRow
 from schemas.discovery import AppRuns, TenantRuns
-from schemas.runs import RunCounts, RunDetail, RunSummary
+from schemas.nodes import (
+    ConsoleNodeExecution,
+    ConsoleNodeExecutionsAnswer,
+    ConsoleNodes,
+    ConsoleRunDetail,
+    ConsoleRunPageAnswer,
+    ConsoleRunSummary,
+    NodeExecution,
+    NodeExecutionsAnswer,
+)
+from schemas.runs import RunCounts, RunDetail, RunPageAnswer, RunSummary
 
 
 def daily_points(measure: DailyMeasure, rows: Iterable[DailyRow]) -> list[Any]:
@@ -99,31 +112,52 @@ def _json_document(text: str | None) -> Any:
     """Parsed JSON; `{}` when empty, as Dify answers; the text itself when it does not parse."""
     if not text:
         return {}
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
+    value = _decoded(text)
+    return text if value is _UNPARSABLE else value
 
 
 def cut_fields(row: RunDetailRow, field_bytes: int | None) -> list[str]:
-    """The document fields that may have been cut by the store: a JSON document that does not
-    parse, or (with a store that cuts, `field_bytes`) a value that reached its length; SLS cuts
-    at a byte count, possibly just before a multi-byte character."""
-    cut = []
-    for name in ("graph", "inputs", "outputs", "error_message"):
-        text = getattr(row, name) or ""
-        reached = field_bytes is not None and max(len(text), len(text.encode()) + 3) >= field_bytes
-        if reached or (name != "error_message" and text and not _parses(text)):
-            cut.append(name)
-    return cut
+    """The run's fields that may have been cut by the store (see `cut_values`)."""
+    values = {name: getattr(row, name) for name in ("graph", "inputs", "outputs", "error_message")}
+    return cut_values(values, ("graph", "inputs", "outputs"), field_bytes)
+
+
+def cut_values(
+    values: dict[str, str | None], documents: tuple[str, ...], field_bytes: int | None
+) -> list[str]:
+    """The names of `values` the store may have cut: a JSON document (named in `documents`) that
+    does not parse, or a value that reached the store's field length (see `_reached`)."""
+    return [
+        name
+        for name, value in values.items()
+        if _reached(value or "", field_bytes) or (name in documents and value and not _parses(value))
+    ]
+
+
+def _reached(text: str, field_bytes: int | None) -> bool:
+    """With a store that cuts text values (`field_bytes`), whether this one reached the length:
+    SLS cuts at a byte count, possibly just before a multi-byte character."""
+    return field_bytes is not None and max(len(text), len(text.encode()) + 3) >= field_bytes
 
 
 def _parses(text: str) -> bool:
+    return _decoded(text) is not _UNPARSABLE
+
+
+_UNPARSABLE = object()
+
+
+def _decoded(text: str) -> Any:
+    """The JSON value of `text`, or _UNPARSABLE. msgspec first (fast); json, which Dify itself
+    uses, when msgspec refuses (NaN and Infinity, which Python's json writes)."""
     try:
-        json.loads(text)
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        pass
+    try:
+        return json.loads(text)
     except ValueError:
-        return False
-    return True
+        return _UNPARSABLE
 
 
 def run_detail(row: RunDetailRow, field_bytes: int | None = None) -> RunDetail:
@@ -139,4 +173,94 @@ def run_detail(row: RunDetailRow, field_bytes: int | None = None) -> RunDetail:
         outputs=_json_document(row.outputs),
         error=row.error_message or None,
         truncated_fields=cut_fields(row, field_bytes),
+    )
+
+
+# Dify's node documents and what each answers when empty (its model's `*_dict` properties).
+_NODE_DOCUMENTS: dict[str, Any] = {
+    "inputs": None,
+    "process_data": None,
+    "outputs": None,
+    "execution_metadata": {},
+}
+
+
+def node_execution(row: NodeExecutionRow, people: People, field_bytes: int | None) -> NodeExecution:
+    """One node execution as Dify's console shows it; a value the store may have cut (it reached
+    `field_bytes`, or a document that does not parse) is answered as its text and flagged."""
+    documents: dict[str, Any] = {}
+    cut: list[str] = []
+    for name, empty in _NODE_DOCUMENTS.items():
+        text = getattr(row, name) or ""
+        value = _decoded(text) if text else empty
+        if value is _UNPARSABLE or _reached(text, field_bytes):
+            cut.append(name)
+            value = text
+        documents[name] = value
+    error = row.error or None
+    if error is not None and _reached(error, field_bytes):
+        cut.append("error")
+    created_us = row.created_key if row.created_key >= 0 else None
+    return NodeExecution(
+        id=row.id,
+        index=int(row.index),
+        predecessor_node_id=row.predecessor_node_id or None,
+        node_id=row.node_id,
+        node_type=row.node_type,
+        title=row.title or "",
+        **documents,
+        status=row.status,
+        error=error,
+        elapsed_time=_node_elapsed(row.elapsed_time, created_us, row.finished_us),
+        extras={},
+        created_at=None if created_us is None else created_us // 1_000_000,
+        created_by_role=row.created_by_role,
+        created_by_account=people.account(row.created_by_role, row.created_by),
+        created_by_end_user=people.end_user(row.created_by_role, row.created_by),
+        finished_at=None if row.finished_us is None else row.finished_us // 1_000_000,
+        inputs_truncated="inputs" in cut,
+        outputs_truncated="outputs" in cut,
+        process_data_truncated="process_data" in cut,
+        created_by=row.created_by,
+        truncated_fields=cut,
+    )
+
+
+def _node_elapsed(elapsed_time: float | None, created_us: int | None, finished_us: int | None) -> float:
+    """elapsed_time as written; when NULL, finished - created, or 0 while unfinished (as Dify's
+    own LogStore reader)."""
+    if elapsed_time is not None:
+        return float(elapsed_time)
+    if finished_us is None or created_us is None:
+        return 0.0
+    return (finished_us - created_us) / 1_000_000
+
+
+def console_node_executions(answer: NodeExecutionsAnswer) -> ConsoleNodes:
+    """The native answer in Dify's console shape (its fields only, in its order)."""
+    fields = ConsoleNodeExecution.__struct_fields__
+    data = [ConsoleNodeExecution(**{name: getattr(item, name) for name in fields}) for item in answer.data]
+    return ConsoleNodes(ConsoleNodeExecutionsAnswer(data=data), answer.has_more)
+
+
+def console_run_page(page: RunPageAnswer, people: People) -> ConsoleRunPageAnswer:
+    """The run list as Dify's console answers it: who ran each run, when an account did."""
+    return ConsoleRunPageAnswer(
+        limit=page.limit,
+        has_more=page.has_more,
+        data=[
+            ConsoleRunSummary(
+                **msgspec.structs.asdict(run),
+                created_by_account=people.account(run.created_by_role, run.created_by),
+            )
+            for run in page.data
+        ],
+    )
+
+
+def console_run_detail(detail: RunDetail, people: People) -> ConsoleRunDetail:
+    return ConsoleRunDetail(
+        **msgspec.structs.asdict(detail),
+        created_by_account=people.account(detail.created_by_role, detail.created_by),
+        created_by_end_user=people.end_user(detail.created_by_role, detail.created_by),
     )

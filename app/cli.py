@@ -126,7 +126,7 @@ def _serve(settings: Settings, wait: float | None) -> int:
     from app.embedded import stop_embedded
     from app.main import create_app
     from app.server import SignalGuard, address, listen, serve
-    from app.startup import announce, check_sources, source_urls, started_line
+    from app.startup import announce, check_node_logstore, check_sources, source_urls, started_line
 
     guard = SignalGuard()
     guard.install()
@@ -137,6 +137,7 @@ def _serve(settings: Settings, wait: float | None) -> int:
             url, server = _database_url(settings)
         urls = source_urls(settings, url)
         check_sources(settings, urls, settings.startup_wait if wait is None else wait)
+        node_logstore = check_node_logstore(settings, url)
         demo_hint = _demo_hint(url, settings) if server is not None else None
         sock = listen(settings.host, settings.port)
         logstore = Backend(url, settings) if url else None
@@ -148,12 +149,15 @@ def _serve(settings: Settings, wait: float | None) -> int:
 
         def on_started() -> None:
             started.append(time.monotonic())
-            announce(started_line(settings, urls, address(sock)))
+            fields = started_line(settings, urls, address(sock))
+            if node_logstore is not None:
+                fields["node_logstore"] = node_logstore.state
+            announce(fields)
             if demo_hint:
                 print(demo_hint.replace(_BASE_PLACEHOLDER, address(sock)), file=sys.stderr, flush=True)
 
         with guard.deferred():
-            serve(create_app(settings, logstore, workflow_runs), sock, settings, on_started)
+            serve(create_app(settings, logstore, workflow_runs, node_logstore), sock, settings, on_started)
     finally:
         if server is not None:
             stop_embedded(server)
@@ -223,7 +227,10 @@ def _demo_data(
     with psycopg.connect(url, autocommit=True) as conn:
         ensure_schema(conn)
         if replace:
-            conn.execute("TRUNCATE workflow_execution, workflow_runs")
+            conn.execute(
+                "TRUNCATE workflow_execution, workflow_runs, workflow_node_execution, "
+                "workflow_node_executions, accounts, end_users"
+            )
         rows = load_demo(conn, generate_rows(runs, days=days, seed=seed), split_at)
     print(
         f"loaded {runs} runs ({rows} LogStore rows) in {time.perf_counter() - started:.1f} s", file=sys.stderr

@@ -94,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     logstore_since: datetime | None = None
     logstore_ttl_days: int | None = None  # Dify's ALIYUN_SLS_LOGSTORE_TTL: the LogStore's retention
     sls_field_bytes: int = 2048  # SLS's longest text value in SQL results (per logstore, 64..16384)
+    node_executions_max: int = 10_000  # node executions in one answer (app/node_repository.py)
 
     log_level: str = "info"
     startup_wait: float = 0.0
@@ -182,6 +183,7 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_PROBE_INTERVAL: Annotated[float, msgspec.Meta(ge=0.1, le=60)] = 1.0
     ALIYUN_SLS_LOGSTORE_TTL: Annotated[int, msgspec.Meta(ge=0, le=36_500)] = 0  # 0: not set
     STATS_SLS_FIELD_BYTES: Annotated[int, msgspec.Meta(ge=64, le=16_384)] = 2048
+    STATS_NODE_EXECUTIONS_MAX: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10_000
     STATS_LOG_LEVEL: Literal["debug", "info", "warning", "error"] = "info"
     STATS_STARTUP_WAIT: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     STATS_MAX_CONNECTIONS: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
@@ -267,6 +269,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "logstore_since": logstore_since,
         "logstore_ttl_days": found.ALIYUN_SLS_LOGSTORE_TTL or None,
         "sls_field_bytes": found.STATS_SLS_FIELD_BYTES,
+        "node_executions_max": found.STATS_NODE_EXECUTIONS_MAX,
         "log_level": found.STATS_LOG_LEVEL,
         "startup_wait": found.STATS_STARTUP_WAIT,
         "max_connections": found.STATS_MAX_CONNECTIONS,

@@ -21,6 +21,7 @@ import structlog
 
 from app.config import ConfigError
 from app.demo import copy_rows, copy_workflow_runs, generate_rows, split_rows
+from app.demo_nodes import load_demo_nodes
 
 log = structlog.get_logger("dify_stats.embedded")
 DEMO_RUNS = 20_000
@@ -68,6 +69,10 @@ def start_embedded(
             )  # fmt: skip
         elif not empty:
             log.info("embedded_data_reused", data_dir=str(root))
+            no_nodes = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM workflow_node_execution)").fetchone()
+            if no_nodes == (True,):  # a data directory from before node executions
+                rows = load_demo_nodes(conn, split_at)
+                log.info("demo_node_executions_loaded", rows=rows)
     return server, url
 
 
@@ -107,8 +112,8 @@ def stop_embedded(server: Any) -> None:
 def load_demo(
     conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]], split_at: datetime | None
 ) -> int:
-    """COPY a generated history into the LogStore table, or split across both tables; returns
-    the number of LogStore rows."""
+    """COPY a generated history into the LogStore table, or split across both tables, with the
+    runs' node executions (app/demo_nodes.py); returns the number of LogStore run rows."""
     if split_at is None:
         count = copy_rows(conn, rows)
     else:
@@ -117,6 +122,7 @@ def load_demo(
         copy_workflow_runs(conn, workflow_runs)
         conn.execute("VACUUM ANALYZE workflow_runs")
     conn.execute("VACUUM ANALYZE workflow_execution")
+    load_demo_nodes(conn, split_at)
     return count
 
 

@@ -12,6 +12,7 @@ from litestar.openapi import ResponseSpec
 
 from app.backend import BackendUnavailable, TooManyQueries
 from app.console_auth import DifyDenied, DifyUnavailable
+from app.node_logstore import NodeLogstoreAbsent
 from app.params import PARAMETER_RULES, BadParameter
 from schemas.errors import ErrorBody
 
@@ -63,6 +64,11 @@ def backend_unavailable(_: Request[Any, Any, Any], __: BackendUnavailable) -> Re
         "the statistics backend is not answering; try again shortly",
         {"Retry-After": "5"},
     )
+
+
+def node_logstore_absent(_: Request[Any, Any, Any], error: NodeLogstoreAbsent) -> Response[ErrorBody]:
+    """The node LogStore is optional; without it only the node routes are unavailable."""
+    return error_response(503, "node_logstore_absent", str(error))
 
 
 def too_many_queries(_: Request[Any, Any, Any], error: TooManyQueries) -> Response[ErrorBody]:
@@ -133,6 +139,7 @@ EXCEPTION_HANDLERS = {
     BadParameter: bad_parameter,
     ValidationException: validation_failed,
     BackendUnavailable: backend_unavailable,
+    NodeLogstoreAbsent: node_logstore_absent,
     TooManyQueries: too_many_queries,
     DifyDenied: dify_denied,
     DifyUnavailable: dify_unavailable,

@@ -29,7 +29,8 @@ from queries import apps, counts, daily, run_rows, runs
 from queries.app_activity import ActivityScope, app_activity
 from queries.checks import connection_check, field_counts, schema_probe
 from queries.literals import with_literals
-from queries.rows import RunDetailRow
+from queries.node_executions import NodeKey, NodeScope, node_logstore_probe, node_page, run_span
+from queries.rows import NodeExecutionRow, RunDetailRow, RunSpanRow
 from queries.runs import RunCursor
 from queries.scope import LOGSTORE_TABLE, Plan, Query, RunScope
 
@@ -121,7 +122,9 @@ def check_sls(settings: Settings, now: datetime | None = None) -> int:
         plans: dict[str, RunScope] = {plan: msgspec.structs.replace(scope, plan=plan) for plan in _PLANS}
         print(f"check-sls: app {app_id} ({trigger}), the last 7 days")
         _check_daily(check, scope, plans, open_range)
-        _check_runs(check, scope, plans)
+        newest = _check_runs(check, scope, plans)
+        if newest is not None:
+            _check_nodes(check, scope, newest, now_s)
         _check_apps(check, tenant_id, now_s, settings.time_slack)
         check.failures += _check_paging(check, scope)
         _check_truncation(check, scope, settings.sls_field_bytes)
@@ -161,7 +164,8 @@ def _check_daily(check: _Checker, scope: RunScope, plans: dict[str, RunScope], o
     check.one("run_rows (a refresh)", run_rows.run_rows(refresh, ZONE))
 
 
-def _check_runs(check: _Checker, scope: RunScope, plans: dict[str, RunScope]) -> None:
+def _check_runs(check: _Checker, scope: RunScope, plans: dict[str, RunScope]) -> str | None:
+    """The run list and detail statements; the newest run's id (None without runs)."""
     keys = check.one("run_page keys (shortcut)", runs.run_page(scope, 21, None, None), RunCursor)
     summaries = []
     if keys:
@@ -171,7 +175,7 @@ def _check_runs(check: _Checker, scope: RunScope, plans: dict[str, RunScope]) ->
         check.failures += 1
         print("  run_page                           DIFFER between the plans", file=sys.stderr)
     if not keys:
-        return
+        return None
     newest = keys[0]
     check.one("run_cursor", runs.run_cursor(scope, newest.id))
     after = RunCursor(created_us=newest.created_us, id=newest.id)
@@ -181,6 +185,47 @@ def _check_runs(check: _Checker, scope: RunScope, plans: dict[str, RunScope]) ->
         for plan, s in plans.items()
     }
     check.compare("run_detail", _both(detail_scopes, lambda s: runs.run_detail(s, newest.id)))
+    return str(newest.id)
+
+
+def _check_nodes(check: _Checker, scope: RunScope, run_id: str, now_s: int) -> None:
+    """The node logstore (optional: its absence is said, not counted as a failure), the run's
+    lookup, and its node executions in both plans, whole and in pages of two."""
+    try:
+        check.fetch(node_logstore_probe("sls", now_s))
+    except psycopg.Error as error:
+        print(
+            f"  {'node logstore':34s} absent ({str(error).strip().splitlines()[0]}): node routes answer 503"
+        )
+        return
+    whole_run = msgspec.structs.replace(scope, triggered_from=None, start_us=None, end_us=None)
+    spans = check.one("run_span", run_span(whole_run, run_id), RunSpanRow)
+    if not spans or not spans[0].versions:
+        return
+    span = spans[0]
+    bounds = {
+        "min_time_s": int(span.created_us or 0) // 1_000_000 - scope.time_slack_s,
+        "max_time_s": int(span.last_written_s) + scope.time_slack_s if span.finished else None,
+    }
+    node_scopes = {
+        plan: NodeScope(
+            tenant_id=scope.tenant_id, app_id=scope.app_id, run_id=run_id, dialect="sls", plan=plan, **bounds
+        )
+        for plan in _PLANS
+    }
+    check.compare("node_page", {plan: node_page(s, None) for plan, s in node_scopes.items()})
+    whole, _ = check.fetch(node_page(node_scopes["shortcut"], None), NodeExecutionRow)
+    paged: list[NodeExecutionRow] = []
+    after = None
+    for _ in range(1000):
+        page, _ = check.fetch(node_page(node_scopes["shortcut"], after, 2), NodeExecutionRow)
+        paged += page
+        if len(page) < 2:
+            break
+        after = NodeKey(created_key=page[-1].created_key, index=page[-1].index, id=page[-1].id)
+    same = paged == whole
+    check.failures += 0 if same else 1
+    print(f"  {'node paging':34s} {len(whole)} node executions in pages of 2: {'same' if same else 'DIFFER'}")
 
 
 def _check_apps(check: _Checker, tenant_id: str, now_s: int, slack: int) -> None:

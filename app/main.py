@@ -22,6 +22,9 @@ from app.console_auth import ConsoleAuthorizer
 from app.errors import EXCEPTION_HANDLERS
 from app.metrics import Metrics
 from app.middleware import cancel_on_disconnect_middleware, request_id_middleware
+from app.node_logstore import NodeLogstore
+from app.node_repository import NodeExecutionRepository
+from app.people import PeopleReader
 from app.redis_link import RedisLink
 from app.repository import StatsRepository
 from app.routes.console import console_router
@@ -58,11 +61,21 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
-def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backend | None = None) -> Litestar:
-    """`backend` reads the LogStore, `workflow_runs` Dify's own table (either may be the only
-    source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown."""
+def create_app(
+    settings: Settings,
+    backend: Backend | None,
+    workflow_runs: Backend | None = None,
+    node_logstore: NodeLogstore | None = None,
+) -> Litestar:
+    """`backend` reads the LogStore, `workflow_runs` Dify's own tables (either may be the only
+    source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown.
+    `node_logstore`: what the start-up probe found of the node LogStore (default: present until
+    a statement finds it missing)."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
+    node_logstore = node_logstore or NodeLogstore()
+    people = PeopleReader(workflow_runs)  # Dify's database names who ran runs and nodes
+    nodes = NodeExecutionRepository(sources, settings, node_logstore, people)
     metrics = Metrics()
     # Replicas sharing one Redis share the query budget, the answers and the kept runs.
     link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
@@ -70,7 +83,12 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
     service = StatsService(
-        repository, cache, settings, shared_runs=SharedRuns(link) if link is not None else None
+        repository,
+        cache,
+        settings,
+        shared_runs=SharedRuns(link) if link is not None else None,
+        nodes=nodes,
+        people=people,
     )
     authorizer = ConsoleAuthorizer(settings)
     budgets: list[FleetBudget] = []
@@ -132,6 +150,7 @@ def create_app(settings: Settings, backend: Backend | None, workflow_runs: Backe
         openapi_config=openapi_config(),
     )
     app.state.service = service  # for operations and tests that need to reach it
+    app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
     app.state.redis = link
     return app

@@ -18,13 +18,14 @@ import msgspec
 from app.config import Settings
 from app.measures import DAILY_MEASURES, DailyMeasure
 from app.params import BadParameter, choice_param, trigger_param, uuid_param, zone_param
-from schemas.requests import STATUSES, CountRequest, DailyRequest, RunStatus
+from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunStatus
 
 # Named as their native paths: /v1/tenants/{tenant_id}/apps/{app_id}/statistics/<name>.
 DAILY_BY_PATH: dict[str, DailyMeasure] = {
     measure.native_path.lstrip("/"): measure for measure in DAILY_MEASURES
 }
 RUNS_COUNT = "runs-count"  # /runs/count
+NODE_EXECUTIONS = "node-executions"  # /runs/{run_id}/node-executions
 
 
 def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -36,7 +37,9 @@ def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> N
         description="One answer of the native API, read directly from the configured store "
         "(STATS_DATABASE_URL, ALIYUN_SLS_*, STATS_DIFY_DATABASE_URL, or the embedded default).",
     )
-    query.add_argument("measure", choices=[*DAILY_BY_PATH, RUNS_COUNT], help="what to answer")
+    query.add_argument(
+        "measure", choices=[*DAILY_BY_PATH, RUNS_COUNT, NODE_EXECUTIONS], help="what to answer"
+    )
     query.add_argument("--tenant", required=True, help="tenant (workspace) id")
     query.add_argument("--app", required=True, help="app id")
     query.add_argument("--start", help="ISO-8601 date/date-time or YYYY-MM-DD HH:MM (naive = in --timezone)")
@@ -48,6 +51,7 @@ def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> N
     )
     query.add_argument("--status", help=f"{RUNS_COUNT} only: count only this status")
     query.add_argument("--time-range", help=f"{RUNS_COUNT} only: created within 7d, 12h, 30m, 90s before now")
+    query.add_argument("--run", help=f"{NODE_EXECUTIONS} only: the run id")
     query.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
     query.add_argument(
         "--sql",
@@ -63,12 +67,16 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
         print(f"dify-stats: invalid_param: {error}", file=sys.stderr)
         return 2
     from app.backend import BackendUnavailable, statement_echo
+    from app.node_logstore import NodeLogstoreAbsent
 
     if args.sql:
         statement_echo.set(_print_statement)
     try:
         answer = asyncio.run(_answer(settings, args.measure, request))
-    except BackendUnavailable as error:
+    except BadParameter as error:
+        print(f"dify-stats: not_found: {error}", file=sys.stderr)
+        return 2
+    except (BackendUnavailable, NodeLogstoreAbsent) as error:
         print(f"dify-stats: backend_unavailable: {error}", file=sys.stderr)
         return 1
     print(msgspec.json.encode(answer).decode() if args.json else table(args.measure, answer))
@@ -79,7 +87,9 @@ def _print_statement(source: str, sql: str) -> None:
     print(f"-- {source}\n{sql.strip()};\n", flush=True)
 
 
-def build_request(args: argparse.Namespace, settings: Settings) -> DailyRequest | CountRequest:
+def build_request(
+    args: argparse.Namespace, settings: Settings
+) -> DailyRequest | CountRequest | RunDetailRequest:
     """The request struct the API would build from the same values, with the same checks.
 
     Path and typed parameters, which litestar checks on the API, are checked here first."""
@@ -89,6 +99,13 @@ def build_request(args: argparse.Namespace, settings: Settings) -> DailyRequest 
     tenant_id = uuid_param("tenant_id", args.tenant)
     app_id = uuid_param("app_id", args.app)
     zone = zone_param("timezone", args.timezone)
+    if (args.measure == NODE_EXECUTIONS) != (args.run is not None):
+        raise BadParameter("run", f"is needed by {NODE_EXECUTIONS}, and by it only")
+    if args.measure == NODE_EXECUTIONS:
+        for name in ("start", "end", "triggered_from", "status", "time_range"):
+            if getattr(args, name) is not None:
+                raise BadParameter(name, f"does not apply to {NODE_EXECUTIONS}")
+        return RunDetailRequest(tenant_id=tenant_id, app_id=app_id, run_id=uuid_param("run", args.run))
     if args.measure in DAILY_BY_PATH:
         for name in ("status", "time_range"):
             if getattr(args, name) is not None:
@@ -112,16 +129,28 @@ def build_request(args: argparse.Namespace, settings: Settings) -> DailyRequest 
     return msgspec.structs.replace(counting, start_us=created.start_us, end_us=created.end_us)
 
 
-async def _answer(settings: Settings, measure: str, request: DailyRequest | CountRequest) -> Any:
+async def _answer(
+    settings: Settings, measure: str, request: DailyRequest | CountRequest | RunDetailRequest
+) -> Any:
     """The repository's answer over the configured sources, the pools opened and closed here."""
+    from app.node_logstore import NodeLogstore
+    from app.node_repository import NodeExecutionRepository
+    from app.people import PeopleReader
     from app.repository import StatsRepository
     from app.sources import build_sources
     from schemas.statistics import DailyAnswer
 
-    sources = build_sources(settings, *_backends(settings))
+    logstore, workflow_runs = _backends(settings)
+    sources = build_sources(settings, logstore, workflow_runs)
     for source in sources:
         await source.backend.open()
     try:
+        if isinstance(request, RunDetailRequest):
+            nodes = NodeExecutionRepository(sources, settings, NodeLogstore(), PeopleReader(workflow_runs))
+            found = await nodes.read(request)
+            if found is None:
+                raise BadParameter("run", "is not a run of this app")
+            return found.answer
         repository = StatsRepository(sources, settings)
         if isinstance(request, CountRequest):
             return await repository.counts(request)
@@ -147,8 +176,17 @@ def _backends(settings: Settings) -> tuple[Any, Any]:
 
 
 def table(measure: str, answer: Any) -> str:
-    """An aligned table: per day its date and the measure's values (`-` for none), or
-    (status, runs)."""
+    """An aligned table: per day its date and the measure's values (`-` for none), (status,
+    runs), or one line per node execution."""
+    if measure == NODE_EXECUTIONS:
+        return _columns(
+            ("index", "node_type", "title", "status", "elapsed_time", "created_at", "id"),
+            [
+                (str(item.index), item.node_type, item.title, item.status, f"{item.elapsed_time:.3f}",
+                 str(item.created_at), item.id)
+                for item in answer.data
+            ],
+        )  # fmt: skip
     rows: list[tuple[str, ...]]
     if measure in DAILY_BY_PATH:
         fields = DAILY_BY_PATH[measure].fields
@@ -173,3 +211,9 @@ def table(measure: str, answer: Any) -> str:
 
 def _cell(value: Any) -> str:
     return "-" if value is None else str(value)
+
+
+def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[n]) for row in (header, *rows)) for n in range(len(header))]
+    return "\n".join("  ".join(value.ljust(width) for value, width in zip(row, widths, strict=True)).rstrip()
+                     for row in (header, *rows))  # fmt: skip

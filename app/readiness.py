@@ -65,7 +65,8 @@ def probe(source: str, dialect: Dialect) -> Query:
     return schema_probe(table, columns, dialect if source == "logstore" else None, int(time.time()))
 
 
-async def _run(conn: psycopg.AsyncConnection[Any], query: Query, dialect: Dialect) -> list[Any]:
+async def run_check(conn: psycopg.AsyncConnection[Any], query: Query, dialect: Dialect) -> list[Any]:
+    """A check statement on a bare connection, as the backend would send it in `dialect`."""
     async with conn.cursor() as cursor:
         if dialect == "sls":
             await cursor.execute(with_literals(query))
@@ -80,7 +81,7 @@ async def check_connection(
     """Run the probe on an open connection; SourceProblem naming the table, column or field."""
     table = TABLES[source][0]
     try:
-        await _run(conn, probe(source, dialect), dialect)
+        await run_check(conn, probe(source, dialect), dialect)
         if source == "logstore" and dialect == "sls":
             await _check_fields(conn, at_start)
     except psycopg.errors.UndefinedTable:
@@ -152,18 +153,23 @@ async def check_sources_lately(sources: Iterable[Source], within: float) -> None
 async def check_url(source: str, url: str, timeout: float, dialect: Dialect = "postgres") -> None:
     """The probe over a fresh connection (at start-up, before any pool exists)."""
     try:
-        conn = await psycopg.AsyncConnection.connect(
-            url,
-            autocommit=True,
-            prepare_threshold=None,
-            cursor_factory=psycopg.AsyncClientCursor,
-            connect_timeout=max(1, round(timeout)),
-            application_name="dify-stats",
-        )
+        conn = await fresh_connection(url, timeout)
     except psycopg.Error as error:
         raise SourceUnreachable(f"{source}: cannot connect ({first_line(error)})") from None
     async with conn:
         await check_connection(conn, source, dialect, at_start=True)
+
+
+async def fresh_connection(url: str, timeout: float) -> psycopg.AsyncConnection[Any]:
+    """A connection of its own, set up as the backend's (simple query protocol, autocommit)."""
+    return await psycopg.AsyncConnection.connect(
+        url,
+        autocommit=True,
+        prepare_threshold=None,
+        cursor_factory=psycopg.AsyncClientCursor,
+        connect_timeout=max(1, round(timeout)),
+        application_name="dify-stats",
+    )
 
 
 async def wait_for_sources(

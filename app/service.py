@@ -28,12 +28,20 @@ from app.cache import AnswerCache, CacheResult
 from app.config import Settings
 from app.days import from_epoch_us, local_midnight_us, touched_days
 from app.measures import DailyMeasure
+from app.node_repository import NodeExecutionRepository
+from app.people import PeopleReader
 from app.redis_link import SharedUnavailable
 from app.repository import StatsRepository
 from app.run_states import KeptRuns, RunStateStore, Wanted
 from app.shared_runs import SharedRuns
 from queries.rows import AppActivityRow
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
+from schemas.nodes import (
+    ConsoleNodes,
+    ConsoleRunDetail,
+    ConsoleRunPageAnswer,
+    NodeExecutionsAnswer,
+)
 from schemas.requests import CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
@@ -111,8 +119,12 @@ class StatsService:
         wall_clock: Callable[[], float] = time.time,
         run_states: RunStateStore | None = None,
         shared_runs: SharedRuns | None = None,
+        nodes: NodeExecutionRepository | None = None,
+        people: PeopleReader | None = None,
     ) -> None:
         self.repository = repository
+        self.nodes = nodes
+        self.people = people or PeopleReader(None)
         self.cache = cache
         self.settings = settings
         self.wall_clock = wall_clock
@@ -443,3 +455,86 @@ class StatsService:
             tenant=request.tenant_id,
             value_type=RunDetail | None,
         )
+
+    async def console_run_page(self, request: RunListRequest) -> tuple[ConsoleRunPageAnswer, CacheResult]:
+        """The run list as Dify's console shows it: who ran each run (one read of Dify's database)."""
+
+        async def load() -> ConsoleRunPageAnswer:
+            page = await self.repository.run_page(request)
+            people = await self.people.read((run.created_by_role, run.created_by) for run in page.data)
+            return answers.console_run_page(page, people)
+
+        return await self.cache.get_or_load(
+            ("console-runs", request),
+            self.settings.cache_ttl,
+            load,
+            tenant=request.tenant_id,
+            value_type=ConsoleRunPageAnswer,
+        )
+
+    async def console_run_detail(
+        self, request: RunDetailRequest
+    ) -> tuple[ConsoleRunDetail | None, CacheResult]:
+        async def load() -> ConsoleRunDetail | None:
+            detail = await self.repository.run_detail(request)
+            if detail is None:
+                return None
+            people = await self.people.read([(detail.created_by_role, detail.created_by)])
+            return answers.console_run_detail(detail, people)
+
+        return await self.cache.get_or_load(
+            ("console-run", request),
+            self.settings.cache_ttl,
+            load,
+            tenant=request.tenant_id,
+            value_type=ConsoleRunDetail | None,
+        )
+
+    async def node_executions(
+        self, request: RunDetailRequest
+    ) -> tuple[NodeExecutionsAnswer | None, CacheResult]:
+        return await self._node_executions(
+            ("nodes", request), request, lambda answer: answer, NodeExecutionsAnswer | None
+        )
+
+    async def console_node_executions(
+        self, request: RunDetailRequest
+    ) -> tuple[ConsoleNodes | None, CacheResult]:
+        return await self._node_executions(
+            ("console-nodes", request), request, answers.console_node_executions, ConsoleNodes | None
+        )
+
+    async def _node_executions(
+        self,
+        key: tuple[str, RunDetailRequest],
+        request: RunDetailRequest,
+        shape: Callable[[NodeExecutionsAnswer], T],
+        value_type: Any,
+    ) -> tuple[T | None, CacheResult]:
+        """Cached as the run detail (and shared with replicas); a finished run's are settled
+        (STATS_SETTLED_TTL)."""
+        assert self.nodes is not None
+        nodes = self.nodes
+        settled = [False]
+
+        async def load() -> T | None:
+            found = await nodes.read(request)
+            if found is None:
+                return None
+            settled[0] = found.settled
+            return shape(found.answer)
+
+        answer, result = await self.cache.get_or_load(
+            key, self.settings.cache_ttl, load, tenant=request.tenant_id, value_type=value_type
+        )
+        if result == "miss" and settled[0]:
+            entry = (key, answer, self.settings.settled_ttl)
+            await self.cache.store_many([entry], tenant=request.tenant_id, value_type=value_type)
+        return answer, result
+
+
+class _NoRuns(msgspec.Struct, frozen=True):
+    """A cached day that has no runs (the backend lists only days with runs)."""
+
+
+_NO_RUNS = _NoRuns()

@@ -6,11 +6,13 @@ import asyncio
 from functools import partial
 from typing import Any
 
+import psycopg
 import structlog
 
 from app import __version__
 from app.budget import FleetBudget, store_identity
 from app.config import ConfigError, Settings, redact_url
+from app.node_logstore import NodeLogstore, probe_url
 from app.readiness import SourceProblem, wait_for_sources
 from app.redis_link import RedisLink
 
@@ -87,3 +89,17 @@ def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict
 
 def announce(fields: dict[str, Any]) -> None:
     log.info("service_started", **fields)
+
+
+def check_node_logstore(settings: Settings, logstore_url: str | None) -> NodeLogstore | None:
+    """What the node LogStore is (None without a LogStore): optional, so a missing one is reported
+    (start-up line, /readyz) instead of stopping the service. A probe that cannot tell (the store
+    did not answer) leaves it present: a node statement that finds it missing says so later."""
+    if not logstore_url:
+        return None
+    try:
+        problem = asyncio.run(probe_url(logstore_url, min(settings.query_timeout, 10.0), settings.dialect))
+    except (psycopg.Error, OSError) as error:
+        log.warning("node_logstore_not_probed", error_type=type(error).__name__)
+        problem = None
+    return NodeLogstore(problem)

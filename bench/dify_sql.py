@@ -160,3 +160,36 @@ WHERE rn = 1""",
         params,
     )
     return finished, running
+
+
+# --- Dify's LogStore reader of a run's node executions ----------------------------------------
+# WorkflowRunService.get_workflow_run_node_executions first reads the run
+# (LogstoreAPIWorkflowRunRepository.get_workflow_run_by_id: its latest version by ROW_NUMBER()),
+# then LogstoreAPIWorkflowNodeExecutionRepository._get_run_executions (langgenius/dify, commit
+# 09c156b3ee89850b156fb8abb95f0ba925de5d3f) reads the latest version of every execution of the run
+# by ROW_NUMBER() over log_version only, in pages of 1,000 with OFFSET, until a page comes back
+# short. The stand-in refuses OFFSET (SLS documents none), so the benchmark runs these on
+# PostgreSQL directly.
+DIFY_NODE_PAGE = 1_000
+
+
+def node_run_lookup(params: dict[str, object]) -> Query:
+    sql = """
+SELECT * FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY log_version DESC) AS rn
+    FROM workflow_execution
+    WHERE id = %(run_id)s AND tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND __time__ > 0
+) AS subquery WHERE rn = 1
+LIMIT 100"""
+    return Query(sql, params)
+
+
+def node_executions_page(params: dict[str, object], offset: int) -> Query:
+    sql = f"""
+SELECT * FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY id ORDER BY log_version DESC) AS rn
+    FROM workflow_node_execution
+    WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND workflow_run_id = %(run_id)s
+      AND (triggered_from IS NULL OR triggered_from != 'workflow-tool') AND __time__ > 0
+) AS executions WHERE rn = 1 ORDER BY created_at, "index", id LIMIT {DIFY_NODE_PAGE} OFFSET {int(offset)}"""
+    return Query(sql, params)

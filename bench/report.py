@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import fleet, two_sources, zones
+from bench import fleet, nodes, two_sources, zones
 
 
 def find(
@@ -257,6 +257,7 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *two_sources.markdown_lines(results["two_sources"]),
         *(["", *fleet.markdown_lines(results["fleet"])] if "fleet" in results else []),
+        *(["", *nodes.markdown_lines(results["node_executions"])] if "node_executions" in results else []),
     ]
     if "first_request_per_zone" in results:
         lines += ["", *zones.markdown_lines(results["first_request_per_zone"])]

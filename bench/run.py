@@ -9,10 +9,11 @@ the LogStore), Dify actual (the SQL Dify sends; bench/dify_sql.py) and a plain s
 rows (the floor); and how far Dify actual's numbers are from the truth (bench/accuracy.py).
 Then, at the largest size on the SLS-like database: Grafana-style dashboard refreshes through
 the service (bench/refresh.py; daily runs, runs by status, durations), service time uncached vs
-the same SQL run directly, cached throughput vs a bare litestar route, and the migration case of
-two sources (bench/two_sources.py). At the smallest size (a zone's cost does not grow with the data, the
-noise of a longer statement does): the first request in a time zone against a repeat
-(bench/zones.py). Finally the performance targets, with where the time goes for each missed one
+the same SQL run directly, cached throughput vs a bare litestar route, the migration case of two
+sources (bench/two_sources.py), and a run's node executions for runs of 10, 1,000 and 10,000 of them
+(bench/nodes.py). At the smallest size (a zone's cost does not grow with the data, the noise of a
+longer statement does): the first request in a time zone against a repeat (bench/zones.py).
+Finally the performance targets, with where the time goes for each missed one
 (bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and prints
 the report. Medians of 3 after a warm-up (2 when a run takes > 1 s). `--only-zones` (like
 `--only-fleet`) measures only that part and updates its figures in results.json.
@@ -44,8 +45,8 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS, DAILY_STATUS  # noqa: E402
-from bench import accuracy, dify_sql, fleet, refresh, report, targets, two_sources, zones  # noqa: E402
-from bench.setups import Setup, sls_like_database  # noqa: E402
+from bench import accuracy, dify_sql, fleet, nodes, refresh, report, targets, two_sources, zones  # noqa: E402
+from bench.setups import Setup, database, sls_like_database  # noqa: E402
 from bench.uncached import daily_runs_path, uncached_settings  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
 from queries.runs import RunCursor  # noqa: E402
@@ -95,10 +96,7 @@ def connect(url: str) -> psycopg.Connection[Any]:
 
 def dataset(admin_url: str, name: str, runs: int) -> tuple[str, int, float]:
     """(database URL, data 'now' in epoch seconds, load seconds or 0 when reused)."""
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
-            admin.execute(f"CREATE DATABASE {name}")
-    url = admin_url.replace("/postgres?", f"/{name}?")
+    url = database(admin_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (runs bigint, now_s bigint)")
         meta = conn.execute("SELECT runs, now_s FROM bench_meta").fetchone()
@@ -375,6 +373,7 @@ def main() -> int:
         "overhead": measure_overhead(sls_url, now_s),
         "throughput": measure_throughput(sls_url, now_s),
         "two_sources": asyncio.run(two_sources.measure(sls_url, now_s)),
+        "node_executions": nodes.measure(admin_url),
         "fleet": fleet.measure(sls_url),
         "load_seconds": load_seconds,
     }

@@ -38,6 +38,14 @@ def _database_url(admin_url: str, name: str) -> str:
     return admin_url.replace("/postgres?", f"/{name}?")
 
 
+def database(admin_url: str, name: str) -> str:
+    """URL of the database `name` on the benchmark's server, created when missing."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+            admin.execute(f"CREATE DATABASE {name}")
+    return _database_url(admin_url, name)
+
+
 def sls_like_database(admin_url: str, source: str) -> str:
     """URL of `<source>_sls`: the source database's data with only SLS_LIKE_INDEXES on
     workflow_execution. Copied from `source` when missing or when it holds another dataset."""

@@ -116,3 +116,48 @@ class RunStateRow(msgspec.Struct, frozen=True):
     created_us: int
     created_by: str
     latest_key: str
+
+
+class RunSpanRow(msgspec.Struct, frozen=True):
+    """queries/node_executions.run_span: a run's existence, created time and write times."""
+
+    versions: int
+    created_us: int | None
+    last_written_s: int | None
+    finished: int | None
+
+
+class NodeExecutionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """One node execution at its latest version, in the LogStore's text forms ('' when empty)."""
+
+    id: str
+    index: int
+    predecessor_node_id: str | None
+    node_id: str
+    node_type: str
+    title: str | None
+    inputs: str | None
+    process_data: str | None
+    outputs: str | None
+    status: str
+    error: str | None
+    elapsed_time: float | None
+    execution_metadata: str | None
+    created_at: str | None
+    created_by_role: str
+    created_by: str
+    finished_at: str | None
+    created_key: int  # created time in µs since the epoch, -1 when it does not parse
+    finished_us: int | None  # finished time in µs since the epoch; None while unfinished
+
+
+class PersonRow(msgspec.Struct, frozen=True, kw_only=True):
+    """An account or an end user of Dify's database (queries/people.py)."""
+
+    role: str  # account or end_user
+    id: str
+    name: str | None = None
+    email: str | None = None
+    type: str | None = None
+    is_anonymous: bool | None = None
+    session_id: str | None = None

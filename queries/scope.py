@@ -50,15 +50,8 @@ def keyset_page(
 
     SLS answers at most the LIMIT a statement states, so a result that may be long is read in
     pages; the key must be unique among the rows, so pages neither skip nor repeat one."""
-    where = "1 = 1"
-    values = dict(params)
-    if after is not None:
-        alternatives = []
-        for position, column in enumerate(key):
-            equal = [f"{key[n]} = %(after_{n})s" for n in range(position)]
-            alternatives.append(" AND ".join([*equal, f"{column} > %(after_{position})s"]))
-        where = " OR ".join(f"({alternative})" for alternative in alternatives)
-        values.update({f"after_{n}": value for n, value in enumerate(after)})
+    where, after_values = keyset_where(key, after)
+    values = {**params, **after_values}
     order = ", ".join(f"{column} NULLS LAST" for column in key)  # the NULL-day row last, said
     paged = f"""
 SELECT *
@@ -68,6 +61,19 @@ WHERE {where}
 ORDER BY {order}
 LIMIT {int(size)}"""
     return Query(paged, values, page_size=size)
+
+
+def keyset_where(key: tuple[str, ...], after: tuple[object, ...] | None) -> tuple[str, dict[str, object]]:
+    """The condition "`key` sorts after the values `after`" (always true when None), written out
+    column by column, and the values it binds (`after_0`, `after_1`, ...)."""
+    if after is None:
+        return "1 = 1", {}
+    alternatives = []
+    for position, column in enumerate(key):
+        equal = [f"{key[n]} = %(after_{n})s" for n in range(position)]
+        alternatives.append(" AND ".join([*equal, f"{column} > %(after_{position})s"]))
+    where = " OR ".join(f"({alternative})" for alternative in alternatives)
+    return f"({where})", {f"after_{n}": value for n, value in enumerate(after)}
 
 
 class RunScope(msgspec.Struct, frozen=True, kw_only=True):

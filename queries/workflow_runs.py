@@ -25,7 +25,7 @@ CREATED_US = "CAST(round(date_part('epoch', created_at) * 1000000) AS bigint)"
 _EPOCH = datetime(1970, 1, 1)
 
 
-def _iso_text(column: str) -> str:
+def iso_text(column: str) -> str:
     return f"""coalesce(to_char({column}, 'YYYY-MM-DD"T"HH24:MI:SS.US'), '')"""
 
 
@@ -36,9 +36,9 @@ _COLUMN_SQL = {
     "app_id": "CAST(app_id AS text)",
     "workflow_id": "CAST(workflow_id AS text)",
     "created_by": "CAST(created_by AS text)",
-    "created_at": _iso_text("created_at"),
-    "started_at": _iso_text("created_at"),  # Dify's table has no started_at: a run starts when created
-    "finished_at": _iso_text("finished_at"),
+    "created_at": iso_text("created_at"),
+    "started_at": iso_text("created_at"),  # Dify's table has no started_at: a run starts when created
+    "finished_at": iso_text("finished_at"),
     "graph": "coalesce(graph, '')",
     "inputs": "coalesce(inputs, '')",
     "outputs": "coalesce(outputs, '')",

@@ -27,3 +27,74 @@ CREATE TABLE IF NOT EXISTS workflow_runs (
 );
 CREATE INDEX IF NOT EXISTS workflow_run_triggerd_from_idx ON workflow_runs (tenant_id, app_id, triggered_from);
 CREATE INDEX IF NOT EXISTS workflow_run_created_at_id_idx ON workflow_runs (created_at, id);
+
+-- Dify's `workflow_node_executions` (one row per node execution, updated in place), `accounts`
+-- and `end_users` (who ran a run or node), with the columns and indexes of Dify's migrations.
+CREATE TABLE IF NOT EXISTS workflow_node_executions (
+    id                  uuid             NOT NULL,
+    tenant_id           uuid             NOT NULL,
+    app_id              uuid             NOT NULL,
+    workflow_id         uuid             NOT NULL,
+    triggered_from      varchar(255)     NOT NULL,
+    workflow_run_id     uuid,
+    index               integer          NOT NULL,
+    predecessor_node_id varchar(255),
+    node_execution_id   varchar(255),
+    node_id             varchar(255)     NOT NULL,
+    node_type           varchar(255)     NOT NULL,
+    title               varchar(255)     NOT NULL,
+    inputs              text,
+    process_data        text,
+    outputs             text,
+    status              varchar(255)     NOT NULL,
+    error               text,
+    elapsed_time        double precision NOT NULL DEFAULT 0,
+    execution_metadata  text,
+    created_at          timestamp        NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    created_by_role     varchar(255)     NOT NULL,
+    created_by          uuid             NOT NULL,
+    finished_at         timestamp,
+    CONSTRAINT workflow_node_execution_pkey PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS workflow_node_execution_workflow_run_idx
+    ON workflow_node_executions (tenant_id, app_id, workflow_id, triggered_from, workflow_run_id);
+CREATE INDEX IF NOT EXISTS workflow_node_execution_node_run_idx
+    ON workflow_node_executions (tenant_id, app_id, workflow_id, triggered_from, node_id);
+CREATE INDEX IF NOT EXISTS workflow_node_execution_id_idx
+    ON workflow_node_executions (tenant_id, app_id, workflow_id, triggered_from, node_execution_id);
+
+CREATE TABLE IF NOT EXISTS accounts (
+    id                 uuid         NOT NULL,
+    name               varchar(255) NOT NULL,
+    email              varchar(255) NOT NULL,
+    password           varchar(255),
+    password_salt      varchar(255),
+    avatar             varchar(255),
+    interface_language varchar(255),
+    interface_theme    varchar(255),
+    timezone           varchar(255),
+    last_login_at      timestamp,
+    last_login_ip      varchar(255),
+    status             varchar(16)  NOT NULL DEFAULT 'active',
+    initialized_at     timestamp,
+    created_at         timestamp    NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    updated_at         timestamp    NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    CONSTRAINT account_pkey PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS account_email_idx ON accounts (email);
+
+CREATE TABLE IF NOT EXISTS end_users (
+    id               uuid         NOT NULL,
+    tenant_id        uuid         NOT NULL,
+    app_id           uuid,
+    type             varchar(255) NOT NULL,
+    external_user_id varchar(255),
+    name             varchar(255),
+    is_anonymous     boolean      NOT NULL DEFAULT true,
+    session_id       varchar(255) NOT NULL,
+    created_at       timestamp    NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    updated_at       timestamp    NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    CONSTRAINT end_user_pkey PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS end_user_session_id_idx ON end_users (session_id, type);
+CREATE INDEX IF NOT EXISTS end_user_tenant_session_id_idx ON end_users (tenant_id, session_id, type);

@@ -11,20 +11,22 @@ import psycopg
 from psycopg.rows import class_row
 
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
+from app.demo_nodes import NODE_LOGSTORE_COLUMNS
 from queries import runs
 from queries.literals import with_literals
 from queries.rows import RunPageRow
 from queries.runs import RunCursor
 from queries.scope import Query, RunScope
-from tests.reference import EPOCH, Version, created_us, iso_to_us
+from tests.reference import EPOCH, NodeVersion, Version, created_us, iso_to_us
 
 Row = TypeVar("Row")
 
 
-def version_tuple(row: Version) -> tuple[Any, ...]:
-    values = {field: getattr(row, field) for field in Version.__struct_fields__}
+def version_tuple(row: Version | NodeVersion, columns: tuple[str, ...] = COLUMNS) -> tuple[Any, ...]:
+    """A LogStore row (runs', or with NODE_LOGSTORE_COLUMNS nodes') in COPY column order."""
+    values = {field: getattr(row, field) for field in type(row).__struct_fields__}
     values["__time__"] = values.pop("time")
-    return tuple(values[column] for column in COLUMNS)
+    return tuple(values[column] for column in columns)
 
 
 def load_history(conn: psycopg.Connection[Any], rows: Iterable[Version]) -> None:
@@ -87,6 +89,13 @@ def load_two_sources(
     conn.execute("TRUNCATE workflow_execution, workflow_runs")
     copy_rows(conn, (version_tuple(row) for row in logstore))
     copy_workflow_runs(conn, (workflow_runs_tuple(run) for run in workflow_runs))
+
+
+def load_node_history(conn: psycopg.Connection[Any], rows: Iterable[NodeVersion]) -> None:
+    """Replace the node LogStore's content with `rows`, in the given (arbitrary) physical order."""
+    conn.execute("TRUNCATE workflow_node_execution")
+    nodes = (version_tuple(row, NODE_LOGSTORE_COLUMNS) for row in rows)
+    copy_rows(conn, nodes, "workflow_node_execution", NODE_LOGSTORE_COLUMNS)
 
 
 @contextmanager

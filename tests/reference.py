@@ -222,3 +222,77 @@ DAILY: dict[str, Callable[[list[Version], str], list[tuple[date, Point]]]] = {
     "daily_status": daily_status,
     "daily_duration": daily_duration,
 }
+
+
+# --- node executions -------------------------------------------------------------------------
+
+
+class NodeVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of workflow_node_execution."""
+
+    time: int  # __time__
+    id: str
+    log_version: int
+    tenant_id: str
+    app_id: str
+    workflow_id: str
+    triggered_from: str
+    workflow_run_id: str
+    index: int
+    node_id: str
+    node_type: str
+    status: str
+    created_at: str
+    created_by_role: str
+    created_by: str
+    elapsed_time: float | None = None
+    predecessor_node_id: str = ""
+    node_execution_id: str = ""
+    title: str = ""
+    inputs: str = ""
+    process_data: str = ""
+    outputs: str = ""
+    error: str = ""
+    execution_metadata: str = ""
+    finished_at: str = ""
+
+
+def _absent_first(value: object) -> tuple[bool, object]:
+    """NULL sorts below every value (the SQL orders each column DESC NULLS LAST)."""
+    return (value is not None, value if value is not None else 0)
+
+
+def node_order(row: NodeVersion) -> tuple[object, ...]:
+    """The truth's order of a node execution's versions: log_version, then __time__, then every
+    other column, so versions that tie on both are still ordered whatever order they arrive in."""
+    rest = (
+        row.status, row.finished_at, row.elapsed_time, row.outputs, row.process_data, row.inputs,
+        row.execution_metadata, row.error, row.title, row.predecessor_node_id, row.node_execution_id,
+        row.node_id, row.node_type, row.index, row.created_at, row.created_by_role, row.created_by,
+        row.triggered_from, row.workflow_id,
+    )  # fmt: skip
+    return (row.log_version, row.time, *(_absent_first(value) for value in rest))
+
+
+def node_created_key(row: NodeVersion) -> int:
+    """Created time in µs; -1 for a text that is not an ISO-8601 date-time (sorted first)."""
+    try:
+        return iso_to_us(row.created_at)
+    except ValueError:
+        return -1
+
+
+def node_executions(
+    rows: Iterable[NodeVersion], tenant_id: str, app_id: str, run_id: str
+) -> list[NodeVersion]:
+    """The run's node executions as Dify's console lists them: the latest version of each id
+    among the run's rows, without workflow-tool ones, by created time, index, id."""
+    best: dict[str, NodeVersion] = {}
+    for row in rows:
+        if (row.tenant_id, row.app_id, row.workflow_run_id) != (tenant_id, app_id, run_id):
+            continue
+        current = best.get(row.id)
+        if current is None or node_order(row) > node_order(current):
+            best[row.id] = row
+    shown = [row for row in best.values() if row.triggered_from != "workflow-tool"]
+    return sorted(shown, key=lambda row: (node_created_key(row), row.index, row.id))

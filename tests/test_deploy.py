@@ -44,13 +44,13 @@ def test_nginx_routes_every_console_path_we_serve_and_nothing_else(service_setti
     pattern = nginx_location_pattern()
     app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
     served = our_console_paths(app)
-    assert len(served) == 7
+    assert len(served) == 8
     for path in served:
         assert pattern.match(path), path
     for dify_only in (
         f"/console/api/apps/{APP}",
-        f"/console/api/apps/{APP}/workflow-runs/{RUN}/node-executions",
         f"/console/api/apps/{APP}/workflow-runs/tasks/{RUN}/stop",
+        f"/console/api/apps/{APP}/workflow-runs/{RUN}/export",
         f"/console/api/apps/{APP}/workflow/statistics/unknown",
         f"/console/api/apps/{APP}/statistics/daily-conversations",
         "/console/api/workspaces/current",

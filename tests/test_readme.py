@@ -145,7 +145,13 @@ def test_the_readmes_cli_commands_run_as_printed(
 ) -> None:
     """From a clone whose .venv `make` created, without activating it: a bare `python -m app`
     fails there with ModuleNotFoundError, so every command names the project's interpreter."""
-    _, (tenant, app) = demo_service
+    base, (tenant, app) = demo_service
+    page = httpx.get(
+        f"{base}/v1/tenants/{tenant}/apps/{app}/runs",
+        params={"triggered_from": "app-run", "limit": 1},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    ).json()["data"]
     commands = [line for block in shell_blocks() for line in block.splitlines() if " -m app " in f"{line} "]
     assert len(commands) >= 5
     for line in commands:
@@ -154,7 +160,7 @@ def test_the_readmes_cli_commands_run_as_printed(
     env = {name: value for name, value in os.environ.items() if not name.startswith(("STATS_", "ALIYUN_"))}
     env["STATS_DATABASE_URL"] = database_url
     for line in [line for line in commands if " query " in line] + [".venv/bin/python -m app --version"]:
-        filled = line.replace("<tenant>", tenant).replace("<app>", app)
+        filled = line.replace("<tenant>", tenant).replace("<app>", app).replace("<run_id>", page[0]["id"])
         done = subprocess.run(  # noqa: S603 - bash on the README's own lines
             ["/bin/bash", "-euo", "pipefail", "-c", filled],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -32,6 +33,7 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     # share of the budget). Redis accelerates; it is not a source, so "down" is still ready.
     redis: str | None = None
     replicas_seen: int | None = None
+    node_logstore: str | None = None  # absent (why): optional, never makes this 503; omitted while there
 
 
 @get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
@@ -60,6 +62,7 @@ async def readyz(
     an open circuit answers at once. Its table and columns are checked too, at most once a
     minute (app/readiness.py)."""
     backends = [source.backend for source in repository.sources]
+    started = time.monotonic()
     reason = None
     try:
         async with asyncio.timeout(READY_WITHIN_S):
@@ -71,9 +74,28 @@ async def readyz(
     except TimeoutError:
         reason = f"backend: no answer within {READY_WITHIN_S} s"
     circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
+    nodes = await node_logstore_state(request, repository, READY_WITHIN_S - (time.monotonic() - started))
     link = request.app.state.redis
-    shared = {} if link is None else {"redis": link.state, "replicas_seen": link.replicas_seen}
+    shared: dict[str, Any] = (
+        {} if link is None else {"redis": link.state, "replicas_seen": link.replicas_seen}
+    )
     if reason is not None:
-        unavailable = Health(status="unavailable", reason=reason, circuits=circuits, **shared)
+        unavailable = Health(
+            status="unavailable", reason=reason, circuits=circuits, node_logstore=nodes, **shared
+        )
         return Response(unavailable, status_code=503)
-    return Response(Health(status="ok", circuits=circuits, **shared))
+    return Response(Health(status="ok", circuits=circuits, node_logstore=nodes, **shared))
+
+
+async def node_logstore_state(
+    request: Request[Any, Any, Any], repository: StatsRepository, time_left: float
+) -> str | None:
+    """Why the node LogStore is absent (None while it is there, or without a LogStore), probed
+    again while it is absent, in what is left of /readyz's time."""
+    node_logstore = request.app.state.node_logstore
+    if node_logstore is None:
+        return None
+    if time_left > 0.05:
+        logstore = next(source.backend for source in repository.sources if source.plan != "workflow_runs")
+        await node_logstore.recheck(logstore, within=min(SCHEMA_CHECK_WITHIN_S, time_left))
+    return None if node_logstore.problem is None else str(node_logstore.state)
