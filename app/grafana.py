@@ -1,7 +1,9 @@
 """Grafana JSON datasource: the metric catalogue and how a target becomes a series or a table.
 
-Daily measures are time series with one point per local midnight (epoch ms), zero-filled across
-the requested range; counts by status and recent runs are tables. Every target goes through the
+Daily measures are time series, one per field a measure declares (app/measures.GrafanaSeries),
+with one point per local midnight (epoch ms), filled across the requested range (0 for counts, a
+null gap for rates and percentiles on days without runs); counts by status and recent runs are
+tables. Every target goes through the
 same service (and so the same cache and day rollups) as the native API.
 """
 
@@ -16,7 +18,7 @@ import msgspec
 
 from app.config import ApiKey, Settings
 from app.days import local_midnight_us, touched_days
-from app.measures import DAILY_MEASURES, DailyMeasure
+from app.measures import DAILY_MEASURES, DailyMeasure, GrafanaSeries
 from app.params import (
     BadParameter,
     check_range,
@@ -48,7 +50,9 @@ from schemas.requests import (
     TriggerSource,
 )
 
-SERIES: dict[str, DailyMeasure] = {measure.grafana_metric: measure for measure in DAILY_MEASURES}
+SERIES: dict[str, tuple[DailyMeasure, GrafanaSeries]] = {
+    series.metric: (measure, series) for measure in DAILY_MEASURES for series in measure.series
+}
 TABLES = {"runs_by_status": "Runs by status", "recent_runs": "Recent runs (newest 50)"}
 COMMON_ZONES = (
     "UTC",
@@ -113,7 +117,7 @@ def metric_catalogue() -> list[MetricInfo]:
         ),
         PayloadConfig(name="timezone", label="Time zone", placeholder="UTC", width=20),
     ]
-    names = {**{name: measure.grafana_label for name, measure in SERIES.items()}, **TABLES}
+    names = {**{name: series.label for name, (_, series) in SERIES.items()}, **TABLES}
     return [MetricInfo(value=name, label=label, payloads=payloads) for name, label in names.items()]
 
 
@@ -186,7 +190,8 @@ class GrafanaQuery:
         )
         zone = zone_param("timezone", payload_value(payload, "timezone", "UTC"))
         if target.target in SERIES:
-            return await self._series(target.target, SERIES[target.target], tenant_id, app_id, trigger, zone)
+            measure, series = SERIES[target.target]
+            return await self._series(measure, series, tenant_id, app_id, trigger, zone)
         if target.target == "runs_by_status":
             return await self._status_table(tenant_id, app_id, trigger)
         if target.target == "recent_runs":
@@ -194,7 +199,13 @@ class GrafanaQuery:
         raise BadParameter("target", f"unknown metric {target.target!r}")
 
     async def _series(
-        self, name: str, measure: DailyMeasure, tenant_id: str, app_id: str, trigger: TriggerSource, zone: str
+        self,
+        measure: DailyMeasure,
+        series: GrafanaSeries,
+        tenant_id: str,
+        app_id: str,
+        trigger: TriggerSource,
+        zone: str,
     ) -> TimeSeries:
         request = DailyRequest(
             tenant_id=tenant_id,
@@ -206,11 +217,12 @@ class GrafanaQuery:
             status=self.filters.status,
         )
         data, _ = await self.service.daily(measure, request)
-        values = {item.date: getattr(item, measure.answer_field) for item in data}
-        points = [
-            (float(values.get(day.isoformat(), 0)), midnight_ms) for day, midnight_ms in self._days(zone)
-        ]
-        return TimeSeries(target=name, datapoints=points)
+        values = {item.date: getattr(item, series.field) for item in data}
+        points = []
+        for day, midnight_ms in self._days(zone):
+            value = values.get(day.isoformat(), series.empty)
+            points.append((None if value is None else float(value), midnight_ms))
+        return TimeSeries(target=series.metric, datapoints=points)
 
     def _days(self, zone: str) -> list[tuple[date, int]]:
         """Every local day the range touches, with the epoch ms of its midnight."""

@@ -23,7 +23,7 @@ from psycopg.rows import class_row
 from app.answers import cut_fields
 from app.config import Settings
 from app.demo import COLUMNS
-from app.measures import DAILY_MEASURES, DAILY_RUNS
+from app.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS
 from app.readiness import REQUIRED_FIELDS
 from queries import apps, counts, daily, run_rows, runs
 from queries.app_activity import ActivityScope, app_activity
@@ -145,6 +145,9 @@ def _check_daily(check: _Checker, scope: RunScope, plans: dict[str, RunScope], o
         "daily_runs in a DST zone", _both(plans, lambda s: daily.daily(s, DST_ZONE, DAILY_RUNS.sql))
     )
     check.compare("day_users", _both(plans, lambda s: daily.day_users(s, ZONE)))
+    check.compare(
+        "day_values (durations)", _both(plans, lambda s: daily.day_values(s, ZONE, DAILY_DURATION.sql))
+    )
     for status in ("succeeded", "running"):  # Grafana's status filter: from each run's latest version
         check.compare(
             f"daily_runs of {status} runs",

@@ -176,7 +176,8 @@ def _backends(settings: Settings) -> tuple[Any, Any]:
 
 
 def table(measure: str, answer: Any) -> str:
-    """An aligned table: (date, value) per day, (status, runs), or one line per node execution."""
+    """An aligned table: per day its date and the measure's values (`-` for none), (status,
+    runs), or one line per node execution."""
     if measure == NODE_EXECUTIONS:
         return _columns(
             ("index", "node_type", "title", "status", "elapsed_time", "created_at", "id"),
@@ -186,17 +187,30 @@ def table(measure: str, answer: Any) -> str:
                 for item in answer.data
             ],
         )  # fmt: skip
+    rows: list[tuple[str, ...]]
     if measure in DAILY_BY_PATH:
-        field = DAILY_BY_PATH[measure].answer_field
-        rows = [("date", field), *((point.date, str(getattr(point, field))) for point in answer.data)]
+        fields = DAILY_BY_PATH[measure].fields
+        rows = [("date", *fields)]
+        rows += [(point.date, *(_cell(getattr(point, field)) for field in fields)) for point in answer.data]
     else:
         rows = [
             ("status", "runs"),
             *((name, str(value)) for name, value in msgspec.structs.asdict(answer).items()),
         ]
-    width = max(len(label) for label, _ in rows)
-    value_width = max(len(value) for _, value in rows)
-    return "\n".join(f"{label:<{width}}  {value:>{value_width}}" for label, value in rows)
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(
+            [
+                f"{row[0]:<{widths[0]}}",
+                *(f"{cell:>{width}}" for cell, width in zip(row[1:], widths[1:], strict=True)),
+            ]
+        )
+        for row in rows
+    )
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
 
 
 def _columns(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

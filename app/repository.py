@@ -4,8 +4,9 @@ Each source builds its statements with queries/ in its own plan and dialect (app
 rows become answers through app/answers.py. Nothing here writes SQL. With one source every answer
 is one statement (plus the cursor lookup of a run list page). With two (a migration) each source
 answers the created times it owns and the answers are combined exactly:
-- daily runs and tokens add up per day; distinct users on the one day that holds the boundary
-  are the *union* of both sides' users (fetched for the days around the boundary only);
+- daily runs, tokens and runs by status add up per day; distinct users on the one day that holds
+  the boundary are the *union* of both sides' users, and its duration percentiles rank the union
+  of both sides' durations (each fetched for the days around the boundary only);
 - counts add up per status (every run is in exactly one source);
 - the run list reads the sources newest first: every LogStore run was created after every
   workflow_runs run, so concatenating the pages keeps the keyset order without gaps;
@@ -20,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import chain
 from typing import Any, TypeVar
 
 import msgspec
@@ -28,7 +30,7 @@ import structlog
 from app import answers
 from app.backend import Backend
 from app.config import Settings
-from app.measures import DailyMeasure
+from app.measures import STATUS_FIELDS, DailyMeasure, duration_tallies
 from app.params import BadParameter
 from app.sources import Source, overlap
 from queries import apps, counts, daily, run_rows, runs
@@ -39,6 +41,7 @@ from queries.rows import (
     CursorRow,
     DailyRow,
     DayUserRow,
+    DayValueRow,
     RunDetailRow,
     RunPageRow,
     RunStateRow,
@@ -51,6 +54,8 @@ from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 
 log = structlog.get_logger("dify_stats.repository")
 Row = TypeVar("Row")
+T = TypeVar("T")
+U = TypeVar("U")
 # The day holding the boundary lies within a day (+ DST hour) of it; users are fetched this wide.
 BOUNDARY_WINDOW_US = 2 * 86_400 * 1_000_000
 # Run list pages on the LogStore try these created-time windows below the cursor (or now) first.
@@ -94,10 +99,12 @@ class StatsRepository:
         )
         if len(parts) == 1:
             return answers.daily_points(measure, (await measured)[0])
-        if not measure.counts_users:
-            return answers.daily_points(measure, combine_daily_rows(await measured, {}))
-        found, users = await asyncio.gather(measured, self._boundary_users(parts, zone, status))
-        return answers.daily_points(measure, combine_daily_rows(found, users))
+        found, users, values = await asyncio.gather(
+            measured,
+            self._boundary_users(parts, zone, status) if measure.counts_users else _nothing(),
+            self._boundary_values(parts, zone, measure, status) if measure.sql.ranks else _nothing(),
+        )
+        return answers.daily_points(measure, combine_daily_rows(found, users, values))
 
     def keeps_runs(self, since_us: int, until_us: int | None) -> bool:
         """Whether one shortcut LogStore source answers all of [since_us, until_us): only then are
@@ -149,10 +156,15 @@ class StatsRepository:
                     source.backend.metrics.skipped_runs.labels(source=source.name).inc(skipped)
         return [row for row in rows if row.day is not None]
 
-    async def _boundary_users(
-        self, parts: list[tuple[Source, RunScope]], zone: str, status: str | None
-    ) -> dict[int, set[str]]:
-        """Users per day, near each source's boundary, of the days more than one source has."""
+    async def _near_boundary(
+        self,
+        parts: list[tuple[Source, RunScope]],
+        build: Callable[[RunScope, Any], Query],
+        row_type: type[Row],
+        key: Callable[[Row], Any],
+    ) -> list[list[Row]]:
+        """Each source's rows of the statement `build(scope, after)` over the days around its
+        boundary (the day holding it lies within a day and a DST hour of it)."""
 
         def near_boundary(source: Source, scope: RunScope) -> RunScope:
             edge = source.start_us if source.start_us is not None else source.end_us
@@ -163,20 +175,41 @@ class StatsRepository:
             low, high = window or (edge, edge)
             return msgspec.structs.replace(scope, start_us=low, end_us=high)
 
-        found = await asyncio.gather(
-            *(
-                read_pages(
-                    source.backend,
-                    partial(daily.day_users, near_boundary(source, scope), zone, status=status),
-                    DayUserRow,
-                    lambda row: (row.day, row.created_by),
+        return list(
+            await asyncio.gather(
+                *(
+                    read_pages(source.backend, partial(build, near_boundary(source, scope)), row_type, key)
+                    for source, scope in parts
                 )
-                for source, scope in parts
             )
         )
-        per_source = [_users_by_day(user_rows) for user_rows in found]
-        shared_days = {day for users in per_source for day in users if sum(day in u for u in per_source) > 1}
-        return {day: set().union(*(users.get(day, set()) for users in per_source)) for day in shared_days}
+
+    async def _boundary_users(
+        self, parts: list[tuple[Source, RunScope]], zone: str, status: str | None
+    ) -> dict[int, set[str]]:
+        """Users per day (of runs with `status`, if given), near each source's boundary, of the
+        days more than one source has."""
+        found = await self._near_boundary(
+            parts,
+            lambda scope, after: daily.day_users(scope, zone, after, status=status),
+            DayUserRow,
+            lambda row: (row.day, row.created_by),
+        )
+        return _shared_days([_users_by_day(rows) for rows in found], lambda sides: set().union(*sides))
+
+    async def _boundary_values(
+        self, parts: list[tuple[Source, RunScope]], zone: str, measure: DailyMeasure, status: str | None
+    ) -> dict[int, list[int]]:
+        """The measure's ranked values per day (ascending, repeated as often as runs have them; of
+        runs with `status`, if given), near each source's boundary, of the days more than one
+        source has values on."""
+        found = await self._near_boundary(
+            parts,
+            lambda scope, after: daily.day_values(scope, zone, measure.sql, after, status=status),
+            DayValueRow,
+            lambda row: (row.day, row.value),
+        )
+        return _shared_days([_values_by_day(rows) for rows in found], lambda sides: sorted(chain(*sides)))
 
     async def counts(self, request: CountRequest) -> RunCounts:
         start_us, end_us = request.start_us, request.end_us
@@ -369,6 +402,10 @@ async def read_pages(
             return rows
 
 
+async def _nothing() -> dict[int, Any]:
+    return {}
+
+
 def _users_by_day(user_rows: Sequence[DayUserRow]) -> dict[int, set[str]]:
     users: dict[int, set[str]] = {}
     for row in user_rows:
@@ -376,23 +413,57 @@ def _users_by_day(user_rows: Sequence[DayUserRow]) -> dict[int, set[str]]:
     return users
 
 
-def combine_daily_rows(parts: Sequence[Sequence[DailyRow]], users: dict[int, set[str]]) -> list[DailyRow]:
+def _values_by_day(value_rows: Sequence[DayValueRow]) -> dict[int, list[int]]:
+    """Each day's values, one per run that has it."""
+    values: dict[int, list[int]] = {}
+    for row in value_rows:
+        values.setdefault(int(row.day), []).extend([int(row.value)] * int(row.runs))
+    return values
+
+
+def _shared_days(per_source: Sequence[dict[int, T]], unite: Callable[[list[T]], U]) -> dict[int, U]:
+    """Per day that more than one source has: `unite` of what each source has that day."""
+    days = {day for one in per_source for day in one if sum(day in other for other in per_source) > 1}
+    return {day: unite([one[day] for one in per_source if day in one]) for day in days}
+
+
+# Per-day aggregates that add up across sources (every run is in exactly one source).
+_SUMMED = ("runs", "users", "tokens", *STATUS_FIELDS.values(), "durations")
+_RANKED = ("p50_us", "p95_us", "p99_us")
+
+
+def _added(one: DailyRow, other: DailyRow) -> DailyRow:
+    """Two sources' rows of one day: sums, the larger maximum, and percentiles when only one side
+    has durations (with both, they are ranked over the union: combine_daily_rows' `values`)."""
+    sums: dict[str, Any] = {
+        name: int(getattr(one, name) or 0) + int(getattr(other, name) or 0) for name in _SUMMED
+    }
+    maxima = [int(row.max_us) for row in (one, other) if row.max_us is not None]
+    sides = [row for row in (one, other) if int(row.durations or 0)]
+    ranked = {name: getattr(sides[0], name) if len(sides) == 1 else None for name in _RANKED}
+    return DailyRow(day=one.day, **sums, **ranked, max_us=max(maxima) if maxima else None)
+
+
+def combine_daily_rows(
+    parts: Sequence[Sequence[DailyRow]],
+    users: dict[int, set[str]],
+    values: dict[int, list[int]] | None = None,
+) -> list[DailyRow]:
     """Rows of several sources as one: values add up per day, except distinct users, which are the
-    size of the union on the days given in `users` (the day holding the boundary)."""
+    size of the union on the days given in `users`, and durations ranked over the union of the
+    values given in `values` (ascending) on those days (the day holding the boundary)."""
     merged: dict[int, DailyRow] = {}
     for part in parts:
         for row in part:
             if row.day is None:
                 continue
             day = int(row.day)
-            seen = merged.get(day, DailyRow(day=day))
-            merged[day] = DailyRow(
-                day=day,
-                runs=int(seen.runs) + int(row.runs or 0),
-                users=int(seen.users) + int(row.users or 0),
-                tokens=int(seen.tokens) + int(row.tokens or 0),
-            )
+            seen = merged.get(day)
+            merged[day] = _added(seen if seen is not None else DailyRow(day=day), row)
     for day, who in users.items():
         if day in merged:
             merged[day] = msgspec.structs.replace(merged[day], users=len(who))
+    for day, ordered in (values or {}).items():
+        if day in merged:
+            merged[day] = msgspec.structs.replace(merged[day], **duration_tallies(ordered))
     return [merged[day] for day in sorted(merged)]

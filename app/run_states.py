@@ -3,10 +3,11 @@ since its last read, not the days it shows.
 
 `KeptRuns` holds, for one tenant, app, trigger source and zone, every run created in a range
 [since_us, until_us) (until_us None: to now): its local day, created time, user and latest-version
-key (queries/run_rows.py). Per day it keeps the tallies the daily measures need (runs, runs per
-user, tokens of latest versions), so a whole day answers at once; a partial day walks that day's
-runs. Merging rows read again is exact: a run's key only ever grows to the latest version's, and
-its created time and user never change (the writer's invariant 1).
+key (queries/run_rows.py), and what the key carries of the latest version: tokens, status and
+duration. Per day it keeps the tallies the daily measures need (runs, runs per user, tokens, runs
+per status, the finished runs' durations in order), so a whole day answers at once; a partial day
+walks that day's runs. Merging rows read again is exact: a run's key only ever grows to the latest
+version's, and its created time and user never change (the writer's invariant 1).
 
 `RunStateStore` bounds the memory: at most STATS_LIVE_RUNS_MAX runs over all kept states, one
 tenant at most STATS_TENANT_SHARE of them; a state that would not fit is not kept and its days
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Hashable, Iterable
 from functools import partial
@@ -28,10 +30,13 @@ import msgspec
 from cachetools import TTLCache
 
 from app.cache import EvictingLRU
-from queries.dialects import LATEST_KEY_PREFIX
+from app.measures import duration_tallies, status_tallies
+from queries.dialects import DURATION_WIDTH, LATEST_KEY_PREFIX, duration_from_key
 from queries.rows import DailyRow, RunStateRow
 
 _TOKENS = slice(LATEST_KEY_PREFIX - 20, LATEST_KEY_PREFIX)  # total_tokens in latest_key_sql's key
+_DURATION = slice(LATEST_KEY_PREFIX, LATEST_KEY_PREFIX + DURATION_WIDTH)  # then run_rows' duration
+_STATUS = slice(LATEST_KEY_PREFIX + DURATION_WIDTH, None)  # and status
 
 
 def _tokens(key: str) -> int:
@@ -42,8 +47,23 @@ def _tokens(key: str) -> int:
 class KeptRun(msgspec.Struct, frozen=True, gc=False):
     created_us: int
     created_by: str
-    latest_key: str
-    tokens: int  # the latest version's, from latest_key (read once, summed often)
+    # The latest version, as read from its key (queries/run_rows.py): the key up to its tokens, then
+    # what follows read out once (tallied often), so the key's tail is not kept twice.
+    key_prefix: str
+    tokens: int
+    status: str  # interned: a few distinct values
+    duration_us: int | None  # None while unfinished (or unknown)
+
+    def order(self) -> tuple[str, bool, int, str]:
+        """The whole key's order (duration digits sort as the numbers, no duration lowest)."""
+        return (self.key_prefix, self.duration_us is not None, self.duration_us or 0, self.status)
+
+
+def kept_run(created_us: int, created_by: str, key: str) -> KeptRun:
+    """A run as run_rows reads it: what its latest-version key carries, read out once."""
+    duration = duration_from_key(key[_DURATION])
+    prefix = key[:LATEST_KEY_PREFIX]
+    return KeptRun(created_us, created_by, prefix, _tokens(key), sys.intern(key[_STATUS]), duration)
 
 
 class Wanted(NamedTuple):
@@ -51,6 +71,8 @@ class Wanted(NamedTuple):
 
     users: bool = True
     tokens: bool = True
+    statuses: bool = True
+    durations: bool = True
 
 
 EVERY_AGGREGATE = Wanted()
@@ -59,12 +81,14 @@ EVERY_AGGREGATE = Wanted()
 class _Day:
     """One local day's runs and their running totals."""
 
-    __slots__ = ("first_us", "last_us", "runs", "tokens", "users")
+    __slots__ = ("durations", "first_us", "last_us", "runs", "statuses", "tokens", "users")
 
     def __init__(self) -> None:
         self.runs: dict[str, KeptRun] = {}
         self.users: Counter[str] = Counter()
         self.tokens = 0
+        self.statuses: Counter[str] = Counter()
+        self.durations: list[int] = []  # of the finished runs, ascending
         self.first_us = self.last_us = 0
 
     def add(self, run_id: str, run: KeptRun) -> bool | None:
@@ -72,18 +96,32 @@ class _Day:
         a later version, None when it changed nothing."""
         known = self.runs.get(run_id)
         if known is not None:
-            if run.latest_key > known.latest_key:
-                self.tokens += run.tokens - known.tokens
-                self.runs[run_id] = KeptRun(known.created_us, known.created_by, run.latest_key, run.tokens)
+            if run.order() > known.order():
+                self._tally(known, -1)
+                self._tally(run, 1)
+                self.runs[run_id] = msgspec.structs.replace(
+                    run, created_us=known.created_us, created_by=known.created_by
+                )
                 return False
             return None
         if not self.runs:
             self.first_us = self.last_us = run.created_us
         self.runs[run_id] = run
         self.users[run.created_by] += 1
-        self.tokens += run.tokens
+        self._tally(run, 1)
         self.first_us, self.last_us = min(self.first_us, run.created_us), max(self.last_us, run.created_us)
         return True
+
+    def _tally(self, run: KeptRun, sign: int) -> None:
+        """Count a run's latest version in (1) or out (-1) of the day's tallies."""
+        self.tokens += sign * run.tokens
+        self.statuses[run.status] += sign
+        if run.duration_us is None:
+            return
+        if sign > 0:
+            insort(self.durations, run.duration_us)
+        else:
+            del self.durations[bisect_left(self.durations, run.duration_us)]
 
     def row(self, day: int, low_us: int, high_us: int, wanted: Wanted) -> DailyRow | None:
         """The day's tallies over the runs created in [low_us, high_us); a partial day counts
@@ -91,13 +129,28 @@ class _Day:
         if self.last_us < low_us or self.first_us >= high_us:
             return None
         if low_us <= self.first_us and self.last_us < high_us:
-            return DailyRow(day=day, runs=len(self.runs), users=len(self.users), tokens=self.tokens)
+            return DailyRow(
+                day=day,
+                runs=len(self.runs),
+                users=len(self.users),
+                tokens=self.tokens,
+                **status_tallies(self.statuses),
+                **duration_tallies(self.durations),
+            )
         inside = [run for run in self.runs.values() if low_us <= run.created_us < high_us]
         if not inside:
             return None
         users = len({run.created_by for run in inside}) if wanted.users else 0
         tokens = sum(run.tokens for run in inside) if wanted.tokens else 0
-        return DailyRow(day=day, runs=len(inside), users=users, tokens=tokens)
+        statuses = status_tallies(Counter(run.status for run in inside) if wanted.statuses else {})
+        durations = (
+            sorted(run.duration_us for run in inside if run.duration_us is not None)
+            if wanted.durations
+            else []
+        )
+        return DailyRow(
+            day=day, runs=len(inside), users=users, tokens=tokens, **statuses, **duration_tallies(durations)
+        )
 
 
 class KeptRuns:
@@ -122,8 +175,7 @@ class KeptRuns:
             day = self._days.get(row.day)
             if day is None:
                 day = self._days[row.day] = _Day()
-            key = str(row.latest_key)
-            run = KeptRun(int(row.created_us), sys.intern(str(row.created_by)), key, _tokens(key))
+            run = kept_run(int(row.created_us), sys.intern(str(row.created_by)), str(row.latest_key))
             outcome = day.add(row.id, run)
             if outcome is not None:
                 changed.append(row)

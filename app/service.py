@@ -310,7 +310,14 @@ class StatsService:
             state.forget_before(since)
             if (read or state is not kept) and not store.keep(tenant, key, state):
                 log.info("kept_runs_too_large", runs=state.size, limit=store.max_runs)
-        rows = state.rows(low, high, Wanted(users=measure.counts_users, tokens=measure.sql.reads_tokens))
+        reads = measure.sql.reads
+        wanted = Wanted(
+            users=measure.counts_users,
+            tokens="total_tokens" in reads,
+            statuses="status" in reads,
+            durations="duration_us" in reads,
+        )
+        rows = state.rows(low, high, wanted)
         return _Part(answers.daily_points(measure, rows), remembered, read)
 
     def _stale(self, state: KeptRuns | None, since: int, refresh_after: float) -> bool:

@@ -19,7 +19,7 @@ from psycopg.rows import class_row
 
 from app.days import day_number_to_date
 from app.measures import DAILY_MEASURES, DailyMeasure
-from bench.dify_sql import actual_daily, actual_status_counts
+from bench.dify_sql import ACTUAL_MEASURES, actual_daily, actual_status_counts
 from queries import counts, daily
 from queries.rows import DailyRow, StatusCountRow
 from queries.scope import Query, RunScope
@@ -41,8 +41,12 @@ def _rounded(value: Any) -> float:
 
 
 def true_daily(conn: psycopg.Connection[Any], scope: RunScope, measure: DailyMeasure) -> dict[date, float]:
+    """A measure of one value (as Dify's are) per UTC day."""
     rows = _rows(conn, daily.daily(scope, "UTC", measure.sql), DailyRow)
-    return {day_number_to_date(row.day): float(measure.value(row)) for row in rows if row.day is not None}
+    [field] = measure.fields
+    return {
+        day_number_to_date(row.day): float(measure.values(row)[field]) for row in rows if row.day is not None
+    }
 
 
 def dify_daily(conn: psycopg.Connection[Any], params: dict[str, object], measure: str) -> dict[date, float]:
@@ -89,7 +93,7 @@ def dify_actual_errors(
 ) -> list[dict[str, Any]]:
     """One record per measure (and status counts) for the range of `scope`."""
     records = []
-    for measure in DAILY_MEASURES:
+    for measure in (m for m in DAILY_MEASURES if m.name in ACTUAL_MEASURES):
         found = error(true_daily(conn, scope, measure), dify_daily(conn, params, measure.name))
         records.append({"size": size, "measure": measure.name, "days": days, **found})
     truth, answer = true_status_counts(conn, scope), dify_status_counts(conn, params)

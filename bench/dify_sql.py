@@ -32,11 +32,27 @@ _IN_RANGE = """triggered_from = %(triggered_from)s
   AND coalesce(nullif(created_at, ''), started_at) >= %(start_iso)s
   AND coalesce(nullif(created_at, ''), started_at) < %(end_iso)s"""
 
+# A finished run's duration as a plain reader takes it: elapsed_time, else finished - started.
+_DURATION = """CASE WHEN finished_at <> '' THEN coalesce(elapsed_time, date_part('epoch',
+    CAST(finished_at AS timestamp) - CAST(started_at AS timestamp))) END"""
 _WINDOWED_AGGREGATES = {
     "daily_runs": "count(*)",
     "daily_terminals": "count(DISTINCT created_by)",
     "daily_token_costs": "sum(total_tokens)",
     "daily_interactions": "count(*), count(DISTINCT created_by)",
+    # Dify has neither: the plain SQL an exact reader would write over the same latest versions,
+    # with PostgreSQL's own nearest-rank percentiles (percentile_disc).
+    "daily_status": ", ".join(
+        f"count(CASE WHEN status = '{status}' THEN 1 END)"
+        for status in ("succeeded", "failed", "stopped", "partial-succeeded", "running", "paused")
+    ),
+    "daily_duration": ", ".join(
+        [
+            f"count({_DURATION})",
+            *(f"percentile_disc({p}) WITHIN GROUP (ORDER BY {_DURATION})" for p in (0.5, 0.95, 0.99)),
+            f"max({_DURATION})",
+        ]
+    ),
 }
 
 
@@ -84,6 +100,9 @@ _ACTUAL_AGGREGATES = {
     "daily_terminals": "count(DISTINCT created_by) AS terminal_count",
     "daily_token_costs": "sum(total_tokens) AS token_count",
 }
+# The daily measures Dify itself answers (it has no statistic of runs by status per day, nor of
+# durations): only these have a Dify actual.
+ACTUAL_MEASURES = (*_ACTUAL_AGGREGATES, "daily_interactions")
 
 
 def actual_daily(measure: str, params: dict[str, object]) -> Query:

@@ -1,9 +1,11 @@
 """The performance targets at the benchmark's largest size, on the SLS-like set-up, each met or missed.
 
 1. uncached 7-day: ours at least 10x faster than Dify windowed for every measure;
-2. uncached 30-day: the same for daily runs, terminals and interactions;
-3. a warm refresh of `now-90d..now` at least 100x faster than Dify windowed over 90 days;
-4. the 90-day refresh at most 1.5x the 7-day refresh.
+2. uncached 30-day: the same for daily runs, terminals and interactions (the measures that need no
+   latest-version step);
+3. a warm refresh of `now-90d..now` at least 100x faster than Dify windowed over 90 days, for each
+   refreshed measure (daily runs, runs by status, durations);
+4. the 90-day refresh at most 1.5x the 7-day refresh, for each of them.
 
 For every missed target the statements behind it are explained (bench/breakdown.py): per
 statement its time and its rows read vs rows needed. An uncached target also carries its
@@ -23,8 +25,9 @@ from bench.breakdown import statement_breakdown
 from queries import counts, daily
 from queries.scope import Query, RunScope
 
+EVERY_MEASURE = (*MEASURES_BY_NAME, "status_counts")
 UNCACHED = (
-    (7, ("daily_runs", "daily_terminals", "daily_token_costs", "daily_interactions", "status_counts")),
+    (7, EVERY_MEASURE),
     (30, ("daily_runs", "daily_terminals", "daily_interactions")),
 )
 UNCACHED_WANT = 10.0
@@ -69,42 +72,47 @@ def evaluate(
                 explained.append({"what": f"{measure} {days} d", "statements": [breakdown]})
         found.append({
             "target": f"uncached {days}-day: ours >= {UNCACHED_WANT:g}x Dify windowed "
-                      + ("for every measure" if len(measures) == 5 else "for " + ", ".join(measures)),
+                      + ("for every measure" if measures == EVERY_MEASURE else "for " + ", ".join(measures)),
             "met": all(item["met"] for item in items), "items": items, "where_time_goes": explained,
         })  # fmt: skip
 
-    refresh = results["refresh"]
-    long, short = refresh["ranges"]
-    refresh_explained: dict[int, dict[str, Any]] = {}
+    refresh_explained: dict[tuple[str, int], dict[str, Any]] = {}
 
-    def explained_refresh(figures: dict[str, Any]) -> dict[str, Any]:
-        if figures["days"] not in refresh_explained:
+    def explained_refresh(name: str, figures: dict[str, Any]) -> dict[str, Any]:
+        if (name, figures["days"]) not in refresh_explained:
             statements = []
             for sent in figures["median_refresh_statements"]:
                 breakdown = statement_breakdown(conn, Query(sent["sql"], sent["params"]))
                 statements.append({"service_ms": sent["ms"], "rows_back": sent["rows_back"], **breakdown})
-            refresh_explained[figures["days"]] = {
-                "what": f"{figures['days']}-day refresh ({figures['refresh_ms']} ms)",
+            refresh_explained[name, figures["days"]] = {
+                "what": f"{name} {figures['days']}-day refresh ({figures['refresh_ms']} ms)",
                 "statements": statements,
             }
-        return refresh_explained[figures["days"]]
+        return refresh_explained[name, figures["days"]]
 
-    ratio = refresh["dify_over_refresh_90d"]
-    met = ratio >= REFRESH_WANT
+    items, explained = [], []
+    for name, refresh in results["refresh"].items():
+        long = refresh["ranges"][0]
+        ratio = refresh["dify_over_refresh_90d"]
+        met = ratio >= REFRESH_WANT
+        items.append({"what": f"{name} 90-day refresh", "value": ratio, "met": met,
+                      "ours_ms": long["refresh_ms"],
+                      "dify_windowed_ms": refresh["dify_windowed_90d_ms"]})  # fmt: skip
+        explained += [] if met else [explained_refresh(name, long)]
     found.append({
         "target": f"warm refresh of now-90d..now >= {REFRESH_WANT:g}x Dify windowed 90-day",
-        "met": met,
-        "items": [{"what": "90-day refresh", "value": ratio, "met": met, "ours_ms": long["refresh_ms"],
-                   "dify_windowed_ms": refresh["dify_windowed_90d_ms"]}],
-        "where_time_goes": [] if met else [explained_refresh(long)],
+        "met": all(item["met"] for item in items), "items": items, "where_time_goes": explained,
     })  # fmt: skip
-    ratio = refresh["long_over_short"]
-    met = ratio <= LONG_OVER_SHORT_WANT
+    items, explained = [], []
+    for name, refresh in results["refresh"].items():
+        long, short = refresh["ranges"]
+        ratio = refresh["long_over_short"]
+        met = ratio <= LONG_OVER_SHORT_WANT
+        items.append({"what": f"{name} 90-day / 7-day refresh", "value": ratio, "met": met,
+                      "ours_ms": long["refresh_ms"], "short_ms": short["refresh_ms"]})  # fmt: skip
+        explained += [] if met else [explained_refresh(name, long), explained_refresh(name, short)]
     found.append({
         "target": f"90-day refresh <= {LONG_OVER_SHORT_WANT:g}x the 7-day refresh",
-        "met": met,
-        "items": [{"what": "90-day / 7-day refresh", "value": ratio, "met": met,
-                   "ours_ms": long["refresh_ms"], "short_ms": short["refresh_ms"]}],
-        "where_time_goes": [] if met else [explained_refresh(long), explained_refresh(short)],
+        "met": all(item["met"] for item in items), "items": items, "where_time_goes": explained,
     })  # fmt: skip
     return found

@@ -85,6 +85,52 @@ def latest_key_sql(value: str = "''") -> str:
 
 LATEST_KEY_PREFIX = 52  # characters before `value` in latest_key_sql; total_tokens is 33..52
 
+FINISHED = "coalesce(finished_at, '') <> ''"  # SLS may send NULL or '' for an empty text
+
+# A run's duration, in integer µs: elapsed_time of its latest version read to the microsecond
+# (floor(seconds * 1e6 + 0.5), the same IEEE double operations in every engine and in Python), or
+# finished_at - started_at when elapsed_time is NULL. NULL for an unfinished version, and for one
+# whose duration cannot be known (an elapsed_time beyond ±1e12 s, NaN, or times that do not parse):
+# no cast may fail a whole statement.
+ELAPSED_LIMIT_S = 1_000_000_000_000
+ELAPSED_US = (
+    f"CASE WHEN elapsed_time BETWEEN -{ELAPSED_LIMIT_S} AND {ELAPSED_LIMIT_S} "
+    "THEN CAST(floor(elapsed_time * 1000000 + 0.5) AS bigint) END"
+)
+
+
+def duration_us_sql(dialect: Dialect) -> str:
+    """The duration (µs) of the version in the current row; NULL while unfinished or unknown."""
+    measured = f"{epoch_us_sql(dialect, 'finished_at')} - {epoch_us_sql(dialect, 'started_at')}"
+    return (
+        f"CASE WHEN NOT ({FINISHED}) THEN NULL WHEN elapsed_time IS NOT NULL THEN {ELAPSED_US} "
+        f"ELSE {measured} END"
+    )
+
+
+# A duration inside a latest-version key: fixed-width digits that sort as the numbers, NULL lowest.
+# Durations lie within ±1e18 µs (the elapsed limit above; ISO times span less), so the biased value
+# has exactly 19 digits.
+DURATION_BIAS = 3_000_000_000_000_000_000
+DURATION_WIDTH = 19
+NO_DURATION = "0" * DURATION_WIDTH
+
+
+def duration_key_sql(dialect: Dialect) -> str:
+    """The version's duration as DURATION_WIDTH characters of a latest-version key (never NULL)."""
+    return f"coalesce(CAST(({duration_us_sql(dialect)}) + {DURATION_BIAS} AS varchar), '{NO_DURATION}')"
+
+
+def duration_from_key_sql(key: str) -> str:
+    """The duration (µs, or NULL) in the key expression `key`, right after LATEST_KEY_PREFIX."""
+    digits = f"substr({key}, {LATEST_KEY_PREFIX + 1}, {DURATION_WIDTH})"
+    return f"CAST(nullif({digits}, '{NO_DURATION}') AS bigint) - {DURATION_BIAS}"
+
+
+def duration_from_key(digits: str) -> int | None:
+    """The app's side of duration_key_sql: DURATION_WIDTH digits back to µs (None: no duration)."""
+    return None if digits == NO_DURATION else int(digits) - DURATION_BIAS
+
 
 def latest_value_sql(dialect: Dialect, column: str) -> str:
     """Aggregate giving total_tokens of the latest version within a GROUP BY id (the truth's

@@ -9,14 +9,29 @@ from typing import Any
 import msgspec
 
 
-class DailyRow(msgspec.Struct, frozen=True):
+class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
     """One local day of a daily measure; a measure fills the aggregates it declares. The row whose
-    `day` is None counts the runs whose created time did not parse (queries/daily.py)."""
+    `day` is None counts the runs whose created time did not parse (queries/daily.py).
+
+    Runs by the status of their latest version are named after it (`partial-succeeded` as
+    `partial_succeeded`); durations are integer µs: `durations` counts the finished runs with a
+    known duration, `p50_us`, `p95_us`, `p99_us` are nearest ranks, `max_us` the largest."""
 
     day: int | None
     runs: Any = 0
     users: Any = 0
     tokens: Any = 0
+    succeeded: Any = 0
+    failed: Any = 0
+    stopped: Any = 0
+    partial_succeeded: Any = 0
+    running: Any = 0
+    paused: Any = 0
+    durations: Any = 0
+    p50_us: Any = None
+    p95_us: Any = None
+    p99_us: Any = None
+    max_us: Any = None
     unparsed_runs: Any = 0
     unparsed_example: str | None = None
 
@@ -24,6 +39,14 @@ class DailyRow(msgspec.Struct, frozen=True):
 class DayUserRow(msgspec.Struct, frozen=True):
     day: int
     created_by: str
+
+
+class DayValueRow(msgspec.Struct, frozen=True):
+    """One value of a ranked column on one day, and how many runs have it (queries/daily.day_values)."""
+
+    day: int
+    value: int
+    runs: int
 
 
 class StatusCountRow(msgspec.Struct, frozen=True):

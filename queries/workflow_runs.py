@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from queries.dialects import ELAPSED_US
 from queries.scope import RunScope
 
 WORKFLOW_RUNS_TABLE = "workflow_runs"
@@ -45,6 +46,12 @@ _COLUMN_SQL = {
     "total_steps": "coalesce(total_steps, 0)",
     "exceptions_count": "coalesce(exceptions_count, 0)",
 }
+
+
+def duration_us_column() -> str:
+    """A finished run's duration in µs, as the LogStore's (dialects.duration_us_sql): Dify's table
+    always holds elapsed_time (0 by default), read to the microsecond; NULL while unfinished."""
+    return f"CASE WHEN finished_at IS NOT NULL THEN {ELAPSED_US} END"
 
 
 def as_logstore_columns(names: tuple[str, ...]) -> str:

@@ -76,7 +76,9 @@ class QueryRequest(msgspec.Struct, frozen=True, rename="camel"):
 
 class TimeSeries(msgspec.Struct, frozen=True):
     target: str
-    datapoints: list[tuple[float, int]]  # [value, epoch ms of the local midnight]
+    # [value, epoch ms of the local midnight]; a null value is a gap (Grafana's TimeSeriesValue is
+    # `number | null`), for days on which a rate or a percentile has no value
+    datapoints: list[tuple[float | None, int]]
 
 
 class Column(msgspec.Struct, frozen=True):

@@ -6,10 +6,12 @@ parsed with datetime.fromisoformat, and nothing here knows about the writer inva
 
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -62,16 +64,37 @@ def local_date(us: int, zone: str) -> date:
     return (EPOCH + timedelta(microseconds=us)).astimezone(ZoneInfo(zone)).date()
 
 
-def _order(row: Version) -> tuple[int, int, int, str]:
-    return (row.log_version, row.time, row.total_tokens, row.status)
+def duration_us(version: Version) -> int | None:
+    """A finished version's duration in µs: its elapsed_time read to the microsecond (rounded half
+    up, in double arithmetic), or finished_at - started_at when elapsed_time is None; None while
+    unfinished, or for an elapsed_time beyond ±1e12 s (or NaN)."""
+    if not version.finished_at:
+        return None
+    elapsed = version.elapsed_time
+    if elapsed is None:
+        return iso_to_us(version.finished_at) - iso_to_us(version.started_at)
+    if not -1e12 <= elapsed <= 1e12:
+        return None
+    return math.floor(elapsed * 1_000_000 + 0.5)
+
+
+def _order(row: Version) -> tuple[int, int, int, str, float]:
+    duration = duration_us(row)
+    return (
+        row.log_version,
+        row.time,
+        row.total_tokens,
+        row.status,
+        -math.inf if duration is None else duration,
+    )
 
 
 def latest_versions(rows: Iterable[Version]) -> list[Version]:
     best: dict[str, Version] = {}
     for row in rows:
         current = best.get(row.id)
-        # The truth's order: log_version, then __time__; then tokens and status, so that versions
-        # tying on both are still ordered, whatever order they arrive in.
+        # The truth's order: log_version, then __time__; then tokens, status and duration, so that
+        # versions tying on both are still ordered, whatever order they arrive in.
         if current is None or _order(row) > _order(current):
             best[row.id] = row
     return list(best.values())
@@ -101,34 +124,81 @@ def with_status(runs: list[Version], status: str | None) -> list[Version]:
     return [run for run in runs if status is None or run.status == status]
 
 
-def daily_runs(runs: list[Version], zone: str) -> list[tuple[date, int]]:
-    counter = Counter(local_date(created_us(run), zone) for run in runs)
-    return sorted(counter.items())
+Point = dict[str, Any]  # a day's values by the answer's field names
 
 
-def daily_terminals(runs: list[Version], zone: str) -> list[tuple[date, int]]:
-    users: dict[date, set[str]] = defaultdict(set)
+def _by_day(runs: list[Version], zone: str) -> dict[date, list[Version]]:
+    days: dict[date, list[Version]] = defaultdict(list)
     for run in runs:
-        users[local_date(created_us(run), zone)].add(run.created_by)
-    return sorted((day, len(who)) for day, who in users.items())
+        days[local_date(created_us(run), zone)].append(run)
+    return days
 
 
-def daily_token_costs(runs: list[Version], zone: str) -> list[tuple[date, int]]:
-    tokens: dict[date, int] = defaultdict(int)
-    for run in runs:
-        tokens[local_date(created_us(run), zone)] += run.total_tokens
-    return sorted(tokens.items())
+def daily_runs(runs: list[Version], zone: str) -> list[tuple[date, Point]]:
+    return sorted((day, {"runs": len(own)}) for day, own in _by_day(runs, zone).items())
 
 
-def daily_interactions(runs: list[Version], zone: str) -> list[tuple[date, float]]:
+def daily_terminals(runs: list[Version], zone: str) -> list[tuple[date, Point]]:
+    days = _by_day(runs, zone).items()
+    return sorted((day, {"terminal_count": len({run.created_by for run in own})}) for day, own in days)
+
+
+def daily_token_costs(runs: list[Version], zone: str) -> list[tuple[date, Point]]:
+    days = _by_day(runs, zone).items()
+    return sorted((day, {"token_count": sum(run.total_tokens for run in own)}) for day, own in days)
+
+
+def daily_interactions(runs: list[Version], zone: str) -> list[tuple[date, Point]]:
     """Dify: the average over users of each user's run count that day, rounded half-even."""
-    per_user: dict[date, Counter[str]] = defaultdict(Counter)
-    for run in runs:
-        per_user[local_date(created_us(run), zone)][run.created_by] += 1
     answer = []
-    for day, counts in sorted(per_user.items()):
+    for day, own in sorted(_by_day(runs, zone).items()):
+        counts = Counter(run.created_by for run in own)
         mean = Decimal(sum(counts.values())) / Decimal(len(counts))
-        answer.append((day, float(mean.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))))
+        answer.append(
+            (day, {"interactions": float(mean.quantize(Decimal("0.01"), rounding=ROUND_HALF_EVEN))})
+        )
+    return answer
+
+
+FINISHED = ("succeeded", "failed", "stopped", "partial-succeeded")
+
+
+def daily_status(runs: list[Version], zone: str) -> list[tuple[date, Point]]:
+    """Runs by the status of their latest version, every status in every day, and failed ÷ finished
+    rounded to 4 decimals half-even (Python's round of an exact fraction), None without finished."""
+    answer = []
+    for day, own in sorted(_by_day(runs, zone).items()):
+        counts = Counter(run.status for run in own)
+        point: Point = {
+            name.replace("-", "_"): counts[name]
+            for name in ("succeeded", "failed", "stopped", "partial-succeeded", "running", "paused")
+        }
+        finished = sum(counts[name] for name in FINISHED)
+        point["failure_rate"] = float(round(Fraction(counts["failed"], finished), 4)) if finished else None
+        answer.append((day, point))
+    return answer
+
+
+def nearest_rank(ordered: list[int], fraction: Fraction) -> int:
+    """The value at (1-based) position ceil(fraction * n) of the ascending values."""
+    return ordered[math.ceil(fraction * len(ordered)) - 1]
+
+
+def daily_duration(runs: list[Version], zone: str) -> list[tuple[date, Point]]:
+    """Over the runs whose latest version is finished (and whose duration is known): their count,
+    nearest-rank p50/p95/p99 and maximum, in seconds; None for a day without such runs."""
+    answer = []
+    for day, own in sorted(_by_day(runs, zone).items()):
+        ordered = sorted(us for us in (duration_us(run) for run in own) if us is not None)
+        point: Point = {"count": len(ordered)}
+        for name, fraction in (
+            ("p50", Fraction(1, 2)),
+            ("p95", Fraction(95, 100)),
+            ("p99", Fraction(99, 100)),
+        ):
+            point[name] = nearest_rank(ordered, fraction) / 1_000_000 if ordered else None
+        point["max"] = max(ordered) / 1_000_000 if ordered else None
+        answer.append((day, point))
     return answer
 
 
@@ -144,11 +214,13 @@ def run_list(runs: list[Version], status: str | None = None) -> list[Version]:
 
 
 # The truth of each daily measure, by the name app/measures.py declares it under.
-DAILY: dict[str, Callable[[list[Version], str], list[tuple[date, Any]]]] = {
+DAILY: dict[str, Callable[[list[Version], str], list[tuple[date, Point]]]] = {
     "daily_runs": daily_runs,
     "daily_terminals": daily_terminals,
     "daily_token_costs": daily_token_costs,
     "daily_interactions": daily_interactions,
+    "daily_status": daily_status,
+    "daily_duration": daily_duration,
 }
 
 

@@ -3,12 +3,16 @@
 
 Runs are created at or around local midnights of DST-change days in zones with DST, half- and
 quarter-hour offsets; their versions include paused/resumed cycles, duplicate finished versions
-with different tokens, re-sent identical rows, rows arriving out of log_version order, created
-times written with and without fractions and offsets, and empty created_at (older writers).
+with different tokens, durations and finish times (and retries tying on everything but their
+duration), re-sent identical rows, rows arriving out of log_version order, created times written
+with and without fractions and offsets, and empty created_at (older writers). Durations are
+elapsed_time or, when it is None, finished_at - started_at; they repeat (ties within a day), sit
+on half microseconds (rounding), run backwards (clock skew) or cannot be known (NaN, 1e13 s).
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -83,6 +87,12 @@ def _iso(us: int, style: str) -> str:
 
 
 _STYLES = ("naive", "naive", "naive", "millis", "zulu", "plus8", "minus")
+ELAPSED = (
+    st.none()
+    | st.floats(0, 600, allow_nan=False)
+    | st.sampled_from((0.0, 1.0, 2.5, 2.5e-06, 0.1234565, 599.9999995))  # shared values; half µs
+    | st.sampled_from((-1.0, 1e13, math.nan))  # a clock gone backwards; durations not known
+)
 
 
 @st.composite
@@ -134,15 +144,21 @@ def run_versions(draw: st.DrawFn, run_id: str, created_pool: list[int], zone: st
         time = created_s + draw(st.integers(-5, 7200))  # arrival order need not follow log_version
         if tie and draw(st.booleans()):
             time = rows[-1].time
+        tokens = draw(st.integers(0, 5000)) if position else 0
+        if tie and draw(st.booleans()):  # a retry differing only in its duration, if at all
+            tokens = rows[-1].total_tokens
+        elif finished and rows and rows[-1].finished_at and draw(st.booleans()):
+            # a later retry finishing at another time (also written with an offset)
+            finished_text = _iso(created + draw(st.integers(1, 600_000_000)), draw(st.sampled_from(_STYLES)))
         rows.append(
             Version(
                 time=time,
                 log_version=log_version,
                 status=status,
-                total_tokens=draw(st.integers(0, 5000)) if position else 0,
+                total_tokens=tokens,
                 total_steps=position,
                 exceptions_count=draw(st.integers(0, 2)) if finished else 0,
-                elapsed_time=draw(st.none() | st.floats(0, 600, allow_nan=False)) if finished else None,
+                elapsed_time=draw(ELAPSED) if finished else None,
                 finished_at=finished_text if finished else "",
                 outputs='{"answer": 42}' if finished else "",
                 error_message="boom" if status == "failed" else "",

@@ -14,6 +14,7 @@ from litestar.testing import TestClient
 from app.backend import Backend
 from app.config import Settings, load_settings
 from app.main import create_app
+from app.measures import DAILY_MEASURES
 from queries.scope import Query
 from tests import examples
 from tests.db import load_history
@@ -69,7 +70,34 @@ def test_every_daily_measure(client: TestClient[Any]) -> None:
             {"date": "2025-03-01", "interactions": 1.0},
             {"date": "2025-03-02", "interactions": 1.5},
         ],
+        "daily-status": [
+            {
+                "date": "2025-03-01",
+                "succeeded": 1,
+                "failed": 0,
+                "stopped": 0,
+                "partial_succeeded": 0,
+                "running": 0,
+                "paused": 0,
+                "failure_rate": 0.0,
+            },
+            {
+                "date": "2025-03-02",
+                "succeeded": 0,
+                "failed": 1,
+                "stopped": 0,
+                "partial_succeeded": 0,
+                "running": 1,
+                "paused": 1,
+                "failure_rate": 1.0,
+            },
+        ],
+        "daily-duration": [
+            {"date": "2025-03-01", "count": 1, "p50": 4.9, "p95": 4.9, "p99": 4.9, "max": 4.9},
+            {"date": "2025-03-02", "count": 1, "p50": 1.5, "p95": 1.5, "p99": 1.5, "max": 1.5},
+        ],
     }
+    assert len(expected) == len(DAILY_MEASURES)
     for path, data in expected.items():
         answer = client.get(f"{BASE}/statistics/{path}", params=params)
         assert answer.status_code == 200, path

@@ -68,12 +68,31 @@ def test_dashboard_panels_use_our_metrics_and_the_app_variable() -> None:
     variables = {variable["name"]: variable for variable in dashboard["templating"]["list"]}
     assert {"datasource", "app", "triggered_from", "timezone"} <= set(variables)
     assert variables["app"]["type"] == "query"
-    metrics = {target["target"] for panel in dashboard["panels"] for target in panel["targets"]}
+    panels = [panel for panel in dashboard["panels"] if panel["type"] != "row"]  # rows only group
+    metrics = {target["target"] for panel in panels for target in panel["targets"]}
     assert metrics == set(SERIES) | set(TABLES)
-    for panel in dashboard["panels"]:
+    for panel in panels:
         for target in panel["targets"]:
             assert target["payload"]["app_id"] == "$app"
             assert panel["datasource"]["type"] == "simpod-json-datasource"
+
+
+def test_the_dashboard_has_a_row_of_failure_rate_and_p95_duration_per_app() -> None:
+    """The operators' row: below the other panels, holding the failure rate (a ratio from 0 to 1)
+    and the p95 duration (seconds) of the chosen app over the dashboard's range."""
+    dashboard = json.loads((ROOT / "grafana" / "dify-stats-dashboard.json").read_text())
+    panels = dashboard["panels"]
+    rows = [panel for panel in panels if panel["type"] == "row"]
+    assert len(rows) == 1 and "$app" in rows[0]["title"]
+    below = [panel for panel in panels if panel["gridPos"]["y"] > rows[0]["gridPos"]["y"]]
+    others = [panel for panel in panels if panel["type"] != "row" and panel not in below]
+    assert rows[0]["gridPos"]["y"] >= max(p["gridPos"]["y"] + p["gridPos"]["h"] for p in others)
+    by_metric = {target["target"]: panel for panel in below for target in panel["targets"]}
+    assert by_metric["failure_rate"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert by_metric["failure_rate"]["fieldConfig"]["defaults"]["max"] == 1
+    assert by_metric["duration_p95"]["fieldConfig"]["defaults"]["unit"] == "s"
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids))
 
 
 def test_provisioning_points_grafana_at_the_datasource_route_with_a_key() -> None:

@@ -96,6 +96,9 @@ def test_metrics_catalogue_conforms(grafana: TestClient[Any], spec: dict[str, An
     names = [metric["value"] for metric in answer.json()]
     assert names == [
         "daily_runs", "daily_terminals", "token_costs", "average_interactions",
+        "runs_succeeded", "runs_failed", "runs_stopped", "runs_partial_succeeded", "runs_running",
+        "runs_paused", "failure_rate",
+        "duration_count", "duration_p50", "duration_p95", "duration_p99", "duration_max",
         "runs_by_status", "recent_runs",
     ]  # fmt: skip
     assert {payload["name"] for payload in answer.json()[0]["payloads"]} == {
@@ -166,6 +169,52 @@ def test_daily_series_are_zero_filled_local_midnights_equal_to_the_native_answer
         "partial-succeeded",
         "paused",
     }
+
+
+def test_status_and_duration_series_equal_the_native_answers_with_gaps_where_no_value(
+    grafana: TestClient[Any], spec: dict[str, Any]
+) -> None:
+    """One series per status and per duration statistic, each the native answer's field per local
+    day; counts are 0 on days without runs, the failure rate and durations a null gap there."""
+    app = APPS[0]
+    zone = "America/New_York"
+    start, end, days = _range(14, zone)  # the demo's 10 days and 4 days before them without runs
+    payload = {"app_id": app.app_id, "timezone": zone}
+    metrics = [name for name in SERIES if name.startswith(("runs_", "failure_rate", "duration_"))]
+    body = {
+        "range": {"from": start, "to": end},
+        "targets": [{"target": m, "payload": payload} for m in metrics],
+    }
+    answer = grafana.post("/grafana/query", json=body, headers=ALL)
+    assert answer.status_code == 200, answer.text
+    conforms(spec, "/query", answer.json())
+    series = {item["target"]: [value for value, _ in item["datapoints"]] for item in answer.json()}
+    assert list(series) == metrics and len(metrics) == 12
+    base = f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics"
+    window = {"start": start, "end": end, "timezone": zone}
+    statuses = {
+        p["date"]: p for p in grafana.get(f"{base}/daily-status", params=window, headers=ALL).json()["data"]
+    }
+    durations = {
+        p["date"]: p for p in grafana.get(f"{base}/daily-duration", params=window, headers=ALL).json()["data"]
+    }
+    assert len(statuses) >= 9 and sum(p["failed"] for p in statuses.values()) > 0
+    for metric, values in series.items():
+        native, field, empty = (
+            (durations, metric.removeprefix("duration_"), None)
+            if metric.startswith("duration_")
+            else (statuses, metric.removeprefix("runs_"), None if metric == "failure_rate" else 0)
+        )
+        if metric == "duration_count":
+            empty = 0
+        assert values == [
+            float(native[d.isoformat()][field])
+            if d.isoformat() in native and native[d.isoformat()][field] is not None
+            else empty
+            for d in days
+        ], metric
+    assert None in series["failure_rate"] and None in series["duration_p95"]  # the days without runs
+    assert 0.0 in series["runs_failed"] and None not in series["runs_failed"]
 
 
 @pytest.mark.parametrize("filters_field", ["filters", "adhocFilters"])

@@ -79,6 +79,15 @@ def test_tables_are_aligned(database_url: str) -> None:
     daily = query(database_url, "daily-runs", "--tenant", T, "--app", A, "--timezone", "Asia/Shanghai")
     assert daily.returncode == 0, daily.stderr
     assert daily.stdout.splitlines() == ["date        runs", "2025-03-01     1", "2025-03-02     3"]
+    durations = query(
+        database_url, "daily-duration", "--tenant", T, "--app", A, "--timezone", "Asia/Shanghai"
+    )
+    assert durations.returncode == 0, durations.stderr
+    assert durations.stdout.splitlines() == [
+        "date        count  p50  p95  p99  max",
+        "2025-03-01      1  4.9  4.9  4.9  4.9",
+        "2025-03-02      1  1.5  1.5  1.5  1.5",
+    ]
     counts = query(
         database_url, "runs-count", "--tenant", T, "--app", A, "--triggered-from", "app-run",
         "--start", "2025-03-01T17:00:00Z",

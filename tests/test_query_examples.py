@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import msgspec
@@ -9,14 +10,16 @@ import psycopg
 import pytest
 
 from app import answers
-from app.measures import DAILY_MEASURES, MEASURES_BY_NAME
+from app.measures import DAILY_DURATION, DAILY_MEASURES, MEASURES_BY_NAME
+from app.run_states import KeptRuns
 from queries import counts, daily, run_rows, runs
 from queries.rows import CursorRow, DailyRow, RunDetailRow, RunStateRow, StatusCountRow
 from queries.runs import RunCursor
 from queries.scope import RunScope
 from schemas.runs import RunCounts
-from tests import examples
+from tests import examples, reference
 from tests.db import fetch, fetch_rows, fetch_run_page, load_history
+from tests.points import answered
 
 MAR_1_SHANGHAI_US = 1_740_758_400_000_000  # 2025-03-01T00:00:00+08:00
 MAR_3_SHANGHAI_US = 1_740_931_200_000_000  # 2025-03-03T00:00:00+08:00
@@ -52,12 +55,12 @@ def run(request: pytest.FixtureRequest, dialect_conns: dict[str, psycopg.Connect
 
 
 def _daily(run: Any, name: str, scope: RunScope, zone: str) -> list[tuple[str, Any]]:
+    """(date, value) per day for a measure of one value, (date, {field: value}) for others."""
     conn, _ = run
     measure = MEASURES_BY_NAME[name]
     found = fetch_rows(conn, daily.daily(scope, zone, measure.sql), DailyRow)
-    return [
-        (point.date, getattr(point, measure.answer_field)) for point in answers.daily_points(measure, found)
-    ]
+    points = answered(measure, answers.daily_points(measure, found))
+    return [(day, values) if len(values) > 1 else (day, *values.values()) for day, values in points]
 
 
 def test_a_run_whose_created_time_does_not_parse_is_skipped_not_fatal(
@@ -208,6 +211,7 @@ def test_check_sls_runs_every_sls_query_against_the_stand_in(
         "daily_runs in a DST zone",
         "daily_runs, open start",
         "day_users",
+        "day_values (durations)",
         "daily_runs of succeeded runs",
         "daily_runs of running runs",
         "day_users of failed runs",
@@ -232,6 +236,107 @@ def test_check_sls_runs_every_sls_query_against_the_stand_in(
     assert counters["refused_statement"] == counters["default_limit_appended"] == 0
     open_start = [seen.sql for seen in counters.statements() if "__time__ > 0" in seen.sql]
     assert open_start == []  # with a retention, no statement reads the whole logstore
+
+
+def test_runs_by_status_and_durations_by_eye(run: Any) -> None:
+    """Shanghai 2025-03-01: r1 succeeded (finished 16:00:05, started 16:00:00.1, no elapsed_time:
+    4.9 s); 2025-03-02: r2 failed (1.5 s), r3 running, r4 paused."""
+    scope = run[1](start=MAR_1_SHANGHAI_US, end=MAR_3_SHANGHAI_US)
+    statuses = _daily(run, "daily_status", scope, "Asia/Shanghai")
+    nothing = {"succeeded": 0, "failed": 0, "stopped": 0, "partial_succeeded": 0, "running": 0, "paused": 0}
+    assert statuses == [
+        ("2025-03-01", {**nothing, "succeeded": 1, "failure_rate": 0.0}),
+        ("2025-03-02", {**nothing, "failed": 1, "running": 1, "paused": 1, "failure_rate": 1.0}),
+    ]
+    assert _daily(run, "daily_duration", scope, "Asia/Shanghai") == [
+        ("2025-03-01", {"count": 1, "p50": 4.9, "p95": 4.9, "p99": 4.9, "max": 4.9}),
+        ("2025-03-02", {"count": 1, "p50": 1.5, "p95": 1.5, "p99": 1.5, "max": 1.5}),
+    ]
+
+
+def _finished(run_id: str, day: int, seconds: float | None, status: str = "succeeded") -> list[Any]:
+    """A run created at noon UTC on 2025-04-`day`: running, then finished after `seconds`
+    (elapsed_time; None: only finished_at - started_at says it, 1.5 s)."""
+    created = f"2025-04-{day:02d}T12:00:00"
+    finished = {"created_at": created, "started_at": created, "finished_at": f"2025-04-{day:02d}T12:00:01.5"}
+    time = 1_743_508_800 + (day - 1) * 86_400
+    return [
+        examples._version(run_id, time, 1, "running", 0, created_at=created, started_at=created),
+        examples._version(run_id, time + 9, 2, status, 5, elapsed_time=seconds, **finished),
+    ]
+
+
+def _nearest_rank_days() -> list[Any]:
+    """Days of 1, 2, 3, 12 (with ties) and 100 finished runs (and an unfinished one an hour later),
+    a duration known only from its times, and a retry tying on everything but its elapsed_time
+    (the longer wins). Every finished run at noon UTC."""
+    days = {
+        1: [3.0],
+        2: [2.0, 1.0],
+        3: [5.0, 1.0, 3.0],
+        4: [2.0, 7.0, 2.0, 2.0, 1.0, 1.0, 3.0, 4.0, 5.0, 6.0, 8.0, 9.0],  # p95 is the 12th (ceil 11.4)
+        5: [float(n) for n in range(100, 0, -1)],
+    }
+    rows: list[Any] = []
+    for day, durations in days.items():
+        rows += [row for n, seconds in enumerate(durations) for row in _finished(f"d{day}-{n}", day, seconds)]
+    rows += _finished("times-only", 6, None) + _finished("failed", 6, 0.25, status="failed")
+    created = "2025-04-05T13:00:00"
+    rows.append(
+        examples._version(
+            "unfinished", 1_743_508_800, 1, "running", 0, created_at=created, started_at=created
+        )
+    )
+    for n, (first, then) in enumerate([(4.0, 9.0), (9.0, 4.0)] * 2):  # written in either order
+        retry = _finished(f"retry-{n}", 7, first)
+        rows += [*retry, msgspec.structs.replace(retry[1], elapsed_time=then)]
+    return rows
+
+
+NEAREST_RANKS = [
+    ("2025-04-01", {"count": 1, "p50": 3.0, "p95": 3.0, "p99": 3.0, "max": 3.0}),
+    ("2025-04-02", {"count": 2, "p50": 1.0, "p95": 2.0, "p99": 2.0, "max": 2.0}),
+    ("2025-04-03", {"count": 3, "p50": 3.0, "p95": 5.0, "p99": 5.0, "max": 5.0}),
+    ("2025-04-04", {"count": 12, "p50": 3.0, "p95": 9.0, "p99": 9.0, "max": 9.0}),
+    ("2025-04-05", {"count": 100, "p50": 50.0, "p95": 95.0, "p99": 99.0, "max": 100.0}),
+    ("2025-04-06", {"count": 2, "p50": 0.25, "p95": 1.5, "p99": 1.5, "max": 1.5}),
+    ("2025-04-07", {"count": 4, "p50": 9.0, "p95": 9.0, "p99": 9.0, "max": 9.0}),
+]
+
+
+def test_nearest_rank_percentiles_on_small_days(run: Any, pg_conn: psycopg.Connection[Any]) -> None:
+    """p is the value at position ceil(p * n) of the day's ascending durations: with 1, 2, 3 runs,
+    with ties, with 100; the unfinished run of 2025-04-05 has none but counts in the statuses."""
+    scope = run[1]
+    for physical in (_nearest_rank_days(), _nearest_rank_days()[::-1]):  # ties must not depend on it
+        load_history(pg_conn, physical)
+        assert _daily(run, "daily_duration", scope(), "UTC") == NEAREST_RANKS
+    statuses = _daily(run, "daily_status", scope(), "UTC")
+    assert [(values["succeeded"], values["running"], values["failure_rate"]) for _, values in statuses] == [
+        (1, 0, 0.0), (2, 0, 0.0), (3, 0, 0.0), (12, 0, 0.0), (100, 1, 0.0), (1, 0, 0.5), (4, 0, 0.0)
+    ]  # fmt: skip
+    assert reference.daily_duration(
+        reference.runs_in_scope(_nearest_rank_days(), examples.T, examples.A, "app-run"), "UTC"
+    ) == [(date.fromisoformat(day), values) for day, values in NEAREST_RANKS]
+
+
+def test_kept_runs_rank_the_same_durations(
+    dialect_conns: dict[str, psycopg.Connection[Any]], pg_conn: psycopg.Connection[Any]
+) -> None:
+    """The runs kept for live days (their keys read by queries/run_rows.py, tallied in Python)
+    answer the same nearest ranks, for a whole day and for part of one."""
+    load_history(pg_conn, _nearest_rank_days()[::-1])
+    for dialect in ("postgres", "sls"):
+        scope = RunScope(
+            tenant_id=examples.T, app_id=examples.A, triggered_from="app-run", start_us=0, dialect=dialect
+        )  # type: ignore[arg-type]
+        state = KeptRuns(0, None)
+        state.merge(fetch_rows(dialect_conns[dialect], run_rows.run_rows(scope, "UTC"), RunStateRow))
+        points = answers.daily_points(DAILY_DURATION, state.rows(0, 2**62))
+        assert answered(DAILY_DURATION, points) == NEAREST_RANKS, dialect
+        noon_5 = 1_743_854_400_000_000  # 2025-04-05 12:00 UTC: the finished runs, not the one at 13:00
+        part = answers.daily_points(DAILY_DURATION, state.rows(noon_5 - 1, noon_5 + 1))
+        assert answered(DAILY_DURATION, part) == [NEAREST_RANKS[4]], dialect
 
 
 @pytest.fixture

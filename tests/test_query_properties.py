@@ -14,12 +14,14 @@ from hypothesis import strategies as st
 from app import answers
 from app.days import day_number_to_date
 from app.measures import DAILY_MEASURES
+from app.run_states import kept_run
 from queries import counts, daily, run_rows, runs
 from queries.rows import CursorRow, DailyRow, RunDetailRow, RunStateRow
 from queries.scope import RunScope
 from schemas.requests import STATUSES
 from tests import reference
 from tests.db import fetch, fetch_rows, fetch_run_page, load_history
+from tests.points import answered, dated
 from tests.strategies import APPS, created_ranges, histories, instants, scope_of, zones
 
 DIALECTS = ("postgres", "sls")
@@ -51,10 +53,6 @@ def _expected_runs(history: list[reference.Version], app: tuple[str, str], trigg
     return reference.runs_in_scope(history, app[0], app[1], trigger, bounds[0], bounds[1])
 
 
-def _dated(pairs: list[Any]) -> list[tuple[str, Any]]:
-    return [(day.isoformat(), value) for day, value in pairs]
-
-
 # Every sls statement here runs through the SLS stand-in: none may need its default LIMIT 100.
 pytestmark = pytest.mark.usefixtures("no_statement_relies_on_the_default_limit")
 
@@ -73,16 +71,13 @@ def test_daily_measures_match_reference(
         for plan in PLANS:
             query_scope = _scope(app, trigger, bounds, dialect, plan, _read_at(history))
             for measure in DAILY_MEASURES:
-                want = _dated(reference.DAILY[measure.name](truth, zone))
+                want = dated(reference.DAILY[measure.name](truth, zone))
                 found = fetch_rows(
                     dialect_conns[dialect],
                     daily.daily(query_scope, zone, measure.sql, status=status),
                     DailyRow,
                 )
-                got = [
-                    (point.date, getattr(point, measure.answer_field))
-                    for point in answers.daily_points(measure, found)
-                ]
+                got = answered(measure, answers.daily_points(measure, found))
                 assert got == want, (dialect, plan, measure.name)
 
 
@@ -168,7 +163,8 @@ def test_run_rows_are_each_runs_latest_version_written_since(
     dialect_conns: Conns, data: st.DataObject, zone: str
 ) -> None:
     """The rows kept for live days: per run created in the range with a version written since
-    the instant, its local day, created time, user and the latest of those versions' tokens."""
+    the instant, its local day, created time, user, and the latest of those versions' tokens,
+    duration and status (carried by its key)."""
     history = data.draw(histories(zone=zone))
     app, trigger = data.draw(st.composite(lambda draw: scope_of(draw, history))())
     start = data.draw(instants(zone))
@@ -178,7 +174,7 @@ def test_run_rows_are_each_runs_latest_version_written_since(
     since = [row for row in history if written_since is None or row.time >= written_since]
     want = sorted(
         (run.id, reference.local_date(reference.created_us(run), zone), reference.created_us(run),
-         run.created_by, run.total_tokens)
+         run.created_by, run.total_tokens, reference.duration_us(run), run.status)
         for run in _expected_runs(since, app, trigger, (start, end))
     )  # fmt: skip
     for dialect in DIALECTS:
@@ -190,8 +186,10 @@ def test_run_rows_are_each_runs_latest_version_written_since(
             zone,
         )
         found = fetch_rows(dialect_conns[dialect], query, RunStateRow)
+        kept = [(row, kept_run(row.created_us, row.created_by, row.latest_key)) for row in found]
         got = [
-            (row.id, day_number_to_date(row.day), row.created_us, row.created_by, int(row.latest_key[32:52]))
-            for row in found
-        ]
+            (row.id, day_number_to_date(row.day), run.created_us, run.created_by, run.tokens, run.duration_us,
+             run.status)
+            for row, run in kept
+        ]  # fmt: skip
         assert got == want, dialect

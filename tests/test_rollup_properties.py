@@ -29,6 +29,7 @@ from app.sources import build_sources
 from schemas.requests import STATUSES, DailyRequest
 from tests import reference
 from tests.db import load_history
+from tests.points import answered, dated
 from tests.strategies import ZONE_ANCHORS_US, histories, instants, scope_of, zones
 
 
@@ -121,9 +122,8 @@ def check_rollups(
         truth = reference.with_status(
             reference.runs_in_scope(history, tenant_id, app_id, trigger, start, end), status
         )
-        expected = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
-        got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
-        assert got == expected, (measure.name, start, end)
+        expected = dated(reference.DAILY[measure.name](truth, zone))
+        assert answered(measure, answer) == expected, (measure.name, start, end)
 
 
 @pytest.mark.parametrize("count", [1, 2], ids=["alone", "two-replicas"])
@@ -313,9 +313,8 @@ def check_refreshes(
         truth = reference.runs_in_scope(visible, tenant_id, app_id, trigger, start, end)
         for measure in DAILY_MEASURES:
             answer, _ = loop.run_until_complete(service.daily(measure, request))
-            expected = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
-            got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
-            assert got == expected, (measure.name, now_s, start, end)
+            expected = dated(reference.DAILY[measure.name](truth, zone))
+            assert answered(measure, answer) == expected, (measure.name, now_s, start, end)
 
 
 def _version(

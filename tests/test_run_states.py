@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 from app.run_states import KeptRuns, RunStateStore
+from queries.dialects import DURATION_BIAS, NO_DURATION
 from queries.rows import RunStateRow
+
+
+def _key(log_version: int, tokens: int = 0, duration_us: int | None = None, status: str = "running") -> str:
+    """A latest-version key as queries/run_rows.py reads it."""
+    duration = NO_DURATION if duration_us is None else str(duration_us + DURATION_BIAS)
+    return f"{log_version:020d}{0:012d}{tokens:020d}{duration}{status}"
 
 
 def _state(runs: int, prefix: str) -> KeptRuns:
     state = KeptRuns(0, None)
-    key = "0" * 52
+    key = _key(0)
     state.merge(
         RunStateRow(id=f"{prefix}{n}", day=1, created_us=n, created_by="u", latest_key=key)
         for n in range(runs)
@@ -41,11 +48,8 @@ def test_keeping_is_off_at_zero() -> None:
 def test_a_later_version_replaces_a_runs_tokens_and_an_earlier_one_does_not() -> None:
     state = KeptRuns(0, None)
 
-    def key(log_version: int, tokens: int) -> str:
-        return f"{log_version:020d}{0:012d}{tokens:020d}"
-
     def row(log_version: int, tokens: int) -> RunStateRow:
-        return RunStateRow(id="r", day=1, created_us=5, created_by="u", latest_key=key(log_version, tokens))
+        return RunStateRow(id="r", day=1, created_us=5, created_by="u", latest_key=_key(log_version, tokens))
 
     state.merge([row(2, 70)])
     state.merge([row(1, 999), row(2, 70)])  # older, and a duplicate: nothing changes
@@ -68,6 +72,37 @@ def test_empty_states_count_against_their_tenants_share() -> None:
 
 def test_a_negative_token_count_is_read_not_a_failure() -> None:
     state = KeptRuns(0, None)
-    key = "0" * 32 + "-5".rjust(20, "0")
+    key = "0" * 32 + "-5".rjust(20, "0") + NO_DURATION + "running"
     state.merge([RunStateRow(id="r", day=1, created_us=5, created_by="u", latest_key=key)])
     assert [(r.runs, r.tokens) for r in state.rows(0, 10)] == [(1, -5)]
+
+
+def test_a_runs_status_and_duration_follow_its_latest_version_in_the_day_tallies() -> None:
+    """A run paused, resumed, finished, then retried with another duration: the day counts it once,
+    under its latest status, and ranks only its latest duration; a whole and a partial day agree."""
+    state = KeptRuns(0, None)
+
+    def rows(*keys: tuple[str, int, str]) -> list[RunStateRow]:
+        return [
+            RunStateRow(id=run_id, day=1, created_us=created, created_by="u", latest_key=key)
+            for key, created, run_id in keys
+        ]
+
+    def tallies(low: int, high: int) -> list[tuple[int, int, int, int, int, int | None, int | None]]:
+        return [
+            (r.runs, r.running, r.paused, r.succeeded, r.durations, r.p50_us, r.max_us)
+            for r in state.rows(low, high)
+        ]
+
+    state.merge(rows((_key(1, status="running"), 5, "a"), (_key(1, 3, 7_000_000, "failed"), 6, "b")))
+    assert tallies(0, 10) == [(2, 1, 0, 0, 1, 7_000_000, 7_000_000)]
+    state.merge(rows((_key(2, status="paused"), 5, "a")))
+    assert tallies(0, 10) == [(2, 0, 1, 0, 1, 7_000_000, 7_000_000)]
+    state.merge(rows((_key(3, 9, 2_000_000, "succeeded"), 5, "a")))
+    assert tallies(0, 10) == [(2, 0, 0, 1, 2, 2_000_000, 7_000_000)]
+    state.merge(rows((_key(3, 9, 1_000_000, "succeeded"), 5, "a")))  # a tie on everything else: longer wins
+    assert tallies(0, 10) == [(2, 0, 0, 1, 2, 2_000_000, 7_000_000)]
+    state.merge(rows((_key(4, 9, -500, "succeeded"), 5, "a"), (_key(0, 0, 1, "succeeded"), 6, "b")))
+    assert tallies(0, 10) == [(2, 0, 0, 1, 2, -500, 7_000_000)]  # a negative duration sorts first
+    assert tallies(5, 6) == [(1, 0, 0, 1, 1, -500, -500)]  # the partial day walks its runs
+    assert [(r.failed, r.durations, r.p95_us) for r in state.rows(6, 7)] == [(1, 1, 7_000_000)]

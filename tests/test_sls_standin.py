@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from app.backend import Backend
 from app.config import load_settings
-from app.measures import DAILY_RUNS
+from app.measures import DAILY_DURATION, DAILY_RUNS
 from queries import daily
 from queries.scope import RunScope
 from tests import examples
@@ -413,13 +413,16 @@ def _one_run_a_day(days: int) -> list[Any]:
         text = created.replace(tzinfo=None).isoformat()
         moment = int(created.timestamp() * 1_000_000)
         runs.append(
-            examples._version(run_id, moment, moment * 1000, "succeeded", 1, created_at=text, started_at=text)
-        )
+            examples._version(
+                run_id, moment, moment * 1000, "succeeded", 1, created_at=text, started_at=text,
+                finished_at=text, elapsed_time=float(day),
+            )
+        )  # fmt: skip
     return runs
 
 
 @pytest.mark.parametrize("plan", ["shortcut", "windowed"])
-@pytest.mark.parametrize("measure", ["daily_runs", "day_users"])
+@pytest.mark.parametrize("measure", ["daily_runs", "daily_duration", "day_users", "day_values"])
 def test_150_days_of_runs_give_150_daily_rows_through_the_standin(
     standin: SlsStandIn,
     conn: psycopg.Connection[Any],
@@ -427,13 +430,15 @@ def test_150_days_of_runs_give_150_daily_rows_through_the_standin(
     plan: str,
     measure: str,
 ) -> None:
-    """The API allows 400-day ranges; every day with runs is one row (day_users: one per user)."""
+    """The API allows 400-day ranges; every day with runs is one row (day_users: one per user;
+    day_values: one per duration)."""
     scope = _one_run_a_day_loaded(pg_conn, 150, plan)
-    query = (
-        daily.daily(scope, "UTC", DAILY_RUNS.sql)
-        if measure == "daily_runs"
-        else daily.day_users(scope, "UTC")
-    )
+    query = {
+        "daily_runs": lambda: daily.daily(scope, "UTC", DAILY_RUNS.sql),
+        "daily_duration": lambda: daily.daily(scope, "UTC", DAILY_DURATION.sql),
+        "day_users": lambda: daily.day_users(scope, "UTC"),
+        "day_values": lambda: daily.day_values(scope, "UTC", DAILY_DURATION.sql),
+    }[measure]()
     days = fetch(conn, query)
     assert standin.counters["default_limit_appended"] == 0  # the statement states its own
     assert len(days) == 150

@@ -34,6 +34,7 @@ from app.sources import build_sources
 from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
 from tests.db import load_history, load_two_sources
+from tests.points import answered, dated
 from tests.strategies import (
     ZONE_ANCHORS_US,
     SplitHistory,
@@ -161,9 +162,8 @@ def check_daily_measures(
     for combination, repository in repositories.items():
         for measure in DAILY_MEASURES:
             answer = harness.run(repository.daily(measure, request))
-            want = [(day.isoformat(), value) for day, value in reference.DAILY[measure.name](truth, zone)]
-            got = [(item.date, getattr(item, measure.answer_field)) for item in answer]
-            assert got == want, (combination, measure.name)
+            want = dated(reference.DAILY[measure.name](truth, zone))
+            assert answered(measure, answer) == want, (combination, measure.name)
 
 
 @given(data=st.data(), zone=zones)

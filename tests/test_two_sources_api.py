@@ -25,7 +25,9 @@ from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows, demo_apps, generate_rows, split_rows
 from app.embedded import load_demo
+from app.grafana import SERIES as SERIES_BY_METRIC
 from app.main import create_app
+from app.measures import DAILY_MEASURES
 from tests.fake_dify import Account, serve_fake_dify
 from tests.live import free_port, wait_until_answering
 
@@ -40,9 +42,9 @@ ACCOUNTS = {
         tenant_id=APPS[0].tenant_id, timezone="Asia/Kolkata", apps=frozenset({APPS[0].app_id})
     )
 }
-STATISTICS = ("daily-runs", "daily-terminals", "token-costs", "average-interactions")
+STATISTICS = tuple(measure.native_path.lstrip("/") for measure in DAILY_MEASURES)
 CONSOLE_STATISTICS = ("daily-conversations", "daily-terminals", "token-costs", "average-app-interactions")
-SERIES = ("daily_runs", "daily_terminals", "token_costs", "average_interactions", "runs_by_status")
+SERIES = (*SERIES_BY_METRIC, "runs_by_status")
 
 
 def _rows() -> list[tuple[Any, ...]]:

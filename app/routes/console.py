@@ -45,7 +45,11 @@ def app_run_trigger() -> TriggerSource:
 console_router = Router(
     path="/console/api/apps/{app_id:str}",
     route_handlers=[
-        *(daily_route(m, f"/workflow/statistics{m.console_path}", "console") for m in DAILY_MEASURES),
+        *(
+            daily_route(m, f"/workflow/statistics{m.console_path}", "console")
+            for m in DAILY_MEASURES
+            if m.console_path is not None  # only the measures Dify's console has
+        ),
         ConsoleRunsController,
     ],
     dependencies={

@@ -69,7 +69,7 @@ def grafana_health() -> dict[str, str]:
     "/metrics",
     responses=ERROR_RESPONSES,
     status_code=200,
-    summary="The six metrics and their payload options",
+    summary="The metrics (daily series, tables) and their payload options",
     sync_to_thread=False,
 )
 def grafana_metrics(data: JSONBody[MetricsRequest | None] = None) -> list[MetricInfo]:
