@@ -19,7 +19,6 @@ import msgspec
 from queries.dialects import created_text_sql, epoch_us_sql
 from queries.rows import DETAIL_COLUMNS, SUMMARY_COLUMNS
 from queries.scope import (
-    LATEST_FIRST,
     LOGSTORE_TABLE,
     Query,
     RunScope,
@@ -27,7 +26,7 @@ from queries.scope import (
     created_range_where,
     time_where,
 )
-from queries.versions import latest_versions_sql, run_states_sql
+from queries.versions import latest_first_sql, latest_versions_sql, run_states_sql
 from queries.workflow_runs import (
     CREATED_US,
     WORKFLOW_RUNS_TABLE,
@@ -113,7 +112,7 @@ SELECT {", ".join(SUMMARY_COLUMNS)}, created_us
 FROM (
     SELECT {", ".join(SUMMARY_COLUMNS)},
            {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us,
-           ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
+           ROW_NUMBER() OVER (PARTITION BY id ORDER BY {latest_first_sql(scope.dialect)}) AS version_rank
     FROM {LOGSTORE_TABLE}
     WHERE tenant_id = %(tenant_id)s AND app_id = %(app_id)s AND {time_where(oldest)}
       AND id IN ({", ".join(names)})
@@ -207,7 +206,7 @@ LIMIT 1"""
 SELECT {columns}
 FROM (
     SELECT {columns},
-           ROW_NUMBER() OVER (PARTITION BY id ORDER BY {LATEST_FIRST}) AS version_rank
+           ROW_NUMBER() OVER (PARTITION BY id ORDER BY {latest_first_sql(scope.dialect)}) AS version_rank
     FROM {LOGSTORE_TABLE}
     WHERE {where}
 ) AS versions
@@ -218,6 +217,6 @@ LIMIT 1"""
 SELECT {columns}
 FROM {LOGSTORE_TABLE}
 WHERE {where}
-ORDER BY {LATEST_FIRST}
+ORDER BY {latest_first_sql(scope.dialect)}
 LIMIT 1"""
     return Query(sql, params)

@@ -63,6 +63,13 @@ def run_states_sql(scope: RunScope) -> str:
     ) AS per_run{parse_once_fence(scope.dialect)}"""
 
 
+def latest_first_sql(dialect: Dialect) -> str:
+    """The truth's whole order of versions, for statements that answer a version's own columns
+    (run detail, run list): LATEST_FIRST, then the longer duration, as retries tying on every
+    other key (their elapsed times differ) are ordered."""
+    return f"{LATEST_FIRST}, {duration_us_sql(dialect)} DESC NULLS LAST"
+
+
 def latest_versions_sql(scope: RunScope, columns: tuple[str, ...]) -> str:
     """Latest version of every run of the app with this trigger source; `columns` plus created_us.
 
@@ -75,6 +82,8 @@ def latest_versions_sql(scope: RunScope, columns: tuple[str, ...]) -> str:
     inner = ", ".join(dict.fromkeys(read))
     versions = f"{LOGSTORE_TABLE}\n        WHERE {app_rows_where(scope, with_trigger=False)}"
     order = LATEST_FIRST
+    if "elapsed_time" in columns:  # answered: retries must be told apart by their duration
+        order = latest_first_sql(scope.dialect)
     if reads_duration:  # computed once per version, one level down
         every = ", ".join(dict.fromkeys((*read, "log_version", "__time__", "total_tokens", "status")))
         versions = f"""(
@@ -82,7 +91,7 @@ def latest_versions_sql(scope: RunScope, columns: tuple[str, ...]) -> str:
             FROM {versions}
         ) AS timed"""
         inner += ", duration_us"
-        order += ", duration_us DESC NULLS LAST"
+        order = f"{LATEST_FIRST}, duration_us DESC NULLS LAST"
     return f"""
     SELECT {wanted}, {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us
     FROM (

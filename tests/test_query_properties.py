@@ -3,6 +3,7 @@ histories that keep the writer invariants (real PostgreSQL, session zone Asia/Sh
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
@@ -156,6 +157,18 @@ def test_run_detail_is_the_latest_version(
                     reference.iso_to_us(run.finished_at) // 1_000_000 if run.finished_at else None,
                 ), (dialect, plan)
                 assert detail.created_at == reference.created_us(run) // 1_000_000
+                assert _same_elapsed(detail.elapsed_time, run), (dialect, plan, detail.elapsed_time, run)
+
+
+def _same_elapsed(answered: float, run: reference.Version) -> bool:
+    """The latest version's elapsed_time as written (retries tying on all else differ in it);
+    when it has none, finished - started, or 0 while unfinished."""
+    written = run.elapsed_time
+    if written is None:
+        finished = reference.iso_to_us(run.finished_at) if run.finished_at else None
+        written = 0.0 if finished is None else (finished - reference.iso_to_us(run.started_at)) / 1e6
+        return math.isclose(answered, written, abs_tol=1e-6)
+    return answered == written or (math.isnan(answered) and math.isnan(written))
 
 
 @given(data=st.data(), zone=zones)
