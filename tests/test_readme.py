@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -79,16 +80,22 @@ def demo_service(database_url: str) -> Iterator[tuple[str, tuple[str, str]]]:
         yield base, found
 
 
+def _run_page(base: str, tenant: str, app: str, limit: int) -> list[dict[str, Any]]:
+    """The newest runs of the demo app, to fill the README's `<run_id>` placeholders."""
+    answer = httpx.get(
+        f"{base}/v1/tenants/{tenant}/apps/{app}/runs",
+        params={"triggered_from": "app-run", "limit": limit},
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=30,
+    )
+    return list(answer.json()["data"])
+
+
 def test_every_curl_example_of_the_readme_answers_200(demo_service: tuple[str, tuple[str, str]]) -> None:
     base, (tenant, app) = demo_service
     setup, curls = curl_examples()
     assert len(curls) >= 8
-    page = httpx.get(
-        f"{base}/v1/tenants/{tenant}/apps/{app}/runs",
-        params={"triggered_from": "app-run", "limit": 5},
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=30,
-    ).json()["data"]
+    page = _run_page(base, tenant, app, 5)
     fill = {
         "<key>": KEY,
         "<tenant>": tenant,
@@ -146,12 +153,7 @@ def test_the_readmes_cli_commands_run_as_printed(
     """From a clone whose .venv `make` created, without activating it: a bare `python -m app`
     fails there with ModuleNotFoundError, so every command names the project's interpreter."""
     base, (tenant, app) = demo_service
-    page = httpx.get(
-        f"{base}/v1/tenants/{tenant}/apps/{app}/runs",
-        params={"triggered_from": "app-run", "limit": 1},
-        headers={"Authorization": f"Bearer {KEY}"},
-        timeout=30,
-    ).json()["data"]
+    page = _run_page(base, tenant, app, 1)
     commands = [line for block in shell_blocks() for line in block.splitlines() if " -m app " in f"{line} "]
     assert len(commands) >= 5
     for line in commands:
