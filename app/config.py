@@ -114,11 +114,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         """A migration: workflow_runs before STATS_LOGSTORE_SINCE, the LogStore from it on."""
         return self.logstore_since is not None
 
-    @property
-    def tenant_pool_slots(self) -> int:
-        """Connections one tenant may hold at once: its share of the pool, at least one."""
-        return max(1, int(self.pool_size * self.tenant_share))
-
     def redacted_database_url(self) -> str:
         return redact_url(self.database_url) if self.database_url else "embedded"
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from app.budget import LocalBudget
 from app.config import ConfigError, load_settings, redact_url
 
 KEY = "k" * 32
@@ -165,8 +166,9 @@ def test_hostile_traffic_limits_are_checked_and_named() -> None:
     settings = load_settings(
         {"STATS_POOL_SIZE": "8", "STATS_TENANT_SHARE": "0.25", "STATS_MAX_INFLIGHT": "10"}
     )
-    assert (settings.tenant_pool_slots, settings.max_inflight) == (2, 10)
-    assert load_settings({"STATS_POOL_SIZE": "1"}).tenant_pool_slots == 1  # at least one slot
+    budget = LocalBudget(settings.pool_size, settings.tenant_share)
+    assert (budget.tenants.per_tenant, settings.max_inflight) == (2, 10)
+    assert LocalBudget(1, 0.5).tenants.per_tenant == 1  # at least one slot
     for name, value in (
         ("STATS_TENANT_SHARE", "0"),
         ("STATS_TENANT_SHARE", "1.5"),
