@@ -35,8 +35,9 @@ class ApiKey(msgspec.Struct, frozen=True):
 
 class RedisSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Where replicas share their budget, cache and kept runs: one URL, or Sentinel as Dify
-    configures it (the master's address comes from the sentinels; its credentials and database
-    from STATS_REDIS_USERNAME / STATS_REDIS_PASSWORD / STATS_REDIS_DB)."""
+    configures it (the master's address comes from the sentinels). The master's credentials and
+    database come from STATS_REDIS_USERNAME / STATS_REDIS_PASSWORD / STATS_REDIS_DB, or from the
+    URL, which says them in one place."""
 
     url: str | None = None  # redis:// or rediss://
     sentinels: tuple[tuple[str, int], ...] = ()
@@ -187,9 +188,10 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
         str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")
     ] = "dify-stats:"
     STATS_REDIS_DB: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 0
+    STATS_REDIS_TLS: Literal["on", "off"] = "off"
 
 
-_CASE_FREE = ("STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL")
+_CASE_FREE = ("STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL", "STATS_REDIS_TLS")
 
 
 def _read_variables(env: Mapping[str, str]) -> _Variables:
@@ -220,10 +222,14 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     database_url = _postgres_url(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
     dialect = found.STATS_DIALECT or _default_dialect(database_url)
     # SLS allows 15 concurrent queries per project, shared with Dify's own readers: take a third.
-    pool_size = found.STATS_POOL_SIZE or found.ALIYUN_SLS_PG_POOL_SIZE or (5 if dialect == "sls" else 8)
+    # Dify's pool size counts only where Dify's variables say where the store is.
+    pool_variable, pool_size = "STATS_POOL_SIZE", found.STATS_POOL_SIZE
+    if pool_size is None and _text(env, "STATS_DATABASE_URL") is None and found.ALIYUN_SLS_PG_POOL_SIZE:
+        pool_variable, pool_size = "ALIYUN_SLS_PG_POOL_SIZE", found.ALIYUN_SLS_PG_POOL_SIZE
+    pool_size = pool_size or (5 if dialect == "sls" else 8)
     if dialect == "sls" and pool_size > SLS_MAX_CONCURRENCY:
         raise ConfigError(
-            f"STATS_POOL_SIZE={pool_size} exceeds {SLS_MAX_CONCURRENCY}, "
+            f"{pool_variable}={pool_size} exceeds {SLS_MAX_CONCURRENCY}, "
             "the concurrent-query limit of an SLS project"
         )
     query_timeout = found.STATS_QUERY_TIMEOUT
@@ -344,7 +350,13 @@ def _redis_settings(env: Mapping[str, str], found: _Variables) -> RedisSettings 
     ca_file = _text(env, "STATS_REDIS_CA_FILE")
     if ca_file is not None and not os.path.isfile(ca_file):
         raise ConfigError(f"STATS_REDIS_CA_FILE={ca_file!r} is not a readable file")
-    common = {"prefix": found.STATS_REDIS_PREFIX, "ca_file": ca_file}
+    common = {
+        "prefix": found.STATS_REDIS_PREFIX,
+        "ca_file": ca_file,
+        "username": _text(env, "STATS_REDIS_USERNAME"),
+        "password": _text(env, "STATS_REDIS_PASSWORD"),
+        "db": found.STATS_REDIS_DB,
+    }
     if url is not None:
         if sentinels_text is not None:
             raise ConfigError("set STATS_REDIS_URL or STATS_REDIS_SENTINELS, not both")
@@ -360,6 +372,19 @@ def _redis_settings(env: Mapping[str, str], found: _Variables) -> RedisSettings 
                 raise ValueError(database)
         except ValueError:
             raise ConfigError(f"STATS_REDIS_URL={redact_url(url)!r}: bad port or database number") from None
+        # Dify keeps its Redis password apart from the host: the separate variables fill in what
+        # the URL leaves out, and saying one thing in both places is refused.
+        given_twice = [
+            name
+            for name, in_url in (
+                ("STATS_REDIS_USERNAME", parts.username),
+                ("STATS_REDIS_PASSWORD", parts.password),
+                ("STATS_REDIS_DB", database),
+            )
+            if in_url and _text(env, name) is not None
+        ]
+        if given_twice:
+            raise ConfigError(f"{given_twice[0]} is also in STATS_REDIS_URL: set it in one place")
         return RedisSettings(url=url, **common)  # type: ignore[arg-type]
     if sentinels_text is None:
         return None
@@ -379,10 +404,7 @@ def _redis_settings(env: Mapping[str, str], found: _Variables) -> RedisSettings 
         sentinel_service_name=service,
         sentinel_username=_text(env, "STATS_REDIS_SENTINEL_USERNAME"),
         sentinel_password=_text(env, "STATS_REDIS_SENTINEL_PASSWORD"),
-        tls=(_text(env, "STATS_REDIS_TLS") or "off").lower() in ("on", "true", "1"),
-        username=_text(env, "STATS_REDIS_USERNAME"),
-        password=_text(env, "STATS_REDIS_PASSWORD"),
-        db=found.STATS_REDIS_DB,
+        tls=found.STATS_REDIS_TLS == "on",
         **common,  # type: ignore[arg-type]
     )
 

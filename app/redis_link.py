@@ -87,6 +87,8 @@ def _client(settings: RedisSettings) -> aioredis.Redis:
     if settings.url is not None:
         if settings.url.startswith("rediss://") and settings.ca_file is not None:
             options["ssl_ca_certs"] = settings.ca_file
+        # What the URL says wins over these (redis-py reads the URL last); config refuses both.
+        options.update(username=settings.username, password=settings.password, db=settings.db)
         return aioredis.Redis.from_url(settings.url, **options)
     tls: dict[str, Any] = {}
     if settings.tls:

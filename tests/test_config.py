@@ -68,6 +68,23 @@ def test_dify_sls_variables_are_mapped_when_no_url_is_set() -> None:
     assert "se%2Fcr%40t" not in settings.redacted_database_url()
 
 
+def test_difys_pool_size_counts_only_with_difys_store_variables() -> None:
+    """With its own URL, this service's pool is its own: Dify's pool size is Dify's share of the
+    project's budget, counted beside ours, not instead of it."""
+    url = "postgresql://ak:sk@proj.cn-hangzhou.log.aliyuncs.com:5432/proj"
+    assert load_settings({"STATS_DATABASE_URL": url, "ALIYUN_SLS_PG_POOL_SIZE": "12"}).pool_size == 5
+    dify_store = {
+        "ALIYUN_SLS_ACCESS_KEY_ID": "a",
+        "ALIYUN_SLS_ACCESS_KEY_SECRET": "b",
+        "ALIYUN_SLS_ENDPOINT": "cn-hangzhou.log.aliyuncs.com",
+        "ALIYUN_SLS_PROJECT_NAME": "p",
+    }
+    with pytest.raises(ConfigError, match="ALIYUN_SLS_PG_POOL_SIZE=20 exceeds 15"):
+        load_settings({**dify_store, "ALIYUN_SLS_PG_POOL_SIZE": "20"})
+    ours = load_settings({**dify_store, "ALIYUN_SLS_PG_POOL_SIZE": "20", "STATS_POOL_SIZE": "4"})
+    assert ours.pool_size == 4
+
+
 def test_incomplete_dify_sls_variables_name_what_is_missing() -> None:
     with pytest.raises(ConfigError, match="ALIYUN_SLS_PROJECT_NAME"):
         load_settings(

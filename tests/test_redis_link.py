@@ -107,9 +107,28 @@ def test_the_password_shows_nowhere(tmp_path: Path, database_url: str) -> None:
         server.stop()
 
 
+def test_a_password_kept_apart_from_the_url_is_used(tmp_path: Path) -> None:
+    """Dify keeps its Redis password in its own variable; an operator who does the same is not
+    silently left unauthenticated."""
+    secret = "apart-redis-passw0rd"
+    server = start_server("redis-6.2", tmp_path / "apart", password=secret)
+    try:
+        bare_url = server.url.replace(f":{secret}@", "")
+        assert secret not in bare_url
+        for extra, state in (({"STATS_REDIS_PASSWORD": secret}, "up"), ({}, "down")):
+            settings = load_settings({"STATS_REDIS_URL": bare_url, **extra}).redis
+            assert settings is not None
+            assert _link_state(settings)[0] == state
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(
     ("env", "message"),
     [
+        ({"STATS_REDIS_URL": "redis://:a@h:1/0", "STATS_REDIS_PASSWORD": "b"}, "PASSWORD is also"),
+        ({"STATS_REDIS_URL": "redis://h:1/2", "STATS_REDIS_DB": "3"}, "STATS_REDIS_DB is also"),
+        ({"STATS_REDIS_URL": "redis://h:1/0", "STATS_REDIS_TLS": "yes"}, "TLS='yes' must be one of"),
         ({"STATS_REDIS_URL": "http://localhost:6379"}, "must be redis://"),
         ({"STATS_REDIS_URL": "redis://localhost:xx/0"}, "bad port"),
         ({"STATS_REDIS_URL": "redis://localhost/zero"}, "bad port or database"),
