@@ -3,13 +3,15 @@
 Reads the store `serve` would read (same settings), builds the request with the API's own
 request builders and checks (app/routes/requests.py, app/params.py), asks the repository
 directly (no cache) and prints an aligned table, or with `--json` the JSON the API answers.
-A bad value is the API's 400 message on stderr, exit code 2; an unreachable store exit code 1.
+A bad value is the API's 400 message on stderr, exit code 2; an unreachable store, or one that
+refuses a statement, one plain line and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from typing import Any, cast
 
@@ -66,20 +68,33 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     except BadParameter as error:
         print(f"dify-stats: invalid_param: {error}", file=sys.stderr)
         return 2
-    from app.backend import BackendUnavailable, statement_echo
+    from app.backend import BackendFailed, BackendUnavailable, TooManyQueries, statement_echo
     from app.node_logstore import NodeLogstoreAbsent
 
     if args.sql:
         statement_echo.set(_print_statement)
     try:
         answer = asyncio.run(_answer(settings, args.measure, request))
+        print(msgspec.json.encode(answer).decode() if args.json else table(args.measure, answer))
     except BadParameter as error:
         print(f"dify-stats: not_found: {error}", file=sys.stderr)
+        return 2
+    except TooManyQueries as error:
+        print(f"dify-stats: too_many_queries: {error}", file=sys.stderr)
         return 2
     except (BackendUnavailable, NodeLogstoreAbsent) as error:
         print(f"dify-stats: backend_unavailable: {error}", file=sys.stderr)
         return 1
-    print(msgspec.json.encode(answer).decode() if args.json else table(args.measure, answer))
+    except BackendFailed as error:
+        print(
+            f"dify-stats: backend_failed: the store refused a statement ({error}); is STATS_DIALECT "
+            f"right for it ({settings.dialect} now)? --sql shows what was sent",
+            file=sys.stderr,
+        )
+        return 1
+    except BrokenPipeError:  # the reader left early (`| head`): nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -196,3 +196,28 @@ def test_sql_prints_each_statement_as_sent_with_its_values_in(database_url: str,
     assert statements == sent and len(sent) == 1
     assert f"tenant_id = '{T}'" in statements[0] and "%(" not in statements[0]
     assert "2025-03-02" in answer and "3" in answer  # the table follows the statements
+
+
+def test_a_refused_statement_is_one_line_and_exit_1(database_url: str) -> None:
+    """The sls dialect over a plain PostgreSQL (a wrong STATS_DIALECT) is refused by the store:
+    a person reads one line naming the likely cause, not a traceback."""
+    answer = query(database_url, "daily-runs", "--tenant", T, "--app", A, STATS_DIALECT="sls")
+    assert answer.returncode == 1, answer.stderr
+    last = answer.stderr.strip().splitlines()[-1]
+    assert last.startswith("dify-stats: backend_failed: ") and "STATS_DIALECT" in last
+    assert "Traceback" not in answer.stderr and all(
+        line.startswith("dify-stats: ") for line in answer.stderr.strip().splitlines()
+    )
+
+
+def test_a_reader_that_leaves_early_is_no_error(database_url: str) -> None:
+    """`query ... | head -1` on a long table: the pipe closes before the table is written (here
+    `true`, which leaves at once); nothing on stderr, and success."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("STATS_", "ALIYUN_"))}
+    env.update(STATS_DATABASE_URL=database_url)
+    command = f"{sys.executable} -m app query daily-runs --tenant {T} --app {A} --start 2000-01-01 | true"
+    done = subprocess.run(  # noqa: S603 - our own fixed command line, to get a real closed pipe
+        ["/bin/bash", "-o", "pipefail", "-c", command],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, "")
