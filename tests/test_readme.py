@@ -123,7 +123,7 @@ def test_readme_shell_blocks_hold_no_fixed_demo_dates() -> None:
     """Dates in commands run against the demo must move with it (the demo covers 90 days up to
     its first start); a fixed date would leave its range within months."""
     for block in shell_blocks():
-        if "make run" in block or f"{README_BASE}/v1/" in block:
+        if "make run" in block or f"{README_BASE}/v1/" in block or " -m app query " in block:
             assert not re.search(r"\d{4}-\d{2}-\d{2}", block), block
 
 
@@ -158,13 +158,16 @@ def test_the_readmes_cli_commands_run_as_printed(
     assert len(commands) >= 5
     for line in commands:
         assert line.startswith(".venv/bin/python -m app "), line
+    # The lines of the query examples' block that set its dates, run before each command.
+    (query_block,) = [block for block in shell_blocks() if " -m app query " in block]
+    setup = "\n".join(line for line in query_block.splitlines() if re.match(r"[A-Z_]+=", line))
     assert (ROOT / ".venv" / "bin" / "python").exists(), "make creates .venv before it runs the tests"
     env = {name: value for name, value in os.environ.items() if not name.startswith(("STATS_", "ALIYUN_"))}
     env["STATS_DATABASE_URL"] = database_url
     for line in [line for line in commands if " query " in line] + [".venv/bin/python -m app --version"]:
         filled = line.replace("<tenant>", tenant).replace("<app>", app).replace("<run_id>", page[0]["id"])
         done = subprocess.run(  # noqa: S603 - bash on the README's own lines
-            ["/bin/bash", "-euo", "pipefail", "-c", filled],
+            ["/bin/bash", "-euo", "pipefail", "-c", f"{setup}\n{filled}"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert done.returncode == 0 and done.stdout, (line, done.stderr)
