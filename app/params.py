@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from importlib.abc import Traversable
 from typing import cast
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, available_timezones
 
 import msgspec
 
 from app.days import from_epoch_us, to_epoch_us
-from queries.tzif import zone_roots
 from schemas.requests import STATUSES, TRIGGER_SOURCES, TriggerSource
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -86,41 +84,27 @@ def trigger_param(name: str, value: str) -> TriggerSource:
 def zone_param(name: str, value: str) -> str:
     if len(value) > 64 or not _ZONE.fullmatch(value):
         raise BadParameter(name, "must be an IANA time zone name such as Asia/Shanghai")
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        other = case_insensitive_zone(value)
+    if value not in ZONE_NAMES:
+        other = ZONE_NAMES_BY_LOWER_CASE.get(value.lower())
         hint = f"; names are case-sensitive: did you mean {other!r}?" if other else ""
-        raise BadParameter(name, f"unknown time zone {value!r}{hint}") from None
+        raise BadParameter(name, f"unknown time zone {value!r}{hint}")
     return value
 
 
-def case_insensitive_zone(value: str) -> str | None:
-    """The zone named `value` but for case (asia/shanghai: Asia/Shanghai), looked up in the
-    directories zoneinfo reads (TZPATH, then the tzdata package): one listing per part of the
-    name, not a scan of every zone."""
-    for root in zone_roots():
-        node: Traversable | None = root
-        names = []
-        for part in value.lower().split("/"):
-            node = next((child for child in _children(node) if child.name.lower() == part), None)
-            if node is None:
-                break
-            names.append(node.name)
-        if node is not None and node.is_file():
-            try:
-                ZoneInfo("/".join(names))
-            except (ZoneInfoNotFoundError, ValueError):
-                continue
-            return "/".join(names)
-    return None
+def _zone_names() -> frozenset[str]:
+    """The IANA zone names zoneinfo can load here (TZPATH and the tzdata package), read once.
+    Not `localtime` (the host's own zone: it differs between replicas that share cache keys, and
+    would tell a caller the host's zone), `Factory` (no zone at all), `posixrules`, nor the
+    `posix/` and `right/` copies of the database (`right/` counts leap seconds)."""
+    return frozenset(
+        zone
+        for zone in available_timezones()
+        if zone not in ("localtime", "Factory", "posixrules") and not zone.startswith(("posix/", "right/"))
+    )
 
 
-def _children(node: Traversable | None) -> list[Traversable]:
-    try:
-        return list(node.iterdir()) if node is not None and node.is_dir() else []
-    except OSError:
-        return []
+ZONE_NAMES = _zone_names()
+ZONE_NAMES_BY_LOWER_CASE = {zone.lower(): zone for zone in ZONE_NAMES}  # asia/shanghai: Asia/Shanghai
 
 
 def localize_standard(naive: datetime, zone: str) -> datetime:

@@ -90,6 +90,20 @@ def test_messages_name_the_fix(base_url: str, path: str, params: dict[str, str],
     assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith(message)
 
 
+# Names zoneinfo loads that are no IANA zone: the host's own zone (it differs between replicas that
+# share cache keys, and tells a caller the host's zone), tzcode's stand-ins, the database's copies.
+NOT_ZONES = ("localtime", "posixrules", "Factory", "right/UTC", "posix/UTC", "posix/Asia/Shanghai")
+
+
+def test_only_iana_zone_names_are_zones(base_url: str) -> None:
+    path = f"{base_url}{BASE}/statistics/daily-status"
+    for zone in NOT_ZONES:
+        answer = httpx.get(path, params={"timezone": zone})
+        assert _dify_shaped(answer, 400, "invalid_param")["message"].startswith("timezone: "), zone
+    for zone in ("UTC", "Etc/UTC", "Asia/Kolkata", "America/New_York", "Etc/GMT+12", "Asia/Shanghai"):
+        assert httpx.get(path, params={"timezone": zone}).status_code == 200, zone
+
+
 def test_an_id_without_dashes_must_be_a_uuid_wherever_it_is(base_url: str) -> None:
     undashed = examples.T.replace("-", "")
     for path in (f"/v1/tenants/{undashed}/apps/{examples.A}/runs", f"{BASE}/runs/{examples.R1[:-1]}",

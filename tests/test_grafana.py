@@ -359,6 +359,14 @@ def test_a_multi_value_app_variable_is_a_400_naming_app_id(grafana: TestClient[A
             {"targets": [{"target": "daily_runs", "payload": {"app_id": APPS[0].app_id, "timezone": 0}}]},
             "timezone: must be a text, not a number",
         ),
+        (
+            {
+                "targets": [
+                    {"target": "daily_runs", "payload": {"app_id": APPS[0].app_id, "timezone": "localtime"}}
+                ]
+            },
+            "timezone: unknown time zone 'localtime'",
+        ),
     ],
 )
 def test_bad_payloads_are_a_400_with_a_message(

@@ -108,6 +108,7 @@ def test_tables_are_aligned(database_url: str) -> None:
     ("args", "path", "params"),
     [
         (["daily-runs", "--timezone", "Mars/Olympus"], "statistics/daily-runs", {"timezone": "Mars/Olympus"}),
+        (["daily-status", "--timezone", "localtime"], "statistics/daily-status", {"timezone": "localtime"}),
         (["token-costs", "--start", "2025-13-01"], "statistics/token-costs", {"start": "2025-13-01"}),
         (
             ["daily-terminals", "--start", "2025-03-02", "--end", "2025-03-01"],
