@@ -165,13 +165,22 @@ class GrafanaQuery:
 
     @staticmethod
     def _filters(filters: list[Filter]) -> AdHocFilters:
+        """Grafana ANDs its ad-hoc filters: two on one key with different values match no run,
+        which is far likelier a mistake than a question, so that is a 400 naming the key (the
+        same filter twice, as in `filters` and `adhocFilters` both, is one filter)."""
         chosen: dict[str, str] = {}
         for item in filters:
             if item.key not in FILTER_KEYS:
                 raise BadParameter("filters", f"unknown key {item.key!r}; use triggered_from or status")
             if item.operator != "=":
                 raise BadParameter("filters", f"only '=' is supported, not {item.operator!r}")
-            chosen[item.key] = choice_param(item.key, item.value, FILTER_KEYS[item.key])
+            value = choice_param(item.key, item.value, FILTER_KEYS[item.key])
+            if chosen.setdefault(item.key, value) != value:
+                raise BadParameter(
+                    "filters",
+                    f"two filters on {item.key!r} ({chosen[item.key]!r} and {value!r}) match no run "
+                    "(ad-hoc filters all apply); keep one filter per key",
+                )
         return msgspec.convert(chosen, AdHocFilters)
 
     async def answer(self, apps: list[tuple[str, str, int]]) -> list[TimeSeries | Table]:

@@ -244,6 +244,28 @@ def test_ad_hoc_filters_old_and_new_plugin_bodies(grafana: TestClient[Any], filt
     assert sum(point[0] for point in answer.json()[0]["datapoints"]) == sum(item["runs"] for item in native)
 
 
+def test_two_ad_hoc_filters_on_one_key_are_a_400_naming_it(grafana: TestClient[Any]) -> None:
+    """Grafana ANDs ad-hoc filters: status=failed and status=succeeded match nothing, in either
+    order, and neither may silently win; the same filter twice is that filter."""
+    start, end, _ = _range(10, "UTC")
+    body = {"range": {"from": start, "to": end},
+            "targets": [{"target": "runs_by_status", "payload": {"app_id": APPS[0].app_id}}]}  # fmt: skip
+    failed = {"key": "status", "operator": "=", "value": "failed"}
+    succeeded = {"key": "status", "operator": "=", "value": "succeeded"}
+    for filters in ([failed, succeeded], [succeeded, failed]):
+        for field in ("filters", "adhocFilters"):
+            answer = grafana.post("/grafana/query", json={**body, field: filters}, headers=ALL)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["message"].startswith("filters: two filters on 'status'")
+        split = {"filters": filters[:1], "adhocFilters": filters[1:]}  # one in each list
+        assert grafana.post("/grafana/query", json={**body, **split}, headers=ALL).status_code == 400
+    alone = grafana.post("/grafana/query", json={**body, "filters": [failed]}, headers=ALL)
+    twice = grafana.post(
+        "/grafana/query", json={**body, "filters": [failed], "adhocFilters": [failed]}, headers=ALL
+    )
+    assert alone.status_code == twice.status_code == 200 and alone.json() == twice.json()
+
+
 @pytest.mark.parametrize("status", ["failed", "running", "paused"])
 def test_the_status_filter_applies_to_the_daily_series(grafana: TestClient[Any], status: str) -> None:
     """Series count only the runs whose latest status matches: as many as the status table says."""
