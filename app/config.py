@@ -14,6 +14,8 @@ from typing import Annotated, Literal, get_args, get_type_hints
 from urllib.parse import quote, urlsplit
 
 import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 Dialect = Literal["postgres", "sls"]
 QueryPlan = Literal["shortcut", "windowed"]
@@ -120,14 +122,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
+    """The URL with its password replaced, safe for logs and error messages.
+
+    Total: it is shown in the very messages that say a URL is malformed, so it parses no port or
+    IPv6 address and never raises. The user information runs to the last `@` before the query, so
+    a `/`, `#` or `@` left unencoded in a password is hidden as well."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return parts._replace(netloc=f"{user}:***@{host}{port}").geturl()
+    before_query, question, query = rest.partition("?")
+    userinfo, at, location = before_query.rpartition("@")
+    if at and ":" in userinfo:
+        before_query = f"{userinfo.partition(':')[0]}:***@{location}"
+    return f"{scheme}://{before_query}{question}{query}"
 
 
 def parse_instant(text: str) -> datetime:
@@ -299,7 +306,36 @@ def _postgres_url(env: Mapping[str, str], name: str) -> str | None:
             f"{name}: a {scheme}:// URL cannot be read: the store must speak PostgreSQL's wire "
             "protocol, as SLS's PostgreSQL endpoint does (postgresql://user:password@host:port/database)"
         )
+    if url is not None:
+        _check_libpq_address(name, url)
     return url
+
+
+_PERCENT_ENCODE = "percent-encode any '/', '?', '#', '@' or '%' in the user name or password"
+
+
+def _check_libpq_address(name: str, url: str) -> None:
+    """What libpq would refuse at connect time, refused now with the variable named: a string its
+    own parser cannot read (an IPv6 host without its `]`), or a port that is not a number from 1 to
+    65535. The message shows the URL with its password hidden and no part libpq read from it (a
+    password's unencoded `/` makes its first half a "port")."""
+    try:
+        options = conninfo_to_dict(url)
+    except psycopg.Error:
+        location = url.partition("?")[0].rpartition("@")[2]
+        reason = (
+            "an IPv6 host needs its closing ']'"
+            if "[" in location and "]" not in location
+            else f"libpq cannot read it ({_PERCENT_ENCODE})"
+        )
+        raise ConfigError(f"{name}={redact_url(url)!r}: {reason}") from None
+    if not all(_is_port(port) for port in str(options.get("port") or "").split(",") if port):
+        hint = f" ({_PERCENT_ENCODE})" if "://" in url else ""
+        raise ConfigError(f"{name}={redact_url(url)!r}: a port must be a number from 1 to 65535{hint}")
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65_536
 
 
 def _check_sources(settings: Settings) -> None:
@@ -360,18 +396,21 @@ def _redis_settings(env: Mapping[str, str], found: _Variables) -> RedisSettings 
     if url is not None:
         if sentinels_text is not None:
             raise ConfigError("set STATS_REDIS_URL or STATS_REDIS_SENTINELS, not both")
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)  # as redis-py reads it; an IPv6 host without its `]` raises here
+            parts.port  # noqa: B018 - a bad port raises here
+            database = parts.path.strip("/")
+            if database and not (database.isascii() and database.isdigit()):
+                raise ValueError(database)
+        except ValueError:
+            raise ConfigError(
+                f"STATS_REDIS_URL={redact_url(url)!r}: bad port or database number, or an IPv6 host "
+                f"without its ']' (a port is 1 to 65535; {_PERCENT_ENCODE})"
+            ) from None
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ConfigError(
                 f"STATS_REDIS_URL={redact_url(url)!r} must be redis://host:port/db or rediss://..."
             )
-        try:
-            parts.port  # noqa: B018 - a bad port raises here
-            database = parts.path.strip("/")
-            if database and not database.isdigit():
-                raise ValueError(database)
-        except ValueError:
-            raise ConfigError(f"STATS_REDIS_URL={redact_url(url)!r}: bad port or database number") from None
         # Dify keeps its Redis password apart from the host: the separate variables fill in what
         # the URL leaves out, and saying one thing in both places is refused.
         given_twice = [
@@ -422,9 +461,14 @@ def _check_auth(settings: Settings) -> None:
 
 
 def _default_dialect(database_url: str | None) -> str:
-    if database_url and (urlsplit(database_url).hostname or "").endswith("aliyuncs.com"):
-        return "sls"
-    return "postgres"
+    """sls for an Aliyun host (libpq reads the hosts: a URL's or a key=value string's)."""
+    if database_url is None:
+        return "postgres"
+    try:
+        hosts = str(conninfo_to_dict(database_url).get("host") or "").split(",")
+    except psycopg.Error:
+        return "postgres"
+    return "sls" if any(host.lower().endswith("aliyuncs.com") for host in hosts) else "postgres"
 
 
 def _sls_url_from_dify_vars(env: Mapping[str, str]) -> str | None:

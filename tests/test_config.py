@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from app.budget import LocalBudget
 from app.config import ConfigError, load_settings, redact_url
@@ -152,6 +154,59 @@ def test_cli_flags_override_the_environment() -> None:
 
 def test_redact_url_hides_the_password() -> None:
     assert redact_url("postgresql://ak:secret@h:5432/p") == "postgresql://ak:***@h:5432/p"
+    assert redact_url("postgresql://u:pw@[::1]:5432,h2:5433/db") == "postgresql://u:***@[::1]:5432,h2:5433/db"
+    assert redact_url("redis://:pw@[::1/0") == "redis://:***@[::1/0"  # malformed: still hidden
+
+
+@given(st.text(max_size=60))
+def test_redact_url_never_raises(text: str) -> None:
+    """It is called inside the very errors that say a URL is malformed."""
+    redact_url(text)
+    redact_url(f"redis://{text}")
+
+
+@given(
+    scheme=st.sampled_from(["postgresql", "redis", "rediss"]),
+    password=st.text(st.characters(exclude_characters="?"), max_size=20),
+    address=st.sampled_from(["h:99999", "h:abc", "[::1", "[::1]:5432", "h1:1,h2:2", ""]),
+    tail=st.sampled_from(["", "/0", "/db?sslmode=require", "/db#x"]),
+)
+def test_redact_url_never_shows_a_password(scheme: str, password: str, address: str, tail: str) -> None:
+    """Also one a client cannot read (an unencoded `/`, `#` or `@` in it, a malformed address)."""
+    secret = "S3CRET" + password
+    assert "S3CRET" not in redact_url(f"{scheme}://user:{secret}@{address}{tail}")
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "message"),
+    [
+        ("STATS_REDIS_URL", "redis://:S3CRET@127.0.0.1:99999/0", "bad port or database number"),
+        ("STATS_REDIS_URL", "redis://:S3CRET@127.0.0.1:abc/0", "bad port or database number"),
+        ("STATS_REDIS_URL", "redis://:S3CRET@[::1/0", "bad port or database number"),
+        ("STATS_REDIS_URL", "redis://:S3C/RET@127.0.0.1/0", "percent-encode"),
+        ("STATS_DATABASE_URL", "postgresql://u:S3CRET@127.0.0.1:99999/db", "a port must be a number"),
+        ("STATS_DATABASE_URL", "postgresql://u:S3CRET@[::1:5432/db", "an IPv6 host needs its closing ']'"),
+        ("STATS_DATABASE_URL", "postgresql://u:S3C/RET@127.0.0.1/db", "percent-encode"),
+        ("STATS_DIFY_DATABASE_URL", "postgresql://u:S3CRET@h1:5432,h2:70000/db", "a port must be a number"),
+    ],
+)
+def test_a_malformed_address_is_one_line_naming_the_variable_and_exit_2(
+    name: str, url: str, message: str
+) -> None:
+    done = run_cli("serve", **{name: url})
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"dify-stats: configuration error: {name}='") and message in line
+    assert "S3C" not in line
+
+
+def test_good_addresses_still_load() -> None:
+    for url in ("postgresql://u:p@[::1]:5432,h2:5433/db", "host=/tmp port=5432 dbname=x", "postgresql://x/y"):
+        assert load_settings({"STATS_DATABASE_URL": url}).database_url == url
+    sls = "host=proj.cn-hangzhou.log.ALIYUNCS.com port=5432 dbname=proj user=ak password=sk"
+    assert load_settings({"STATS_DATABASE_URL": sls}).dialect == "sls"
+    redis = load_settings({"STATS_REDIS_URL": "redis://:p@[::1]:6379/5"}).redis
+    assert redis is not None and redis.redacted() == "redis://:***@[::1]:6379/5"
 
 
 def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
