@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal, get_args, get_type_hints
@@ -16,6 +17,8 @@ from urllib.parse import quote, urlsplit
 import msgspec
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+
+from app.logging import names_a_secret
 
 Dialect = Literal["postgres", "sls"]
 QueryPlan = Literal["shortcut", "windowed"]
@@ -122,19 +125,49 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def redact_url(url: str) -> str:
-    """The URL with its password replaced, safe for logs and error messages.
+    """The URL (or libpq key=value string) with every credential in it replaced by `***`: the
+    user information's password, and any parameter whose name holds `password`, `secret` or
+    `token` (libpq and redis-py both take `?password=`; libpq also `sslpassword`). Safe for logs
+    and error messages.
 
     Total: it is shown in the very messages that say a URL is malformed, so it parses no port or
     IPv6 address and never raises. The user information runs to the last `@` before the query, so
     a `/`, `#` or `@` left unencoded in a password is hidden as well."""
     scheme, sep, rest = url.partition("://")
     if not sep:
-        return url
+        return _redact_conninfo(url)
     before_query, question, query = rest.partition("?")
     userinfo, at, location = before_query.rpartition("@")
     if at and ":" in userinfo:
         before_query = f"{userinfo.partition(':')[0]}:***@{location}"
-    return f"{scheme}://{before_query}{question}{query}"
+    return f"{scheme}://{before_query}{question}{_redact_parameters(query) if question else ''}"
+
+
+# libpq's key = value pairs: a value is quoted ('...' with backslash escapes) or runs to a space.
+_CONNINFO_PAIR = re.compile(
+    r"(?P<key>[^\s=]+)(?P<equals>\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.)*)"
+)
+
+
+def _redact_parameters(query: str) -> str:
+    """A URL's `name=value&...` with the value of each secret's name hidden."""
+    pairs = (item.partition("=") for item in query.split("&"))
+    return "&".join(
+        name + ("=***" if eq and names_a_secret(name) else eq + value) for name, eq, value in pairs
+    )
+
+
+def _redact_conninfo(text: str) -> str:
+    """A key=value string with its secrets hidden; one libpq cannot read is not shown at all
+    (where it went wrong, a value may read as a key)."""
+    try:
+        conninfo_to_dict(text)
+    except (psycopg.Error, ValueError):  # ValueError: text libpq cannot even be given (not UTF-8)
+        return "(a key=value string libpq cannot read)"
+    return _CONNINFO_PAIR.sub(
+        lambda pair: pair["key"] + pair["equals"] + ("***" if names_a_secret(pair["key"]) else pair["value"]),
+        text,
+    )
 
 
 def parse_instant(text: str) -> datetime:
@@ -319,18 +352,15 @@ def _check_libpq_address(name: str, url: str) -> None:
     own parser cannot read (an IPv6 host without its `]`), or a port that is not a number from 1 to
     65535. The message shows the URL with its password hidden and no part libpq read from it (a
     password's unencoded `/` makes its first half a "port")."""
+    hint = f" ({_PERCENT_ENCODE})" if "://" in url else ""
     try:
         options = conninfo_to_dict(url)
-    except psycopg.Error:
+    except (psycopg.Error, ValueError):
         location = url.partition("?")[0].rpartition("@")[2]
-        reason = (
-            "an IPv6 host needs its closing ']'"
-            if "[" in location and "]" not in location
-            else f"libpq cannot read it ({_PERCENT_ENCODE})"
-        )
+        bracket = "://" in url and "[" in location and "]" not in location
+        reason = "an IPv6 host needs its closing ']'" if bracket else f"libpq cannot read it{hint}"
         raise ConfigError(f"{name}={redact_url(url)!r}: {reason}") from None
     if not all(_is_port(port) for port in str(options.get("port") or "").split(",") if port):
-        hint = f" ({_PERCENT_ENCODE})" if "://" in url else ""
         raise ConfigError(f"{name}={redact_url(url)!r}: a port must be a number from 1 to 65535{hint}")
 
 
@@ -466,7 +496,7 @@ def _default_dialect(database_url: str | None) -> str:
         return "postgres"
     try:
         hosts = str(conninfo_to_dict(database_url).get("host") or "").split(",")
-    except psycopg.Error:
+    except (psycopg.Error, ValueError):
         return "postgres"
     return "sls" if any(host.lower().endswith("aliyuncs.com") for host in hosts) else "postgres"
 

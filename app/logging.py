@@ -13,12 +13,18 @@ import logging
 import re
 import sys
 import time
+from urllib.parse import unquote
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 # scheme://user:password@ -> scheme://user:***@ (a password holds no unescaped `@` or `/`).
 _URL_CREDENTIALS = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9+.-]*://[^\s:@/]*):[^\s@/]*@")
+# A URL's ?name=value or &name=value (possessive: no backtracking on long text).
+_URL_PARAMETER = re.compile(r"(?P<name>[?&][^\s=&#?\"']++)=(?P<value>[^\s&#\"']*+)")
+# Connection parameters whose value is a credential: libpq's and redis-py's `password`, libpq's
+# `sslpassword`, and whatever else is named like a secret or a token.
+SECRET_NAME_PARTS = ("password", "secret", "token")
 REPEAT_INTERVAL = 5.0
 # Numbers and addresses in a line (a timer's due time, an object's id) do not make it a new line.
 _VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
@@ -26,8 +32,18 @@ _VARYING = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
 THINNED_LOGGERS = ("uvicorn.error", "asyncio")
 
 
+def names_a_secret(name: str) -> bool:
+    return any(part in unquote(name).lower() for part in SECRET_NAME_PARTS)
+
+
 def redact_credentials(text: str) -> str:
-    return _URL_CREDENTIALS.sub(r"\g<prefix>:***@", text)
+    """Free text with any URL's password hidden: in its user information, or a parameter named
+    like a secret (`?password=...`)."""
+    text = _URL_CREDENTIALS.sub(r"\g<prefix>:***@", text)
+    return _URL_PARAMETER.sub(
+        lambda found: found["name"] + "=" + ("***" if names_a_secret(found["name"][1:]) else found["value"]),
+        text,
+    )
 
 
 def _redact(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:

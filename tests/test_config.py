@@ -158,11 +158,25 @@ def test_redact_url_hides_the_password() -> None:
     assert redact_url("redis://:pw@[::1/0") == "redis://:***@[::1/0"  # malformed: still hidden
 
 
+def test_redact_url_hides_credentials_in_parameters() -> None:
+    """libpq and redis-py both read `?password=`; libpq's key=value form holds them as well."""
+    assert redact_url("postgresql://u@/db?host=/tmp/pg&password=pw&sslpassword=key&sslmode=require") == (
+        "postgresql://u@/db?host=/tmp/pg&password=***&sslpassword=***&sslmode=require"
+    )
+    assert redact_url("redis://h:6379/5?password=pw&Client_Secret=s&x-token=t&db=5") == (
+        "redis://h:6379/5?password=***&Client_Secret=***&x-token=***&db=5"
+    )
+    assert redact_url("host=/tmp/pg password=pw dbname=d sslpassword = 'a b\\' c' port=5432") == (
+        "host=/tmp/pg password=*** dbname=d sslpassword = *** port=5432"
+    )
+    assert redact_url("host=x passwordpw") == "(a key=value string libpq cannot read)"
+
+
 @given(st.text(max_size=60))
 def test_redact_url_never_raises(text: str) -> None:
     """It is called inside the very errors that say a URL is malformed."""
-    redact_url(text)
-    redact_url(f"redis://{text}")
+    for url in (text, f"redis://{text}", f"postgresql://h/d?{text}", "host=\udcff " + text):
+        redact_url(url)
 
 
 @given(
@@ -172,9 +186,14 @@ def test_redact_url_never_raises(text: str) -> None:
     tail=st.sampled_from(["", "/0", "/db?sslmode=require", "/db#x"]),
 )
 def test_redact_url_never_shows_a_password(scheme: str, password: str, address: str, tail: str) -> None:
-    """Also one a client cannot read (an unencoded `/`, `#` or `@` in it, a malformed address)."""
+    """Also one a client cannot read (an unencoded `/`, `#` or `@` in it, a malformed address),
+    and one in the query."""
     secret = "S3CRET" + password
     assert "S3CRET" not in redact_url(f"{scheme}://user:{secret}@{address}{tail}")
+    query = "&" if "?" in tail else "?"
+    assert "S3CRET" not in redact_url(
+        f"{scheme}://user@{address}{tail}{query}password={secret.replace('&', '')}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -198,6 +217,18 @@ def test_a_malformed_address_is_one_line_naming_the_variable_and_exit_2(
     [line] = done.stderr.splitlines()
     assert line.startswith(f"dify-stats: configuration error: {name}='") and message in line
     assert "S3C" not in line
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql://u@127.0.0.1:1/db?password=S3CRET", "host=127.0.0.1 port=1 dbname=db password=S3CRET"],
+)
+def test_a_store_that_cannot_be_reached_is_named_without_its_password(url: str) -> None:
+    done = run_cli("serve", STATS_DATABASE_URL=url)
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("dify-stats: configuration error: logstore ") and "cannot connect" in line
+    assert "password=***" in line and "S3CRET" not in line
 
 
 def test_good_addresses_still_load() -> None:

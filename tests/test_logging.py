@@ -38,6 +38,14 @@ def test_every_library_writes_json_with_url_passwords_hidden(capsys: pytest.Capt
     assert all("timestamp" in line and "level" in line for line in logged)
 
 
+def test_a_password_in_a_urls_query_is_hidden_too() -> None:
+    line = 'connecting to "postgresql://u@db/x?sslpassword=k1&sslmode=require&password=p%40ss" failed'
+    assert redact_credentials(line) == (
+        'connecting to "postgresql://u@db/x?sslpassword=***&sslmode=require&password=***" failed'
+    )
+    assert redact_credentials("redis://h:6379/0?password=pw&db=5") == "redis://h:6379/0?password=***&db=5"
+
+
 def test_redaction_keeps_urls_without_credentials_intact() -> None:
     for plain in ("http://host:8000/path?x=a@b", "postgresql://u@h/db", "see http://a/b:c@d"):
         assert redact_credentials(plain) == plain

@@ -88,11 +88,15 @@ def test_rediss_with_the_ca_file_works_and_without_it_does_not(tls_redis: tuple[
 
 
 def test_the_password_shows_nowhere(tmp_path: Path, database_url: str) -> None:
+    """Also a password in the URL's query, which redis-py and libpq both read."""
     secret = "s3cret-redis-passw0rd"
     server = start_server("redis-6.2", tmp_path / "auth", password=secret)
+    in_query = server.url.replace(f":{secret}@", "") + f"?password={secret}"
+    assert "?" in database_url
+    store_url = f"{database_url}&password=s3cret-store-passw0rd"  # trusted: read, not needed
     try:
-        for url in (server.url, server.url.replace(secret, "wrong-" + secret)):
-            env = cli_env(tmp_path, STATS_DATABASE_URL=database_url, STATS_REDIS_URL=url)
+        for url in (server.url, server.url.replace(secret, "wrong-" + secret), in_query):
+            env = cli_env(tmp_path, STATS_DATABASE_URL=store_url, STATS_REDIS_URL=url)
             with service(env) as replica:
                 wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
                 ready = httpx.get(f"{replica.base}/readyz", timeout=5)
@@ -100,9 +104,11 @@ def test_the_password_shows_nowhere(tmp_path: Path, database_url: str) -> None:
                 replica.wait_for_line("service_started", 10)
                 expected = "up" if "wrong" not in url else "down"
                 assert (ready.status_code, ready.json()["redis"]) == (200, expected)
-                assert any("redis://:***@127.0.0.1" in line for line in replica.lines)
+                hidden = "/0?password=***" if url == in_query else "redis://:***@127.0.0.1"
+                assert any(hidden in line for line in replica.lines)
+                assert "password=***" in replica.wait_for_line("service_started", 1)
             shown = "\n".join(replica.lines) + ready.text + metrics
-            assert secret not in shown
+            assert secret not in shown and "s3cret-store-passw0rd" not in shown
     finally:
         server.stop()
 
