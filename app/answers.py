@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from app.days import day_number_to_date, iso_to_epoch_us
+from app.json_depth import NestedTooDeeply, decode_within_depth
 from app.measures import DailyMeasure
 from app.people import People
 from queries.rows import AppActivityRow, DailyRow, NodeExecutionRow, RunDetailRow, RunRow, StatusCountRow
@@ -148,15 +149,18 @@ _UNPARSABLE = object()
 
 
 def _decoded(text: str) -> Any:
-    """The JSON value of `text`, or _UNPARSABLE. msgspec first (fast); json, which Dify itself
-    uses, when msgspec refuses (NaN and Infinity, which Python's json writes)."""
+    """The JSON value of `text`, or _UNPARSABLE, also where it nests too deeply to be answered
+    (app/json_depth.py). msgspec first (fast); json, which Dify itself uses, when msgspec refuses
+    (NaN and Infinity, which Python's json writes)."""
     try:
-        return msgspec.json.decode(text)
+        return decode_within_depth(text, msgspec.json.decode)
+    except NestedTooDeeply:
+        return _UNPARSABLE
     except msgspec.DecodeError:
         pass
     try:
-        return json.loads(text)
-    except ValueError:
+        return decode_within_depth(text, json.loads)
+    except ValueError:  # NestedTooDeeply too
         return _UNPARSABLE
 
 

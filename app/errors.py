@@ -124,11 +124,6 @@ def http_error(request: Request[Any, Any, Any], error: HTTPException) -> Respons
     return response
 
 
-def body_too_deep(_: Request[Any, Any, Any], __: RecursionError) -> Response[ErrorBody]:
-    """JSON nested deeper than the decoder follows: bad input, not a fault of ours."""
-    return error_response(400, "invalid_param", "body: JSON nested too deeply")
-
-
 def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[ErrorBody]:
     request_id = str(request.scope.get("state", {}).get("request_id", ""))
     log.exception("unhandled_error", error_type=type(error).__name__, request_id=request_id)
@@ -144,6 +139,5 @@ EXCEPTION_HANDLERS = {
     DifyDenied: dify_denied,
     DifyUnavailable: dify_unavailable,
     HTTPException: http_error,
-    RecursionError: body_too_deep,
     Exception: unexpected,
 }

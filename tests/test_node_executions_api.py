@@ -20,11 +20,13 @@ from litestar.testing import TestClient
 from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows
+from app.json_depth import MAX_DEPTH
 from app.main import create_app
 from app.node_logstore import RECHECK_S
 from tests import examples, node_examples
 from tests.db import load_history, load_node_history
 from tests.fake_dify import Account, serve_fake_dify
+from tests.live import serve
 from tests.processes import ROOT, cli_env, service
 
 T, A, R1 = examples.T, examples.A, examples.R1
@@ -143,6 +145,67 @@ def test_a_value_over_the_sls_field_length_is_flagged_through_the_stand_in(
     printed = capsys.readouterr().out.splitlines() + caplog.text.splitlines()
     logged = [line for line in printed if "node_fields_truncated" in line]
     assert len(logged) == 1 and R1 in logged[0] and node_examples.N2 in logged[0] and "outputs" in logged[0]
+
+
+# Documents nested too deeply to answer as JSON: far beyond the decoders' limit, an SLS-cut value
+# that is all brackets (the decoders give up before they reach the cut), and one level beyond the
+# service's own bound, which msgspec would still read; the deepest one answered as JSON beside them.
+BEYOND_DECODERS = '{"a": ' + "[" * 1500 + "]" * 1500 + "}"
+CUT_BRACKETS = "[" * 2048
+BEYOND_BOUND = "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+DEEPEST_ANSWERED = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+
+
+def test_documents_nested_too_deeply_are_answered_as_text_and_flagged(
+    loaded: psycopg.Connection[Any],
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over a real socket, as a GET's answer: never the 400 about a request body, nor a 500."""
+    from tests.test_query_cli import query
+
+    run = max((row for row in examples.history() if row.id == R1), key=lambda row: row.log_version)
+    deep_run = msgspec.structs.replace(
+        run, time=run.time + 100, log_version=400, graph=CUT_BRACKETS, inputs=BEYOND_DECODERS,
+        outputs=DEEPEST_ANSWERED,
+    )  # fmt: skip
+    load_history(loaded, [*examples.history(), deep_run])
+    node = max(
+        (row for row in node_examples.nodes() if row.id == node_examples.N2), key=lambda row: row.log_version
+    )
+    deep_node = msgspec.structs.replace(
+        node, time=node.time + 50, log_version=400, inputs=DEEPEST_ANSWERED, process_data=BEYOND_BOUND,
+        outputs=BEYOND_DECODERS, execution_metadata=CUT_BRACKETS,
+    )  # fmt: skip
+    load_node_history(loaded, [*node_examples.nodes(), deep_node])
+    settings = load_settings({"STATS_DATABASE_URL": database_url})
+    with serve(create_app(settings, Backend(database_url, settings))) as base_url:
+        detail = httpx.get(f"{base_url}{NATIVE}/{R1}", timeout=30)
+        nodes = httpx.get(f"{base_url}{NATIVE}/{R1}/node-executions", timeout=30)
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert body["truncated_fields"] == ["graph", "inputs"]
+    assert (body["graph"], body["inputs"]) == (CUT_BRACKETS, BEYOND_DECODERS)
+    assert body["outputs"] == json.loads(DEEPEST_ANSWERED)
+    assert nodes.status_code == 200, nodes.text
+    [llm] = [item for item in nodes.json()["data"] if item["id"] == node_examples.N2]
+    assert llm["truncated_fields"] == ["process_data", "outputs", "execution_metadata"]
+    assert (llm["process_data"], llm["outputs"]) == (BEYOND_BOUND, BEYOND_DECODERS)
+    assert (llm["process_data_truncated"], llm["outputs_truncated"], llm["inputs_truncated"]) == (
+        True,
+        True,
+        False,
+    )
+    assert llm["inputs"] == json.loads(DEEPEST_ANSWERED)
+    printed = capsys.readouterr().out.splitlines() + caplog.text.splitlines()
+    [run_line] = [line for line in printed if "run_fields_truncated" in line]
+    [node_line] = [line for line in printed if "node_fields_truncated" in line]
+    assert R1 in run_line and R1 in node_line and node_examples.N2 in node_line
+    shown = query(database_url, "node-executions", "--tenant", T, "--app", A, "--run", R1, "--json")
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr
+    assert "node_fields_truncated" in shown.stderr and node_examples.N2 in shown.stderr  # the CLI says so too
+    assert json.loads(shown.stdout) == nodes.json()
 
 
 def test_people_are_named_from_difys_database_in_one_statement(

@@ -19,6 +19,7 @@ from app.grafana import (
     payload_options,
     visible_apps,
 )
+from app.json_depth import NestedTooDeeply, decode_within_depth
 from app.params import BadParameter
 from app.routes.methods import get_or_head
 from app.service import StatsService
@@ -41,14 +42,17 @@ AnyRequest = Request[Any, Any, Any]
 
 
 async def body_is_json(request: AnyRequest) -> None:
-    """Every POST body is JSON or empty, also where a route reads nothing from it: a malformed one
-    is the same 400 naming the body on every route (too deep a nesting is the handlers' 400)."""
+    """Every POST body is JSON or empty, also where a route reads nothing from it: a malformed one,
+    or one nested deeper than litestar's decoder could follow, is the same 400 naming the body on
+    every route (this runs before litestar decodes the body)."""
     if request.method != "POST":
         return
     body = await request.body()
     if body.strip():
         try:
-            msgspec.json.decode(body)
+            decode_within_depth(body, msgspec.json.decode)
+        except NestedTooDeeply as error:
+            raise BadParameter("body", str(error)) from None
         except msgspec.DecodeError as error:
             raise BadParameter("body", f"is not valid JSON ({error})") from None
 
