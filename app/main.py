@@ -86,7 +86,9 @@ def create_app(
         repository,
         cache,
         settings,
-        shared_runs=SharedRuns(link) if link is not None else None,
+        shared_runs=SharedRuns(link, int(settings.live_runs_max * settings.tenant_share))
+        if link is not None
+        else None,
         nodes=nodes,
         people=people,
     )

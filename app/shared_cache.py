@@ -67,7 +67,7 @@ class SharedAnswers:
     def _decode(self, data: bytes, ttl_ms: int, value_type: Any) -> Found | None:
         try:
             value = msgspec.msgpack.decode(data, type=value_type)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # RecursionError: too deep
             log.warning("shared_value_unreadable", value_type=str(value_type))
             self._count("unreadable")
             return None

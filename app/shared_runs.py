@@ -12,7 +12,8 @@ one, once for the fleet.
 
 Keys (tenant-scoped, with a TTL of two whole-read periods): `<prefix>v1:<tenant>:k:<state>:meta`,
 `...:gen:<generation>` and `...:refreshes:<generation>`. Every value is decoded with its type; an
-unreadable one means the state is read from the store again, never an error.
+unreadable one (or one larger than a tenant's kept runs can be) means the state is read from the
+store again, never an error.
 """
 
 from __future__ import annotations
@@ -36,6 +37,20 @@ log = structlog.get_logger("dify_stats.shared_runs")
 
 KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/service.py FULL_READ_EVERY_S)
 LOCK_POLL_S = 0.05
+# A kept run is ~190 bytes as MessagePack (two UUIDs, its key, field names): a state's record
+# larger than this per run a tenant may keep was not written by a replica, and is not decoded
+# (decoding blocks the serving loop for as long as it takes).
+MAX_ROW_BYTES = 256
+# What replaying a record can raise on values no replica wrote: undecodable, of another type, too
+# deep, or well typed with a key that does not parse (app/run_states.kept_run).
+_UNREADABLE = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    ValueError,
+    TypeError,
+    IndexError,
+    RecursionError,
+)
 
 
 class StateMeta(msgspec.Struct, frozen=True):
@@ -51,8 +66,10 @@ _ROWS = list[RunStateRow]
 
 
 class SharedRuns:
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, max_rows: int) -> None:
+        """`max_rows`: the most runs one tenant may keep (its share of STATS_LIVE_RUNS_MAX)."""
         self.link = link
+        self.max_bytes = max(1, max_rows) * MAX_ROW_BYTES
 
     def _base(self, tenant: str, key: Hashable) -> str:
         digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
@@ -77,6 +94,10 @@ class SharedRuns:
             return await pipe.execute()  # type: ignore[no-any-return]
 
         whole, refreshes = await self.link.run(fetch)
+        size = len(whole or b"") + sum(len(refresh) for refresh in refreshes)
+        if size > self.max_bytes:
+            log.warning("shared_kept_runs_unreadable", reason="too large", size=size)
+            return None
         try:
             if not same:
                 if whole is None:
@@ -88,8 +109,8 @@ class SharedRuns:
                 return state if same else None  # the fleet's record is incomplete: read again
             for refresh in refreshes:
                 state.merge(msgspec.msgpack.decode(refresh, type=_ROWS))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("shared_kept_runs_unreadable")
+        except _UNREADABLE as error:  # the state (perhaps half merged) is read from the store again
+            log.warning("shared_kept_runs_unreadable", reason=type(error).__name__)
             return None
         state.generation, state.seq, state.read_at_s = meta.generation, meta.refreshes, meta.read_at_s
         return state
@@ -100,7 +121,7 @@ class SharedRuns:
             return None
         try:
             return msgspec.msgpack.decode(data, type=StateMeta)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except _UNREADABLE:
             log.warning("shared_kept_runs_unreadable")
             return None
 

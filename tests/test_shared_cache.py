@@ -21,6 +21,7 @@ from app.config import RedisSettings
 from app.metrics import Metrics
 from app.redis_link import RedisLink
 from app.shared_cache import SharedAnswers, schema_tag
+from app.shared_runs import SharedRuns
 from schemas.runs import RunCounts
 
 TENANT = "0a000000-0000-4000-8000-00000000000a"
@@ -112,6 +113,76 @@ def test_a_waiter_takes_over_when_the_loader_died(redis_url: str) -> None:
 
     calls, waited = run(scenario)
     assert calls == 1 and 1.2 < waited < 3.5, waited
+
+
+def test_a_lock_no_replica_wrote_holds_no_one_off(redis_url: str) -> None:
+    """A lock with an hour's lease (this service never writes one longer than LOCK_LEASE_MS) is
+    someone else's: it is taken away and the answer loaded at once, not waited on for an hour."""
+
+    async def scenario() -> tuple[int, float]:
+        async with fleet(redis_url, 1) as (cache,):
+            assert cache.shared is not None
+            lock = cache.shared.key(TENANT, ("c",), RunCounts) + ":lock"
+            client = redis.Redis.from_url(redis_url)
+            client.set(lock, "not a replica", px=3_600_000)
+            client.close()
+            load = Loads()
+            started = time.monotonic()
+            async with asyncio.timeout(5):
+                await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+            return load.calls, time.monotonic() - started
+
+    calls, waited = run(scenario)
+    assert calls == 1 and waited < 1, waited
+
+
+def test_a_kept_runs_lock_no_replica_wrote_holds_no_one_off(redis_url: str) -> None:
+    """The same for the lock on reading the store for kept runs, which every daily measure of a
+    tenant, app and zone passes through."""
+
+    async def scenario() -> float:
+        link = RedisLink(RedisSettings(url=redis_url, prefix=PREFIX))
+        try:
+            shared = SharedRuns(link, 1_000)
+            client = redis.Redis.from_url(redis_url)
+            client.set(shared._base(TENANT, ("live",)) + ":lock", "not a replica", px=3_600_000)
+            client.close()
+            started = time.monotonic()
+            async with asyncio.timeout(5), shared.reading(TENANT, ("live",)):
+                return time.monotonic() - started
+        finally:
+            await link.close()
+
+    assert run(scenario) < 1
+
+
+class Detail(msgspec.Struct, frozen=True):
+    """An answer with a free-form field, as a run's inputs and outputs are."""
+
+    inputs: Any
+
+
+def test_a_value_nested_too_deeply_is_a_miss(redis_url: str) -> None:
+    """Free-form fields decode to whatever nesting the value has: 100,000 levels overflow the
+    decoder's stack, which must read as a miss (not a 400 or a 500)."""
+    nested = b"\x81\xa6inputs" + b"\x91" * 100_000 + b"\x01"  # {"inputs": [[[...1...]]]}
+
+    async def scenario() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        async with fleet(redis_url, 1) as (cache,):
+            assert cache.shared is not None
+            client = redis.Redis.from_url(redis_url)
+            client.set(cache.shared.key(TENANT, ("deep",), Detail), nested, px=60_000)
+            client.set(
+                cache.shared.key(TENANT, ("fine",), Detail), msgspec.msgpack.encode(Detail([[1]])), px=60_000
+            )
+            client.close()
+            return (
+                await cache.shared.get_many(TENANT, [("deep",)], Detail),
+                await cache.shared.get_many(TENANT, [("fine",)], Detail),
+            )
+
+    deep, fine = run(scenario)
+    assert deep == {} and fine[("fine",)].value == Detail([[1]])
 
 
 @pytest.mark.parametrize(
