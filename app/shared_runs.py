@@ -30,7 +30,7 @@ import structlog
 
 from app.redis_link import LeasedLock, RedisLink, SharedUnavailable
 from app.run_states import KeptRuns
-from app.shared_cache import schema_tag
+from app.shared_cache import WAIT_MAX_S, schema_tag
 from queries.rows import RunStateRow
 
 log = structlog.get_logger("dify_stats.shared_runs")
@@ -66,10 +66,12 @@ _ROWS = list[RunStateRow]
 
 
 class SharedRuns:
-    def __init__(self, link: RedisLink, max_rows: int) -> None:
-        """`max_rows`: the most runs one tenant may keep (its share of STATS_LIVE_RUNS_MAX)."""
+    def __init__(self, link: RedisLink, max_rows: int, wait_max_s: float = WAIT_MAX_S) -> None:
+        """`max_rows`: the most runs one tenant may keep (its share of STATS_LIVE_RUNS_MAX);
+        `wait_max_s`: the longest to wait for another replica's read before reading alone."""
         self.link = link
         self.max_bytes = max(1, max_rows) * MAX_ROW_BYTES
+        self.wait_max_s = wait_max_s
 
     def _base(self, tenant: str, key: Hashable) -> str:
         digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
@@ -177,11 +179,16 @@ class SharedRuns:
     @asynccontextmanager
     async def reading(self, tenant: str, key: Hashable) -> AsyncIterator[None]:
         """The fleet's lock on reading the store for this state: waited for while another replica
-        holds it (or until its lease lapses, if it died); without Redis, not taken."""
+        holds it (or until its lease lapses, if it died), at most `wait_max_s`; without Redis,
+        or after that, not taken."""
         lock = LeasedLock(self.link, self._base(tenant, key) + ":lock")
+        give_up_at = asyncio.get_running_loop().time() + self.wait_max_s
         try:
             while not await lock.try_take():
-                await lock.held_elsewhere()  # a lease-less key is taken away
+                await lock.held_elsewhere()  # a key no replica wrote is taken away
+                if asyncio.get_running_loop().time() >= give_up_at:
+                    log.warning("shared_lock_waited_too_long", waited_s=self.wait_max_s)
+                    raise SharedUnavailable("held too long")  # read alone, as without Redis
                 await asyncio.sleep(LOCK_POLL_S)
         except SharedUnavailable:
             yield

@@ -29,13 +29,16 @@ PREFIX = "test-cache:"
 
 
 @asynccontextmanager
-async def fleet(url: str, count: int, stale_max: float = 60) -> AsyncIterator[list[AnswerCache]]:
+async def fleet(
+    url: str, count: int, stale_max: float = 60, wait_max_s: float = 30
+) -> AsyncIterator[list[AnswerCache]]:
     async with AsyncExitStack() as stack:
         caches = []
         for _ in range(count):
             link = RedisLink(RedisSettings(url=url, prefix=PREFIX), Metrics())
             stack.push_async_callback(link.close)
-            caches.append(AnswerCache(100, stale_max, shared=SharedAnswers(link, stale_max, link.metrics)))
+            shared = SharedAnswers(link, stale_max, link.metrics, wait_max_s)
+            caches.append(AnswerCache(100, stale_max, shared=shared))
         yield caches
 
 
@@ -136,24 +139,45 @@ def test_a_lock_no_replica_wrote_holds_no_one_off(redis_url: str) -> None:
     assert calls == 1 and waited < 1, waited
 
 
+def test_a_lock_kept_alive_too_long_is_waited_for_at_most_the_query_timeout(redis_url: str) -> None:
+    """A lock that looks like a replica's but is never let go (someone renewing it, or a holder
+    stuck): a waiter loads the answer alone after the longest a statement may take (here 1 s)."""
+
+    async def scenario() -> tuple[int, float]:
+        async with fleet(redis_url, 1, wait_max_s=1) as (cache,):
+            assert cache.shared is not None
+            client = redis.Redis.from_url(redis_url)
+            client.set(cache.shared.key(TENANT, ("held",), RunCounts) + ":lock", "stuck", px=10_000)
+            client.close()
+            load = Loads()
+            started = time.monotonic()
+            async with asyncio.timeout(5):
+                await cache.get_or_load(("held",), 30, load, tenant=TENANT, value_type=RunCounts)
+            return load.calls, time.monotonic() - started
+
+    calls, waited = run(scenario)
+    assert calls == 1 and 0.9 < waited < 2.5, waited
+
+
 def test_a_kept_runs_lock_no_replica_wrote_holds_no_one_off(redis_url: str) -> None:
     """The same for the lock on reading the store for kept runs, which every daily measure of a
     tenant, app and zone passes through."""
 
-    async def scenario() -> float:
+    async def scenario(lease_ms: int) -> float:
         link = RedisLink(RedisSettings(url=redis_url, prefix=PREFIX))
         try:
-            shared = SharedRuns(link, 1_000)
+            shared = SharedRuns(link, 1_000, wait_max_s=1)
             client = redis.Redis.from_url(redis_url)
-            client.set(shared._base(TENANT, ("live",)) + ":lock", "not a replica", px=3_600_000)
+            client.set(shared._base(TENANT, (lease_ms,)) + ":lock", "not a replica", px=lease_ms)
             client.close()
             started = time.monotonic()
-            async with asyncio.timeout(5), shared.reading(TENANT, ("live",)):
+            async with asyncio.timeout(5), shared.reading(TENANT, (lease_ms,)):
                 return time.monotonic() - started
         finally:
             await link.close()
 
-    assert run(scenario) < 1
+    assert asyncio.run(scenario(3_600_000)) < 0.5  # taken away at once
+    assert 0.9 < asyncio.run(scenario(10_000)) < 2.5  # looks like a replica's: waited for 1 s
 
 
 class Detail(msgspec.Struct, frozen=True):
