@@ -32,7 +32,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from app.fairness import TenantSlots
 from app.metrics import Metrics
-from app.redis_link import CALL_TIMEOUT, RedisLink, SharedUnavailable
+from app.redis_link import CALL_TIMEOUT, FORGED_AHEAD_MS, RedisLink, SharedUnavailable
 
 log = structlog.get_logger("dify_stats.budget")
 
@@ -43,7 +43,7 @@ POLL_S = 0.25  # waiters re-ask at least this often
 KEY_TTL_MS = 120_000  # an idle budget's keys vanish
 
 # KEYS: slots, queue, alive, ticket. ARGV: me ("tenant|id"), limit, tenant limit, lease ms,
-# waiter ttl ms, key ttl ms. Answers {granted (0/1), slots held after}.
+# waiter ttl ms, key ttl ms, forged-ahead margin ms. Answers {granted (0/1), slots held after}.
 _ACQUIRE = """
 for i = 1, 3 do  -- a key holding anything else (written by another program) is started afresh
   if redis.call('TYPE', KEYS[i]).ok ~= 'zset' then redis.call('DEL', KEYS[i]) end
@@ -54,11 +54,18 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me, limit, tenant_limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+-- Leases and waiters past their time are gone; any dated further ahead than this service ever
+-- dates one (ARGV[7]: margin) were written by someone else, and would hold slots for ever.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now + tonumber(ARGV[4]) + tonumber(ARGV[7])), '+inf')
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '(' .. (now + tonumber(ARGV[5]) + tonumber(ARGV[7])), '+inf')
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
   redis.call('ZREM', KEYS[2], gone)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+for _, waiter in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do  -- a waiter must be alive
+  if waiter ~= me and not redis.call('ZSCORE', KEYS[3], waiter) then redis.call('ZREM', KEYS[2], waiter) end
+end
 if not redis.call('ZSCORE', KEYS[2], me) then
   redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[4]), me)
 end
@@ -67,7 +74,7 @@ for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[6])) end
 local held = redis.call('ZRANGE', KEYS[1], 0, -1)
 local free = limit - #held
 if free <= 0 then return {0, #held} end
-local function tenant_of(member) return string.match(member, '^([^|]*)|') end
+local function tenant_of(member) return string.match(member, '^([^|]*)|') or '' end
 local per_tenant = {}
 for _, slot in ipairs(held) do
   local tenant = tenant_of(slot)
@@ -202,7 +209,9 @@ class FleetBudget:
         """A slot's member, waited for in the fleet's queue; None when Redis fails (then the
         local share decides)."""
         me = f"{tenant}|{uuid.uuid4().hex}"
-        args: list[str | int] = [me, self.size, self.tenant_limit, LEASE_MS, WAITER_TTL_MS, KEY_TTL_MS]
+        args: list[str | int] = [
+            me, self.size, self.tenant_limit, LEASE_MS, WAITER_TTL_MS, KEY_TTL_MS, FORGED_AHEAD_MS
+        ]  # fmt: skip
         try:
             while True:
                 freed = self._freed

@@ -42,6 +42,9 @@ HEARTBEAT_TTL_MS = 15_000  # a replica not heard of for this long is gone
 FORMAT = "v1"  # bumped when the layout of keys changes; value types carry their own (app/shared_cache.py)
 
 LOCK_LEASE_MS = 10_000  # a dead holder's lock lapses within this; renewed every third of it
+# A lease this service wrote never runs longer than its length: an entry dated further ahead
+# (beyond this margin for the call in flight) was written by someone else and is removed.
+FORGED_AHEAD_MS = 1_000
 
 # Beat one replica's heart with Redis's own clock; answer how many replicas are alive.
 _HEARTBEAT = """
@@ -49,6 +52,7 @@ if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then redis.call('DEL', KEYS[1]) end
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now_ms + tonumber(ARGV[2]) + tonumber(ARGV[3])), '+inf')
 redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
 return redis.call('ZCARD', KEYS[1])
@@ -62,6 +66,17 @@ return 0
 _RENEW_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
+"""
+# The lease left on a lock, after taking away one no replica wrote (no lease, or a longer one
+# than LOCK_LEASE_MS: it would hold every replica off for as long). ARGV: the longest lease.
+# Answers the PTTL left (-2: nobody holds it).
+_LOCK_LEASE_LEFT = """
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left > tonumber(ARGV[1]) then
+  redis.call('DEL', KEYS[1])
+  return -2
+end
+return left
 """
 
 
@@ -197,7 +212,9 @@ class RedisLink:
         try:
             seen = await self.run(
                 lambda client: self._heartbeat(
-                    keys=[self.key("replicas")], args=[self.replica_id, HEARTBEAT_TTL_MS], client=client
+                    keys=[self.key("replicas")],
+                    args=[self.replica_id, HEARTBEAT_TTL_MS, FORGED_AHEAD_MS],
+                    client=client,
                 )
             )
         except SharedUnavailable:
@@ -228,8 +245,8 @@ class RedisLink:
 
 class LeasedLock:
     """One replica at a time: SET NX with a lease, renewed while held, released only by its
-    holder, lapsing LOCK_LEASE_MS after a holder died. A key of that name without a lease was not
-    written by this service (it would never lapse): it is taken away."""
+    holder, lapsing LOCK_LEASE_MS after a holder died. A key of that name without a lease, or with
+    a longer one, was not written by this service (it would hold the fleet off): it is taken away."""
 
     def __init__(self, link: RedisLink, name: str) -> None:
         self.link = link
@@ -245,11 +262,12 @@ class LeasedLock:
         return False
 
     async def held_elsewhere(self) -> bool:
-        """Whether another replica holds it (a lease-less key is removed: nobody holds it)."""
-        left = await self.link.run(lambda client: client.pttl(self.name))
-        if left == -1:
-            await self.link.run(lambda client: client.delete(self.name))
-        return bool(left >= 0)
+        """Whether another replica holds it (a key no replica wrote is removed: nobody holds it)."""
+        lease_left = self.link.client.register_script(_LOCK_LEASE_LEFT)
+        left = await self.link.run(
+            lambda client: lease_left(keys=[self.name], args=[LOCK_LEASE_MS + FORGED_AHEAD_MS], client=client)
+        )
+        return bool(int(left) >= 0)
 
     async def release(self) -> None:
         if self._renewing is not None:

@@ -35,6 +35,9 @@ log = structlog.get_logger("dify_stats.shared_cache")
 T = TypeVar("T")
 
 WAIT_POLL_S = (0.02, 0.05, 0.1, 0.2)  # how often a waiter looks for the answer (then every 0.2 s)
+# The longest a replica waits for another's load before loading alone: a lock kept alive by
+# someone else than a replica must not hold requests for ever (STATS_QUERY_TIMEOUT in the app).
+WAIT_MAX_S = 30.0
 
 
 @cache
@@ -51,10 +54,17 @@ class Found(NamedTuple):
 
 
 class SharedAnswers:
-    def __init__(self, link: RedisLink, stale_max: float, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        link: RedisLink,
+        stale_max: float,
+        metrics: Metrics | None = None,
+        wait_max_s: float = WAIT_MAX_S,
+    ) -> None:
         self.link = link
         self.stale_max = stale_max
         self.metrics = metrics
+        self.wait_max_s = wait_max_s
 
     def key(self, tenant: str, key: Hashable, value_type: Any) -> str:
         digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
@@ -67,7 +77,7 @@ class SharedAnswers:
     def _decode(self, data: bytes, ttl_ms: int, value_type: Any) -> Found | None:
         try:
             value = msgspec.msgpack.decode(data, type=value_type)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):  # RecursionError: too deep
             log.warning("shared_value_unreadable", value_type=str(value_type))
             self._count("unreadable")
             return None
@@ -127,12 +137,19 @@ class SharedAnswers:
         """The answer, loaded by exactly one replica of the fleet at a time: (value, True) when
         another replica loaded it. Without Redis, this replica loads it alone."""
         name = self.key(tenant, key, value_type)
+        give_up_at = asyncio.get_running_loop().time() + self.wait_max_s
         while True:
             lock = LeasedLock(self.link, name + ":lock")
             try:
                 taken = await lock.try_take()
             except SharedUnavailable:
                 return await load(), False
+            if not taken and asyncio.get_running_loop().time() >= give_up_at:
+                log.warning("shared_lock_waited_too_long", waited_s=self.wait_max_s)
+                value = await load()  # alone: whoever holds the lock has held it too long
+                with suppress(SharedUnavailable):
+                    await self.put_many(tenant, [(key, value, ttl)], value_type)
+                return value, False
             if taken:
                 try:
                     value = await load()
@@ -141,15 +158,16 @@ class SharedAnswers:
                     return value, False
                 finally:
                     await lock.release()
-            waited = await self._wait_for(name, lock, value_type)
+            waited = await self._wait_for(name, lock, value_type, give_up_at)
             if waited is not None:
                 return waited, True
 
-    async def _wait_for(self, name: str, lock: LeasedLock, value_type: Any) -> Any | None:
+    async def _wait_for(self, name: str, lock: LeasedLock, value_type: Any, give_up_at: float) -> Any | None:
         """The fresh answer another replica is loading, once it is there; None when its lock is
-        gone without a fresh answer (it failed or died: the caller tries to load it itself)."""
+        gone without a fresh answer (it failed or died: the caller tries to load it itself), or
+        at `give_up_at` (loop time)."""
         polls = iter(WAIT_POLL_S)
-        while True:
+        while asyncio.get_running_loop().time() < give_up_at:
             await asyncio.sleep(next(polls, WAIT_POLL_S[-1]))
             try:
                 data, ttl_ms = await self.link.run(lambda client: _get_with_ttl(client, name))
@@ -161,6 +179,7 @@ class SharedAnswers:
                     return None
             except SharedUnavailable:
                 return None
+        return None
 
 
 async def _get_with_ttl(client: Any, name: str) -> list[Any]:

@@ -12,7 +12,8 @@ one, once for the fleet.
 
 Keys (tenant-scoped, with a TTL of two whole-read periods): `<prefix>v1:<tenant>:k:<state>:meta`,
 `...:gen:<generation>` and `...:refreshes:<generation>`. Every value is decoded with its type; an
-unreadable one means the state is read from the store again, never an error.
+unreadable one (or one larger than a tenant's kept runs can be) means the state is read from the
+store again, never an error.
 """
 
 from __future__ import annotations
@@ -29,13 +30,27 @@ import structlog
 
 from app.redis_link import LeasedLock, RedisLink, SharedUnavailable
 from app.run_states import KeptRuns
-from app.shared_cache import schema_tag
+from app.shared_cache import WAIT_MAX_S, schema_tag
 from queries.rows import RunStateRow
 
 log = structlog.get_logger("dify_stats.shared_runs")
 
 KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/service.py FULL_READ_EVERY_S)
 LOCK_POLL_S = 0.05
+# A kept run is ~190 bytes as MessagePack (two UUIDs, its key, field names): a state's record
+# larger than this per run a tenant may keep was not written by a replica, and is not decoded
+# (decoding blocks the serving loop for as long as it takes).
+MAX_ROW_BYTES = 256
+# What replaying a record can raise on values no replica wrote: undecodable, of another type, too
+# deep, or well typed with a key that does not parse (app/run_states.kept_run).
+_UNREADABLE = (
+    msgspec.DecodeError,
+    msgspec.ValidationError,
+    ValueError,
+    TypeError,
+    IndexError,
+    RecursionError,
+)
 
 
 class StateMeta(msgspec.Struct, frozen=True):
@@ -51,8 +66,12 @@ _ROWS = list[RunStateRow]
 
 
 class SharedRuns:
-    def __init__(self, link: RedisLink) -> None:
+    def __init__(self, link: RedisLink, max_rows: int, wait_max_s: float = WAIT_MAX_S) -> None:
+        """`max_rows`: the most runs one tenant may keep (its share of STATS_LIVE_RUNS_MAX);
+        `wait_max_s`: the longest to wait for another replica's read before reading alone."""
         self.link = link
+        self.max_bytes = max(1, max_rows) * MAX_ROW_BYTES
+        self.wait_max_s = wait_max_s
 
     def _base(self, tenant: str, key: Hashable) -> str:
         digest = hashlib.sha256(msgspec.msgpack.encode(key)).hexdigest()[:32]
@@ -77,6 +96,10 @@ class SharedRuns:
             return await pipe.execute()  # type: ignore[no-any-return]
 
         whole, refreshes = await self.link.run(fetch)
+        size = len(whole or b"") + sum(len(refresh) for refresh in refreshes)
+        if size > self.max_bytes:
+            log.warning("shared_kept_runs_unreadable", reason="too large", size=size)
+            return None
         try:
             if not same:
                 if whole is None:
@@ -88,8 +111,8 @@ class SharedRuns:
                 return state if same else None  # the fleet's record is incomplete: read again
             for refresh in refreshes:
                 state.merge(msgspec.msgpack.decode(refresh, type=_ROWS))
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("shared_kept_runs_unreadable")
+        except _UNREADABLE as error:  # the state (perhaps half merged) is read from the store again
+            log.warning("shared_kept_runs_unreadable", reason=type(error).__name__)
             return None
         state.generation, state.seq, state.read_at_s = meta.generation, meta.refreshes, meta.read_at_s
         return state
@@ -100,7 +123,7 @@ class SharedRuns:
             return None
         try:
             return msgspec.msgpack.decode(data, type=StateMeta)
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        except _UNREADABLE:
             log.warning("shared_kept_runs_unreadable")
             return None
 
@@ -156,11 +179,16 @@ class SharedRuns:
     @asynccontextmanager
     async def reading(self, tenant: str, key: Hashable) -> AsyncIterator[None]:
         """The fleet's lock on reading the store for this state: waited for while another replica
-        holds it (or until its lease lapses, if it died); without Redis, not taken."""
+        holds it (or until its lease lapses, if it died), at most `wait_max_s`; without Redis,
+        or after that, not taken."""
         lock = LeasedLock(self.link, self._base(tenant, key) + ":lock")
+        give_up_at = asyncio.get_running_loop().time() + self.wait_max_s
         try:
             while not await lock.try_take():
-                await lock.held_elsewhere()  # a lease-less key is taken away
+                await lock.held_elsewhere()  # a key no replica wrote is taken away
+                if asyncio.get_running_loop().time() >= give_up_at:
+                    log.warning("shared_lock_waited_too_long", waited_s=self.wait_max_s)
+                    raise SharedUnavailable("held too long")  # read alone, as without Redis
                 await asyncio.sleep(LOCK_POLL_S)
         except SharedUnavailable:
             yield

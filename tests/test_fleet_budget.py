@@ -187,3 +187,44 @@ def test_every_budget_key_expires(redis_url: str) -> None:
         assert all(client.pttl(key) > 0 for key in keys), {key: client.pttl(key) for key in keys}
     finally:
         client.close()
+
+
+def test_leases_and_waiters_no_replica_wrote_hold_nothing(any_redis: Any) -> None:
+    """Anyone who can write to Redis may add slots dated far ahead, or waiters that never ask
+    again (without a heartbeat in the alive set), or members without a tenant: none of them may
+    hold the fleet's budget, or every uncached request would wait for ever."""
+    any_redis.flush()
+
+    async def scenario() -> tuple[int, int]:
+        async with replicas(any_redis.url, 2, size=3) as budgets:
+            slots, queue, _alive, _ticket = budgets[0]._keys
+            client = redis.Redis.from_url(any_redis.url)
+            try:
+                forged_far = {f"{T1}|forged-{n}": 99_999_999_999_999 for n in range(3)}
+                client.zadd(slots, {**forged_far, "no-tenant-at-all": 99_999_999_999_999})
+                client.zadd(queue, {f"{T2}|ghost-{n}": n - 100 for n in range(5)})
+            finally:
+                client.close()
+            async with asyncio.timeout(2), budgets[1].hold(T1), budgets[0].hold(T2):
+                return budgets[1].in_use, budgets[0].in_use
+
+    assert run(scenario) == (1, 2)  # slots held fleet-wide as each was granted: ours alone
+
+
+def test_replicas_seen_ignores_heartbeats_no_replica_wrote(redis_url: str) -> None:
+    """Forged heartbeats dated far ahead would shrink each replica's local share, when Redis
+    fails, to one statement for ever."""
+
+    async def scenario() -> int:
+        async with replicas(redis_url, 2, size=4) as budgets:
+            client = redis.Redis.from_url(redis_url)
+            try:
+                client.zadd(
+                    budgets[0].link.key("replicas"), {f"ghost-{n}": 99_999_999_999_999 for n in range(50)}
+                )
+            finally:
+                client.close()
+            await budgets[0].link.beat()
+            return budgets[0].link.replicas_seen
+
+    assert run(scenario) == 2

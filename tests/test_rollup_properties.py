@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import psycopg
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,6 +27,7 @@ from app.service import StatsService
 from app.shared_cache import SharedAnswers
 from app.shared_runs import SharedRuns
 from app.sources import build_sources
+from queries.rows import RunStateRow
 from schemas.requests import STATUSES, DailyRequest
 from tests import reference
 from tests.db import load_history
@@ -63,7 +65,7 @@ def replicas(
                 AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
                 settings,
                 wall_clock=clock,
-                shared_runs=SharedRuns(link),
+                shared_runs=SharedRuns(link, settings.live_runs_max),
             )
             for link in links
         ]
@@ -394,11 +396,29 @@ def test_today_kept_as_an_edge_day_is_refreshed_as_live(
     assert runs_per_day() == [("2025-03-02", 2), ("2025-03-03", 2)]
 
 
+def _tamper(redis_url: str, prefix: str, how: str) -> None:
+    """Overwrite the fleet's record of a whole read as someone with access to Redis could: a
+    well-typed row whose key does not parse, or more rows than a tenant may keep."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        (generation,) = client.keys(f"{prefix}*:gen:*")
+        rows = msgspec.msgpack.decode(client.get(generation), type=list[RunStateRow])
+        if how == "bad key":
+            rows = [msgspec.structs.replace(rows[0], latest_key="x" * len(rows[0].latest_key))]
+        else:
+            rows = rows * 2_000  # 2,000 runs' worth, where this test's tenant may keep 1,000
+        client.set(generation, msgspec.msgpack.encode(rows), keepttl=True)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("tamper", [None, "bad key", "too large"])
 def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
-    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, shared_redis: str
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, shared_redis: str, tamper: str | None
 ) -> None:
     """Replica A reads today's runs whole, then refreshes them; replica B, asked next, replays
-    A's whole read and its refresh from Redis and answers with no statement of its own."""
+    A's whole read and its refresh from Redis and answers with no statement of its own. A record
+    B cannot trust (tampered with) is read from the store instead: the same answer, never an error."""
     loop, repository, settings = loop_and_repository
     settings = msgspec.structs.replace(settings, cache_ttl=60.0)
     noon_s = 1_741_003_200  # 2025-03-03 12:00 UTC
@@ -414,7 +434,7 @@ def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
             AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
             settings,  # type: ignore[arg-type]
             wall_clock=lambda: clock[0],
-            shared_runs=SharedRuns(link),
+            shared_runs=SharedRuns(link, 1_000),
         )
         for recording, link in zip(recorded, links, strict=True)
     )
@@ -433,8 +453,13 @@ def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
         answer, _ = loop.run_until_complete(a.daily(terminals, request))  # A: a refresh
         assert [(item.date, item.terminal_count) for item in answer] == [("2025-03-03", 1)]
         assert len(recorded[0].kept_reads) == 2
+        if tamper is not None:
+            _tamper(shared_redis, prefix, tamper)
         answer, outcome = loop.run_until_complete(b.daily(interactions, request))  # B: catches up
         assert [(item.date, item.interactions) for item in answer] == [("2025-03-03", 2.0)]
+        if tamper is not None:  # B read the store whole itself
+            assert [written for *_, written in recorded[1].kept_reads] == [None]
+            return
         assert (recorded[1].kept_reads, recorded[1].asked, outcome) == ([], [], "hit")
         answer, _ = loop.run_until_complete(b.daily(runs, request))  # the fleet's cached answer
         assert [(item.date, item.runs) for item in answer] == [("2025-03-03", 1)]  # as A computed it

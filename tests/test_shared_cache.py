@@ -21,6 +21,7 @@ from app.config import RedisSettings
 from app.metrics import Metrics
 from app.redis_link import RedisLink
 from app.shared_cache import SharedAnswers, schema_tag
+from app.shared_runs import SharedRuns
 from schemas.runs import RunCounts
 
 TENANT = "0a000000-0000-4000-8000-00000000000a"
@@ -28,13 +29,16 @@ PREFIX = "test-cache:"
 
 
 @asynccontextmanager
-async def fleet(url: str, count: int, stale_max: float = 60) -> AsyncIterator[list[AnswerCache]]:
+async def fleet(
+    url: str, count: int, stale_max: float = 60, wait_max_s: float = 30
+) -> AsyncIterator[list[AnswerCache]]:
     async with AsyncExitStack() as stack:
         caches = []
         for _ in range(count):
             link = RedisLink(RedisSettings(url=url, prefix=PREFIX), Metrics())
             stack.push_async_callback(link.close)
-            caches.append(AnswerCache(100, stale_max, shared=SharedAnswers(link, stale_max, link.metrics)))
+            shared = SharedAnswers(link, stale_max, link.metrics, wait_max_s)
+            caches.append(AnswerCache(100, stale_max, shared=shared))
         yield caches
 
 
@@ -94,24 +98,89 @@ def test_identical_misses_on_different_replicas_run_one_load(redis_url: str) -> 
     assert results.count("hit") == 6  # ... two replicas' callers got the fleet's answer: "hit"
 
 
-def test_a_waiter_takes_over_when_the_loader_died(redis_url: str) -> None:
-    """A replica that died while loading leaves its lock behind; it lapses within its lease and a
-    waiter loads the answer itself (here the lock has 1.5 s left, as after most of a lease)."""
-
+@pytest.mark.parametrize(
+    ("lease_ms", "wait_max_s", "low_s", "high_s"),
+    [
+        # A replica died while loading: its lock lapses within its lease (here 1.5 s are left,
+        # as after most of a lease) and a waiter loads the answer itself.
+        (1_500, 30, 1.2, 3.5),
+        # An hour's lease: no replica writes one longer than LOCK_LEASE_MS, so it is someone
+        # else's, taken away at once, not waited on for an hour.
+        (3_600_000, 30, 0.0, 1.0),
+        # Looks like a replica's but is never let go (renewed by someone, or a stuck holder): the
+        # waiter loads alone after the longest a statement may take (here 1 s).
+        (10_000, 1, 0.9, 2.5),
+    ],
+    ids=["dead loader", "forged lease", "held too long"],
+)
+def test_a_waiter_loads_itself_when_the_lock_is_not_let_go(
+    redis_url: str, lease_ms: int, wait_max_s: float, low_s: float, high_s: float
+) -> None:
     async def scenario() -> tuple[int, float]:
-        async with fleet(redis_url, 1) as (cache,):
+        async with fleet(redis_url, 1, wait_max_s=wait_max_s) as (cache,):
             assert cache.shared is not None
-            lock = cache.shared.key(TENANT, ("c",), RunCounts) + ":lock"
+            lock = cache.shared.key(TENANT, (lease_ms,), RunCounts) + ":lock"
             client = redis.Redis.from_url(redis_url)
-            client.set(lock, "a dead replica", px=1500)
+            client.set(lock, "not let go", px=lease_ms)
             client.close()
             load = Loads()
             started = time.monotonic()
-            await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+            async with asyncio.timeout(5):
+                await cache.get_or_load((lease_ms,), 30, load, tenant=TENANT, value_type=RunCounts)
             return load.calls, time.monotonic() - started
 
     calls, waited = run(scenario)
-    assert calls == 1 and 1.2 < waited < 3.5, waited
+    assert calls == 1 and low_s <= waited < high_s, waited
+
+
+def test_a_kept_runs_lock_no_replica_wrote_holds_no_one_off(redis_url: str) -> None:
+    """The same for the lock on reading the store for kept runs, which every daily measure of a
+    tenant, app and zone passes through."""
+
+    async def scenario(lease_ms: int) -> float:
+        link = RedisLink(RedisSettings(url=redis_url, prefix=PREFIX))
+        try:
+            shared = SharedRuns(link, 1_000, wait_max_s=1)
+            client = redis.Redis.from_url(redis_url)
+            client.set(shared._base(TENANT, (lease_ms,)) + ":lock", "not a replica", px=lease_ms)
+            client.close()
+            started = time.monotonic()
+            async with asyncio.timeout(5), shared.reading(TENANT, (lease_ms,)):
+                return time.monotonic() - started
+        finally:
+            await link.close()
+
+    assert asyncio.run(scenario(3_600_000)) < 0.5  # taken away at once
+    assert 0.9 < asyncio.run(scenario(10_000)) < 2.5  # looks like a replica's: waited for 1 s
+
+
+class Detail(msgspec.Struct, frozen=True):
+    """An answer with a free-form field, as a run's inputs and outputs are."""
+
+    inputs: Any
+
+
+def test_a_value_nested_too_deeply_is_a_miss(redis_url: str) -> None:
+    """Free-form fields decode to whatever nesting the value has: 100,000 levels overflow the
+    decoder's stack, which must read as a miss (not a 400 or a 500)."""
+    nested = b"\x81\xa6inputs" + b"\x91" * 100_000 + b"\x01"  # {"inputs": [[[...1...]]]}
+
+    async def scenario() -> tuple[dict[Any, Any], dict[Any, Any]]:
+        async with fleet(redis_url, 1) as (cache,):
+            assert cache.shared is not None
+            client = redis.Redis.from_url(redis_url)
+            client.set(cache.shared.key(TENANT, ("deep",), Detail), nested, px=60_000)
+            client.set(
+                cache.shared.key(TENANT, ("fine",), Detail), msgspec.msgpack.encode(Detail([[1]])), px=60_000
+            )
+            client.close()
+            return (
+                await cache.shared.get_many(TENANT, [("deep",)], Detail),
+                await cache.shared.get_many(TENANT, [("fine",)], Detail),
+            )
+
+    deep, fine = run(scenario)
+    assert deep == {} and fine[("fine",)].value == Detail([[1]])
 
 
 @pytest.mark.parametrize(
