@@ -128,6 +128,15 @@ def test_unknown_runs_and_other_tenants_runs_are_404(
         assert client.get(f"{NATIVE}/not-a-uuid/node-executions").status_code == 400
 
 
+def _logged(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, *events: str
+) -> list[list[str]]:
+    """Per event, its log lines so far: structlog's lines reach stdout, or the log capture once
+    another test has configured logging."""
+    printed = capsys.readouterr().out.splitlines() + caplog.text.splitlines()
+    return [[line for line in printed if event in line] for event in events]
+
+
 def test_a_value_over_the_sls_field_length_is_flagged_through_the_stand_in(
     loaded: psycopg.Connection[Any],
     sls_standin: Any,
@@ -141,9 +150,7 @@ def test_a_value_over_the_sls_field_length_is_flagged_through_the_stand_in(
         assert isinstance(llm["outputs"], str) and len(llm["outputs"]) == 2048  # its text, as SLS cut it
         assert llm["inputs"] == {"query": "hello"} and llm["inputs_truncated"] is False
         assert [item["truncated_fields"] for item in (native[0], native[2])] == [[], []]
-    # structlog's lines reach stdout, or the log capture once another test has configured logging
-    printed = capsys.readouterr().out.splitlines() + caplog.text.splitlines()
-    logged = [line for line in printed if "node_fields_truncated" in line]
+    [logged] = _logged(capsys, caplog, "node_fields_truncated")
     assert len(logged) == 1 and R1 in logged[0] and node_examples.N2 in logged[0] and "outputs" in logged[0]
 
 
@@ -198,9 +205,7 @@ def test_documents_nested_too_deeply_are_answered_as_text_and_flagged(
         False,
     )
     assert llm["inputs"] == json.loads(DEEPEST_ANSWERED)
-    printed = capsys.readouterr().out.splitlines() + caplog.text.splitlines()
-    [run_line] = [line for line in printed if "run_fields_truncated" in line]
-    [node_line] = [line for line in printed if "node_fields_truncated" in line]
+    [run_line], [node_line] = _logged(capsys, caplog, "run_fields_truncated", "node_fields_truncated")
     assert R1 in run_line and R1 in node_line and node_examples.N2 in node_line
     shown = query(database_url, "node-executions", "--tenant", T, "--app", A, "--run", R1, "--json")
     assert shown.returncode == 0 and "Traceback" not in shown.stderr
