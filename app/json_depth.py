@@ -43,12 +43,16 @@ def _opening_brackets(data: str | bytes) -> int:
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether lists and dicts nest more than `limit` levels, walked without recursion."""
-    pending: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, (list, dict)) else []
-    while pending:
-        container, depth = pending.pop()
-        if depth > limit:
-            return True
-        children = container.values() if isinstance(container, dict) else container
-        pending.extend((child, depth + 1) for child in children if isinstance(child, (list, dict)))
-    return False
+    """Whether lists and dicts nest more than `limit` levels: walked a level at a time, without
+    recursion (decoders build plain lists and dicts, so their exact types are checked)."""
+    level = [value] if type(value) in (list, dict) else []
+    for _ in range(limit):
+        level = [
+            child
+            for container in level
+            for child in (container.values() if type(container) is dict else container)
+            if type(child) in (list, dict)
+        ]
+        if not level:
+            return False
+    return True
