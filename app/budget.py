@@ -212,6 +212,7 @@ class FleetBudget:
         args: list[str | int] = [
             me, self.size, self.tenant_limit, LEASE_MS, WAITER_TTL_MS, KEY_TTL_MS, FORGED_AHEAD_MS
         ]  # fmt: skip
+        started = asyncio.get_running_loop().time()
         try:
             while True:
                 freed = self._freed
@@ -228,6 +229,9 @@ class FleetBudget:
             return None
         except BaseException:
             await asyncio.shield(self._release(me))  # leave the queue (or give back a late grant)
+            waited = asyncio.get_running_loop().time() - started
+            if waited >= 1:  # the statement's time ran out in the queue: say why it failed
+                log.warning("fleet_slot_not_granted", waited_s=round(waited, 1), slots_held=self.in_use)
             raise
 
     async def _renew(self, slot: str) -> None:

@@ -259,12 +259,13 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
     """Read and check every variable; `overrides` (from CLI flags) win over the environment."""
     env = os.environ if env is None else env
     found = _read_variables(env)
-    database_url = _postgres_url(env, "STATS_DATABASE_URL") or _sls_url_from_dify_vars(env)
+    own_url = _postgres_url(env, "STATS_DATABASE_URL")
+    database_url = own_url or _sls_url_from_dify_vars(env)
     dialect = found.STATS_DIALECT or _default_dialect(database_url)
     # SLS allows 15 concurrent queries per project, shared with Dify's own readers: take a third.
     # Dify's pool size counts only where Dify's variables say where the store is.
     pool_variable, pool_size = "STATS_POOL_SIZE", found.STATS_POOL_SIZE
-    if pool_size is None and _text(env, "STATS_DATABASE_URL") is None and found.ALIYUN_SLS_PG_POOL_SIZE:
+    if pool_size is None and own_url is None and database_url and found.ALIYUN_SLS_PG_POOL_SIZE:
         pool_variable, pool_size = "ALIYUN_SLS_PG_POOL_SIZE", found.ALIYUN_SLS_PG_POOL_SIZE
     pool_size = pool_size or (5 if dialect == "sls" else 8)
     if dialect == "sls" and pool_size > SLS_MAX_CONCURRENCY:

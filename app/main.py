@@ -34,7 +34,7 @@ from app.routes.health import healthz, prometheus_metrics, readyz
 from app.routes.native import native_router
 from app.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.service import StatsService
-from app.shared_cache import SharedAnswers
+from app.shared_cache import LOAD_WAIT_TIMEOUTS, SharedAnswers
 from app.shared_runs import SharedRuns
 from app.sources import build_sources
 
@@ -80,7 +80,9 @@ def create_app(
     # Replicas sharing one Redis share the query budget, the answers and the kept runs.
     link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
     shared = (
-        SharedAnswers(link, settings.stale_max, metrics, settings.query_timeout) if link is not None else None
+        SharedAnswers(link, settings.stale_max, metrics, LOAD_WAIT_TIMEOUTS * settings.query_timeout)
+        if link is not None
+        else None
     )
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
@@ -89,7 +91,9 @@ def create_app(
         cache,
         settings,
         shared_runs=SharedRuns(
-            link, int(settings.live_runs_max * settings.tenant_share), settings.query_timeout
+            link,
+            int(settings.live_runs_max * settings.tenant_share),
+            LOAD_WAIT_TIMEOUTS * settings.query_timeout,
         )
         if link is not None
         else None,

@@ -36,8 +36,11 @@ T = TypeVar("T")
 
 WAIT_POLL_S = (0.02, 0.05, 0.1, 0.2)  # how often a waiter looks for the answer (then every 0.2 s)
 # The longest a replica waits for another's load before loading alone: a lock kept alive by
-# someone else than a replica must not hold requests for ever (STATS_QUERY_TIMEOUT in the app).
-WAIT_MAX_S = 30.0
+# someone else than a replica must not hold requests for ever. A load is mostly one or two
+# statements in a row (a run's node executions: its span, then its page), each of at most
+# STATS_QUERY_TIMEOUT: the app waits that many timeouts; a longer load is repeated once.
+LOAD_WAIT_TIMEOUTS = 2
+WAIT_MAX_S = LOAD_WAIT_TIMEOUTS * 30.0
 
 
 @cache

@@ -37,10 +37,12 @@ log = structlog.get_logger("dify_stats.shared_runs")
 
 KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/service.py FULL_READ_EVERY_S)
 LOCK_POLL_S = 0.05
-# A kept run is ~190 bytes as MessagePack (two UUIDs, its key, field names): a state's record
-# larger than this per run a tenant may keep was not written by a replica, and is not decoded
-# (decoding blocks the serving loop for as long as it takes).
-MAX_ROW_BYTES = 256
+# A kept run is 210-220 bytes as MessagePack (two UUIDs, its key, field names). A whole read
+# larger than this per run a tenant may keep, or refreshes larger than REFRESHES_PER_RUN times
+# that, were not written by a replica and are not decoded (decoding blocks the serving loop for
+# as long as it takes).
+MAX_ROW_BYTES = 512
+REFRESHES_PER_RUN = 4  # a run changes a few times an hour at most (running, paused, finished)
 # What replaying a record can raise on values no replica wrote: undecodable, of another type, too
 # deep, or well typed with a key that does not parse (app/run_states.kept_run).
 _UNREADABLE = (
@@ -91,15 +93,19 @@ class SharedRuns:
 
         async def fetch(client: Any) -> list[Any]:
             pipe = client.pipeline(transaction=False)
-            pipe.get(f"{base}:gen:{meta.generation}")
+            if not same:  # a replica on this generation needs only the refreshes it has not seen
+                pipe.get(f"{base}:gen:{meta.generation}")
             pipe.lrange(f"{base}:refreshes:{meta.generation}", first, meta.refreshes - 1)
             return await pipe.execute()  # type: ignore[no-any-return]
 
-        whole, refreshes = await self.link.run(fetch)
-        size = len(whole or b"") + sum(len(refresh) for refresh in refreshes)
-        if size > self.max_bytes:
-            log.warning("shared_kept_runs_unreadable", reason="too large", size=size)
-            return None
+        *wholes, refreshes = await self.link.run(fetch)
+        whole = wholes[0] if wholes else None
+        if (
+            len(whole or b"") > self.max_bytes
+            or sum(map(len, refreshes)) > REFRESHES_PER_RUN * self.max_bytes
+        ):
+            log.warning("shared_kept_runs_not_replayed", reason="larger than a tenant may keep")
+            return state if same else None  # this replica's own state stays good
         try:
             if not same:
                 if whole is None:

@@ -75,6 +75,8 @@ def test_difys_pool_size_counts_only_with_difys_store_variables() -> None:
     project's budget, counted beside ours, not instead of it."""
     url = "postgresql://ak:sk@proj.cn-hangzhou.log.aliyuncs.com:5432/proj"
     assert load_settings({"STATS_DATABASE_URL": url, "ALIYUN_SLS_PG_POOL_SIZE": "12"}).pool_size == 5
+    dify_postgres = {"STATS_DIFY_DATABASE_URL": "postgresql://u:p@h/db", "ALIYUN_SLS_PG_POOL_SIZE": "40"}
+    assert load_settings(dify_postgres).pool_size == 8  # no SLS store at all: the postgres default
     dify_store = {
         "ALIYUN_SLS_ACCESS_KEY_ID": "a",
         "ALIYUN_SLS_ACCESS_KEY_SECRET": "b",

@@ -228,3 +228,19 @@ def test_replicas_seen_ignores_heartbeats_no_replica_wrote(redis_url: str) -> No
             return budgets[0].link.replicas_seen
 
     assert run(scenario) == 2
+
+
+def test_a_statement_whose_time_runs_out_in_the_queue_says_so(redis_url: str) -> None:
+    """Slots held for longer than a statement may wait (a busy fleet, or slots someone keeps
+    forging in Redis) end the waiting statement as its timeout says; the log says why."""
+    from structlog.testing import capture_logs
+
+    async def scenario() -> list[dict[str, Any]]:
+        async with replicas(redis_url, 2, size=1) as budgets, budgets[0].hold(None):
+            with capture_logs() as logs, pytest.raises(TimeoutError):
+                async with asyncio.timeout(1.2), budgets[1].hold(T1):
+                    pass
+            return logs
+
+    (warning,) = [line for line in run(scenario) if line["event"] == "fleet_slot_not_granted"]
+    assert warning["slots_held"] == 1 and warning["waited_s"] >= 1

@@ -406,15 +406,27 @@ def _tamper(redis_url: str, prefix: str, how: str) -> None:
         if how == "bad key":
             rows = [msgspec.structs.replace(rows[0], latest_key="x" * len(rows[0].latest_key))]
         else:
-            rows = rows * 2_000  # 2,000 runs' worth, where this test's tenant may keep 1,000
+            rows = rows * 20_000  # 20,000 runs' worth, where this test's tenant may keep 1,000
         client.set(generation, msgspec.msgpack.encode(rows), keepttl=True)
     finally:
         client.close()
 
 
-@pytest.mark.parametrize("tamper", [None, "bad key", "too large"])
+@pytest.mark.parametrize(
+    ("tamper", "max_rows"),
+    [
+        (None, 1_000),
+        (None, 1),  # records as large as a tenant may keep them (one run) are replayed
+        ("bad key", 1_000),
+        ("too large", 1_000),
+    ],
+)
 def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
-    pg_conn: psycopg.Connection[Any], loop_and_repository: Any, shared_redis: str, tamper: str | None
+    pg_conn: psycopg.Connection[Any],
+    loop_and_repository: Any,
+    shared_redis: str,
+    tamper: str | None,
+    max_rows: int,
 ) -> None:
     """Replica A reads today's runs whole, then refreshes them; replica B, asked next, replays
     A's whole read and its refresh from Redis and answers with no statement of its own. A record
@@ -434,7 +446,7 @@ def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
             AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
             settings,  # type: ignore[arg-type]
             wall_clock=lambda: clock[0],
-            shared_runs=SharedRuns(link, 1_000),
+            shared_runs=SharedRuns(link, max_rows),
         )
         for recording, link in zip(recorded, links, strict=True)
     )
