@@ -79,22 +79,15 @@ def create_app(
     metrics = Metrics()
     # Replicas sharing one Redis share the query budget, the answers and the kept runs.
     link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
-    shared = (
-        SharedAnswers(link, settings.stale_max, metrics, LOAD_WAIT_TIMEOUTS * settings.query_timeout)
-        if link is not None
-        else None
-    )
+    load_wait_s = LOAD_WAIT_TIMEOUTS * settings.query_timeout  # for another replica's load
+    shared = SharedAnswers(link, settings.stale_max, metrics, load_wait_s) if link is not None else None
     cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
     service = StatsService(
         repository,
         cache,
         settings,
-        shared_runs=SharedRuns(
-            link,
-            int(settings.live_runs_max * settings.tenant_share),
-            LOAD_WAIT_TIMEOUTS * settings.query_timeout,
-        )
+        shared_runs=SharedRuns(link, int(settings.live_runs_max * settings.tenant_share), load_wait_s)
         if link is not None
         else None,
         nodes=nodes,

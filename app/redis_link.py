@@ -20,7 +20,7 @@ import ssl
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import suppress
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 import redis.asyncio as aioredis
 import structlog
@@ -78,6 +78,14 @@ if left == -1 or left > tonumber(ARGV[1]) then
 end
 return left
 """
+
+
+class LockScripts(NamedTuple):
+    """LeasedLock's scripts, registered once per link (a call sends only the script's digest)."""
+
+    lease_left: Any
+    release: Any
+    renew: Any
 
 
 class SharedUnavailable(RuntimeError):
@@ -144,6 +152,12 @@ class RedisLink:
         self.state: Literal["up", "down"] = "up"
         self.replicas_seen: int | None = None  # None: never heard (then a replica uses the whole budget)
         self._heartbeat = self.client.register_script(_HEARTBEAT)
+        self.lock_scripts = LockScripts(
+            *(
+                self.client.register_script(script)
+                for script in (_LOCK_LEASE_LEFT, _RELEASE_LOCK, _RENEW_LOCK)
+            )
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconnecting: asyncio.Task[None] | None = None
         self.recovered = asyncio.Event()  # set each time the circuit closes again
@@ -263,7 +277,7 @@ class LeasedLock:
 
     async def held_elsewhere(self) -> bool:
         """Whether another replica holds it (a key no replica wrote is removed: nobody holds it)."""
-        lease_left = self.link.client.register_script(_LOCK_LEASE_LEFT)
+        lease_left = self.link.lock_scripts.lease_left
         left = await self.link.run(
             lambda client: lease_left(keys=[self.name], args=[LOCK_LEASE_MS + FORGED_AHEAD_MS], client=client)
         )
@@ -272,14 +286,14 @@ class LeasedLock:
     async def release(self) -> None:
         if self._renewing is not None:
             self._renewing.cancel()
-        release = self.link.client.register_script(_RELEASE_LOCK)
+        release = self.link.lock_scripts.release
         with suppress(SharedUnavailable):
             await asyncio.shield(
                 self.link.run(lambda client: release(keys=[self.name], args=[self.token], client=client))
             )
 
     async def _keep(self) -> None:
-        renew = self.link.client.register_script(_RENEW_LOCK)
+        renew = self.link.lock_scripts.renew
         while True:
             await asyncio.sleep(LOCK_LEASE_MS / 3000)
             with suppress(SharedUnavailable):

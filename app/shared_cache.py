@@ -147,20 +147,18 @@ class SharedAnswers:
                 taken = await lock.try_take()
             except SharedUnavailable:
                 return await load(), False
-            if not taken and asyncio.get_running_loop().time() >= give_up_at:
+            alone = not taken and asyncio.get_running_loop().time() >= give_up_at
+            if alone:  # whoever holds the lock has held it too long
                 log.warning("shared_lock_waited_too_long", waited_s=self.wait_max_s)
-                value = await load()  # alone: whoever holds the lock has held it too long
-                with suppress(SharedUnavailable):
-                    await self.put_many(tenant, [(key, value, ttl)], value_type)
-                return value, False
-            if taken:
+            if taken or alone:
                 try:
                     value = await load()
                     with suppress(SharedUnavailable):
                         await self.put_many(tenant, [(key, value, ttl)], value_type)
                     return value, False
                 finally:
-                    await lock.release()
+                    if taken:
+                        await lock.release()
             waited = await self._wait_for(name, lock, value_type, give_up_at)
             if waited is not None:
                 return waited, True
