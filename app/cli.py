@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     add_query_parser(commands, parents=[verbose])
     args = parser.parse_args(argv)
 
+    from app.http.server import Interrupted, end_by_signal
     from app.logging import configure_logging
-    from app.server import Interrupted, end_by_signal
 
     try:
         settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
@@ -122,11 +122,11 @@ def _database_url(settings: Settings, *, demo: bool = True) -> tuple[str, Any]:
 def _serve(settings: Settings, wait: float | None) -> int:
     """Start the embedded server if needed, check every source, bind the port, serve; the
     embedded server is stopped however this ends (signal, bad source, port in use)."""
-    from app.backend import Backend
     from app.embedded import stop_embedded
+    from app.http.server import SignalGuard, address, listen, serve
     from app.main import create_app
-    from app.server import SignalGuard, address, listen, serve
     from app.startup import announce, check_node_logstore, check_sources, source_urls, started_line
+    from app.stores.backend import Backend
 
     guard = SignalGuard()
     guard.install()

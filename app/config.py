@@ -88,7 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     settle_after: float = 86_400.0
     settled_ttl: float = 3_600.0
     stale_max: float = 600.0
-    live_runs_max: int = 200_000  # runs kept for live days and range edges (app/run_states.py)
+    live_runs_max: int = 200_000  # runs kept for live days and range edges (app/core/kept_runs.py)
 
     # Hostile and heavy traffic (docs/reliability.md)
     max_queries_per_request: int = 64
@@ -100,14 +100,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     logstore_since: datetime | None = None
     logstore_ttl_days: int | None = None  # Dify's ALIYUN_SLS_LOGSTORE_TTL: the LogStore's retention
     sls_field_bytes: int = 2048  # SLS's longest text value in SQL results (per logstore, 64..16384)
-    node_executions_max: int = 10_000  # node executions in one answer (app/node_repository.py)
+    node_executions_max: int = 10_000  # node executions in one answer (app/stores/node_repository.py)
 
     log_level: str = "info"
     startup_wait: float = 0.0
     max_connections: int = 1000
-    header_timeout: float = 10.0  # seconds a client has to send a request's head (app/server.py)
+    header_timeout: float = 10.0  # seconds a client has to send a request's head (app/http/server.py)
 
-    redis: RedisSettings | None = None  # replicas sharing one Redis (app/redis_link.py)
+    redis: RedisSettings | None = None  # replicas sharing one Redis (app/fleet/link.py)
 
     @property
     def embedded(self) -> bool:

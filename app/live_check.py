@@ -20,11 +20,11 @@ import msgspec
 import psycopg
 from psycopg.rows import class_row
 
-from app.answers import cut_fields
 from app.config import Settings
+from app.core.answers import cut_fields
+from app.core.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS
 from app.demo import COLUMNS
-from app.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS
-from app.readiness import REQUIRED_FIELDS
+from app.stores.readiness import REQUIRED_FIELDS
 from queries import apps, counts, daily, run_rows, runs
 from queries.app_activity import ActivityScope, app_activity
 from queries.checks import connection_check, field_counts, schema_probe

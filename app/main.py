@@ -13,30 +13,30 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
-from app.admission import InflightGate, admission_middleware
-from app.backend import Backend
-from app.budget import FleetBudget
-from app.cache import AnswerCache
 from app.config import Settings
-from app.console_auth import ConsoleAuthorizer
-from app.errors import EXCEPTION_HANDLERS
+from app.core.cache import AnswerCache
+from app.core.service import StatsService
+from app.fleet.answers import LOAD_WAIT_TIMEOUTS, SharedAnswers
+from app.fleet.budget import FleetBudget
+from app.fleet.kept_runs import SharedRuns
+from app.fleet.link import RedisLink
+from app.http.admission import InflightGate, admission_middleware
+from app.http.console_auth import ConsoleAuthorizer
+from app.http.errors import EXCEPTION_HANDLERS
+from app.http.middleware import cancel_on_disconnect_middleware, request_id_middleware
+from app.http.routes.console import console_router
+from app.http.routes.discovery import discovery_router
+from app.http.routes.grafana import grafana_router
+from app.http.routes.health import healthz, prometheus_metrics, readyz
+from app.http.routes.native import native_router
+from app.http.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.metrics import Metrics
-from app.middleware import cancel_on_disconnect_middleware, request_id_middleware
-from app.node_logstore import NodeLogstore
-from app.node_repository import NodeExecutionRepository
-from app.people import PeopleReader
-from app.redis_link import RedisLink
-from app.repository import StatsRepository
-from app.routes.console import console_router
-from app.routes.discovery import discovery_router
-from app.routes.grafana import grafana_router
-from app.routes.health import healthz, prometheus_metrics, readyz
-from app.routes.native import native_router
-from app.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
-from app.service import StatsService
-from app.shared_cache import LOAD_WAIT_TIMEOUTS, SharedAnswers
-from app.shared_runs import SharedRuns
-from app.sources import build_sources
+from app.stores.backend import Backend
+from app.stores.node_logstore import NodeLogstore
+from app.stores.node_repository import NodeExecutionRepository
+from app.stores.people import PeopleReader
+from app.stores.repository import StatsRepository
+from app.stores.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
 
@@ -68,7 +68,7 @@ def create_app(
     node_logstore: NodeLogstore | None = None,
 ) -> Litestar:
     """`backend` reads the LogStore, `workflow_runs` Dify's own tables (either may be the only
-    source; both during a migration, see app/sources.py). Opened on start-up, closed on shutdown.
+    source; both during a migration, see app/stores/sources.py). Opened on start-up, closed on shutdown.
     `node_logstore`: what the start-up probe found of the node LogStore (default: present until
     a statement finds it missing)."""
     sources = build_sources(settings, backend, workflow_runs)

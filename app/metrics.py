@@ -58,7 +58,7 @@ class Metrics:
             "(unavailable, quota, bad_sql, bad_data, other)", ["source", "kind"], registry=self.registry,
         )  # fmt: skip
 
-        # Replicas sharing one Redis (app/redis_link.py): reported only with STATS_REDIS_URL.
+        # Replicas sharing one Redis (app/fleet/link.py): reported only with STATS_REDIS_URL.
         self.redis_errors = Counter(
             "dify_stats_redis_errors",
             "Calls to Redis that failed, by error",

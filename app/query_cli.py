@@ -1,7 +1,7 @@
 """`python -m app query <measure> ...`: one native-API answer printed, without a server.
 
 Reads the store `serve` would read (same settings), builds the request with the API's own
-request builders and checks (app/routes/requests.py, app/params.py), asks the repository
+request builders and checks (app/http/routes/requests.py, app/http/params.py), asks the repository
 directly (no cache) and prints an aligned table, or with `--json` the JSON the API answers.
 A bad value is the API's 400 message on stderr, exit code 2; an unreachable store, or one that
 refuses a statement, one plain line and exit code 1.
@@ -18,8 +18,8 @@ from typing import Any, cast
 import msgspec
 
 from app.config import Settings
-from app.measures import DAILY_MEASURES, DailyMeasure
-from app.params import BadParameter, choice_param, trigger_param, uuid_param, zone_param
+from app.core.measures import DAILY_MEASURES, DailyMeasure
+from app.http.params import BadParameter, choice_param, trigger_param, uuid_param, zone_param
 from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunStatus
 
 # Named as their native paths: /v1/tenants/{tenant_id}/apps/{app_id}/statistics/<name>.
@@ -68,8 +68,8 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     except BadParameter as error:
         print(f"dify-stats: invalid_param: {error}", file=sys.stderr)
         return 2
-    from app.backend import BackendFailed, BackendUnavailable, TooManyQueries, statement_echo
-    from app.node_logstore import NodeLogstoreAbsent
+    from app.stores.backend import BackendFailed, BackendUnavailable, TooManyQueries, statement_echo
+    from app.stores.node_logstore import NodeLogstoreAbsent
 
     if args.sql:
         statement_echo.set(_print_statement)
@@ -108,8 +108,8 @@ def build_request(
     """The request struct the API would build from the same values, with the same checks.
 
     Path and typed parameters, which litestar checks on the API, are checked here first."""
-    from app.params import created_range
-    from app.routes.requests import count_request, daily_request
+    from app.http.params import created_range
+    from app.http.routes.requests import count_request, daily_request
 
     tenant_id = uuid_param("tenant_id", args.tenant)
     app_id = uuid_param("app_id", args.app)
@@ -148,11 +148,11 @@ async def _answer(
     settings: Settings, measure: str, request: DailyRequest | CountRequest | RunDetailRequest
 ) -> Any:
     """The repository's answer over the configured sources, the pools opened and closed here."""
-    from app.node_logstore import NodeLogstore
-    from app.node_repository import NodeExecutionRepository
-    from app.people import PeopleReader
-    from app.repository import StatsRepository
-    from app.sources import build_sources
+    from app.stores.node_logstore import NodeLogstore
+    from app.stores.node_repository import NodeExecutionRepository
+    from app.stores.people import PeopleReader
+    from app.stores.repository import StatsRepository
+    from app.stores.sources import build_sources
     from schemas.statistics import DailyAnswer
 
     logstore, workflow_runs = _backends(settings)
@@ -178,8 +178,8 @@ async def _answer(
 def _backends(settings: Settings) -> tuple[Any, Any]:
     """(LogStore, workflow_runs) backends as `serve` opens them; the embedded default is started
     if need be, but a query never loads demo data into it."""
-    from app.backend import Backend
     from app.cli import _database_url
+    from app.stores.backend import Backend
 
     url, _server = _database_url(settings, demo=False)
     logstore = Backend(url, settings) if url else None

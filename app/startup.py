@@ -10,11 +10,12 @@ import psycopg
 import structlog
 
 from app import __version__
-from app.budget import FleetBudget, store_identity
 from app.config import ConfigError, Settings, redact_url
-from app.node_logstore import NodeLogstore, probe_url
-from app.readiness import SourceProblem, wait_for_sources
-from app.redis_link import RedisLink
+from app.fleet.budget import FleetBudget
+from app.fleet.link import RedisLink
+from app.stores.budget import store_identity
+from app.stores.node_logstore import NodeLogstore, probe_url
+from app.stores.readiness import SourceProblem, wait_for_sources
 
 log = structlog.get_logger("dify_stats.startup")
 

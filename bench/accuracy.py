@@ -2,7 +2,7 @@
 
 The truth is our shortcut plan's answer with the service's default scope (queries/daily.py and
 queries/counts.py, property-tested exact against a reference), converted to values as the
-service answers them (app/measures.py: interactions rounded to 2 decimals, half-even). Dify's
+service answers them (app/core/measures.py: interactions rounded to 2 decimals, half-even). Dify's
 answer is taken as Dify returns it, its average interactions rounded the same way. Both become
 `{UTC date: value}` (counts: `{status: runs}`) and are compared key by key, a key missing on
 one side counting as 0 there.
@@ -17,8 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import class_row
 
-from app.days import day_number_to_date
-from app.measures import DAILY_MEASURES, DailyMeasure
+from app.core.days import day_number_to_date
+from app.core.measures import DAILY_MEASURES, DailyMeasure
 from bench.dify_sql import ACTUAL_MEASURES, actual_daily, actual_status_counts
 from queries import counts, daily
 from queries.rows import DailyRow, StatusCountRow

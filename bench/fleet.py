@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import psycopg
 
+from app.core.measures import DAILY_MEASURES
 from app.demo import demo_apps
-from app.measures import DAILY_MEASURES
 from tests.db import locked_table
 from tests.live import wait_until_answering
 from tests.processes import Service, cli_env, service

@@ -39,7 +39,6 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.backend import Backend  # noqa: E402 - after the path set-up above
 from app.config import load_settings  # noqa: E402
 from app.demo import copy_rows, demo_apps, generate_rows  # noqa: E402
 from app.demo_nodes import NODE_LOGSTORE_COLUMNS, DemoRun, load_demo_nodes, node_versions  # noqa: E402
@@ -47,6 +46,7 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.metrics import RequestFigures, current_figures  # noqa: E402
+from app.stores.backend import Backend  # noqa: E402 - after the path set-up above
 from bench.dify_sql import DIFY_NODE_PAGE, node_executions_page, node_run_lookup  # noqa: E402
 from bench.setups import database, keep_only_sls_like_indexes  # noqa: E402
 from schemas.requests import RunDetailRequest  # noqa: E402
@@ -133,10 +133,10 @@ async def _median_ms(measure: Callable[[], Awaitable[float]], repeats: int = 5) 
 
 async def _backend_figures(url: str) -> dict[int, dict[str, float]]:
     """Per run size: Dify's statements and ours, through the service's own backend."""
-    from app.node_logstore import NodeLogstore
-    from app.node_repository import NodeExecutionRepository
-    from app.people import PeopleReader
-    from app.sources import build_sources
+    from app.stores.node_logstore import NodeLogstore
+    from app.stores.node_repository import NodeExecutionRepository
+    from app.stores.people import PeopleReader
+    from app.stores.sources import build_sources
 
     settings = load_settings({"STATS_DATABASE_URL": url})
     backend = Backend(url, settings)

@@ -19,14 +19,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from app.backend import Backend
-from app.cache import AnswerCache
 from app.config import load_settings
+from app.core.cache import AnswerCache
+from app.core.measures import DailyMeasure
+from app.core.service import StatsService
 from app.demo import demo_apps
-from app.measures import DailyMeasure
-from app.repository import StatsRepository
-from app.service import StatsService
-from app.sources import build_sources
+from app.stores.backend import Backend
+from app.stores.repository import StatsRepository
+from app.stores.sources import build_sources
 from queries.scope import Query
 from schemas.requests import DailyRequest
 

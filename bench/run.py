@@ -38,13 +38,13 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.backend import Backend  # noqa: E402 - after the path set-up above
 from app.config import load_settings  # noqa: E402
+from app.core.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS, DAILY_STATUS  # noqa: E402
 from app.demo import copy_rows, demo_apps, generate_rows  # noqa: E402
 from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
-from app.measures import DAILY_DURATION, DAILY_MEASURES, DAILY_RUNS, DAILY_STATUS  # noqa: E402
+from app.stores.backend import Backend  # noqa: E402 - after the path set-up above
 from bench import accuracy, dify_sql, fleet, nodes, refresh, report, targets, two_sources, zones  # noqa: E402
 from bench.setups import Setup, database, sls_like_database  # noqa: E402
 from bench.uncached import daily_runs_path, uncached_settings  # noqa: E402

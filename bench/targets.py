@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from app.measures import MEASURES_BY_NAME
+from app.core.measures import MEASURES_BY_NAME
 from bench.breakdown import statement_breakdown
 from queries import counts, daily
 from queries.scope import Query, RunScope

@@ -22,12 +22,12 @@ from typing import Any
 import msgspec
 import psycopg
 
-from app.backend import Backend
 from app.config import load_settings
+from app.core.measures import DAILY_RUNS, DAILY_TERMINALS
 from app.demo import demo_apps
-from app.measures import DAILY_RUNS, DAILY_TERMINALS
-from app.repository import StatsRepository
-from app.sources import build_sources
+from app.stores.backend import Backend
+from app.stores.repository import StatsRepository
+from app.stores.sources import build_sources
 from queries.scope import Query
 from schemas.requests import DailyRequest, RunListRequest
 

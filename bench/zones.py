@@ -22,9 +22,9 @@ from typing import Any, NamedTuple
 
 import httpx
 
-from app.backend import Backend
 from app.demo import demo_apps
 from app.main import create_app
+from app.stores.backend import Backend
 from bench.uncached import daily_runs_path, uncached_settings
 from tests.live import serve
 

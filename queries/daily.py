@@ -2,7 +2,7 @@
 that has runs (`day` = days since 1970-01-01 in the requested zone; see queries/timezones.py),
 read in keyset pages of days (queries/scope.keyset_page).
 
-A measure is its SQL aggregates (`DailyAggregates`, declared with the measure in app/measures.py);
+A measure is its SQL aggregates (`DailyAggregates`, declared with the measure in app/core/measures.py);
 this module wraps them in each plan's statement. Every plan but one first yields one row per run
 (`id`, `created_by`, `created_us`, and the per-run columns the measure reads, `RUN_COLUMNS`), which
 is then grouped by local day. The plans, side by side:

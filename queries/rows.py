@@ -1,6 +1,6 @@
 """The rows each statement answers, by column name (the backend builds them with psycopg's
 `class_row`). Values arrive as the engine sends them (a PostgreSQL `sum` is a Decimal, SLS may
-send NULL for an empty text); app/answers.py turns them into the API's answers."""
+send NULL for an empty text); app/core/answers.py turns them into the API's answers."""
 
 from __future__ import annotations
 

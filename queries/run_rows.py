@@ -1,4 +1,4 @@
-"""One row per run, for the per-run state the service keeps of live days (app/run_states.py).
+"""One row per run, for the per-run state the service keeps of live days (app/core/kept_runs.py).
 
 A refresh of live days must cost about the versions written since the last read, not the days:
 so the service keeps each live run's created time, local day, user and latest-version key (which

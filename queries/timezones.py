@@ -7,7 +7,7 @@ end stops at the read's instant plus the slack, scope.RunScope.created_span) and
 evaluates `created_us + offset_us(created_us)` with a balanced CASE tree over those instants.
 Integer division by one day then gives the local day number (days since 1970-01-01). This is
 exact for any zone whose transitions fall on whole seconds, which tzdata's do since 1970.
-The app turns day numbers back into dates (app/days.py).
+The app turns day numbers back into dates (app/core/days.py).
 """
 
 from __future__ import annotations

@@ -172,8 +172,8 @@ def client(service_settings: Any) -> Iterator[Any]:
     """The real application over the test database (litestar's test client runs its lifespan)."""
     from litestar.testing import TestClient
 
-    from app.backend import Backend
     from app.main import create_app
+    from app.stores.backend import Backend
 
     app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
     with TestClient(app=app) as test_client:

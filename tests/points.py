@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Any
 
-from app.measures import DailyMeasure
+from app.core.measures import DailyMeasure
 
 
 def answered(measure: DailyMeasure, points: Iterable[Any]) -> list[tuple[str, dict[str, Any]]]:

@@ -213,7 +213,7 @@ def run_list(runs: list[Version], status: str | None = None) -> list[Version]:
     return sorted(chosen, key=lambda run: (created_us(run), run.id), reverse=True)
 
 
-# The truth of each daily measure, by the name app/measures.py declares it under.
+# The truth of each daily measure, by the name app/core/measures.py declares it under.
 DAILY: dict[str, Callable[[list[Version], str], list[tuple[date, Point]]]] = {
     "daily_runs": daily_runs,
     "daily_terminals": daily_terminals,

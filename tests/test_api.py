@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import Settings, load_settings
+from app.core.measures import DAILY_MEASURES
 from app.main import create_app
-from app.measures import DAILY_MEASURES
+from app.stores.backend import Backend
 from queries.scope import Query
 from tests import examples
 from tests.db import load_history
@@ -267,8 +267,8 @@ def test_day_rollups_fetch_only_unsettled_days(database_url: str) -> None:
 
 
 def test_stale_answer_when_the_backend_fails() -> None:
-    from app.backend import BackendUnavailable
-    from app.cache import AnswerCache
+    from app.core.cache import AnswerCache
+    from app.stores.backend import BackendUnavailable
 
     now = [1000.0]
     cache = AnswerCache(max_entries=10, stale_max=600, clock=lambda: now[0])
@@ -294,7 +294,7 @@ def test_stale_answer_when_the_backend_fails() -> None:
 
 
 def test_cache_is_bounded() -> None:
-    from app.cache import AnswerCache
+    from app.core.cache import AnswerCache
 
     cache = AnswerCache(max_entries=3, stale_max=0)
     for n in range(10):

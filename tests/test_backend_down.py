@@ -9,10 +9,10 @@ from typing import Any
 import psycopg
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
 from app.embedded import ensure_schema
 from app.main import create_app
+from app.stores.backend import Backend
 from tests import examples
 from tests.db import load_history
 

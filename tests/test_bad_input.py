@@ -11,10 +11,10 @@ import httpx
 import psycopg
 import pytest
 
-from app.backend import Backend
 from app.config import load_settings
-from app.json_depth import MAX_DEPTH
+from app.http.json_depth import MAX_DEPTH
 from app.main import create_app
+from app.stores.backend import Backend
 from tests import examples
 from tests.db import load_history
 from tests.live import serve

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.budget import LocalBudget
 from app.config import ConfigError, load_settings, redact_url
+from app.stores.budget import LocalBudget
 
 KEY = "k" * 32
 TENANT = "0a000000-0000-4000-8000-00000000000a"

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
 from app.main import create_app
+from app.stores.backend import Backend
 from tests import examples
 from tests.db import load_history
 from tests.fake_dify import Account, serve_fake_dify

@@ -11,11 +11,11 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
 from app.demo import demo_apps, generate_rows
 from app.embedded import ensure_schema, load_demo
 from app.main import create_app
+from app.stores.backend import Backend
 
 NOW = datetime(2025, 11, 6, 9, 30, tzinfo=UTC)
 SINCE = NOW - timedelta(days=3)

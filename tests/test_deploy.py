@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 
-from app.grafana import SERIES, TABLES
+from app.http.grafana import SERIES, TABLES
 from tests.live import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +38,8 @@ def our_console_paths(client_app: Any) -> list[str]:
 
 
 def test_nginx_routes_every_console_path_we_serve_and_nothing_else(service_settings: Any) -> None:
-    from app.backend import Backend
     from app.main import create_app
+    from app.stores.backend import Backend
 
     pattern = nginx_location_pattern()
     app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
@@ -190,8 +190,8 @@ def test_nginx_starts_without_dify_stats_and_only_our_paths_answer_502(tmp_path:
 def test_nginx_passes_our_paths_and_dify_stats_answers_through_it(
     tmp_path: Path, service_settings: Any
 ) -> None:
-    from app.backend import Backend
     from app.main import create_app
+    from app.stores.backend import Backend
     from tests.live import serve
 
     nginx = str(shutil.which("nginx"))

@@ -17,10 +17,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
+from app.core.service import APPS_WINDOW_S
 from app.main import create_app
-from app.service import APPS_WINDOW_S
+from app.stores.backend import Backend
 from queries.rows import AppActivityRow
 from tests import examples, reference
 from tests.db import load_history, load_two_sources

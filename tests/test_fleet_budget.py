@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import redis
 
-from app.budget import LEASE_MS, FleetBudget
 from app.config import RedisSettings
-from app.redis_link import RedisLink
+from app.fleet.budget import LEASE_MS, FleetBudget
+from app.fleet.link import RedisLink
 
 T1, T2 = "0a000000-0000-4000-8000-00000000000a", "0b000000-0000-4000-8000-00000000000b"
 

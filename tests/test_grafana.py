@@ -17,11 +17,11 @@ import pytest
 import yaml
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows, demo_apps, generate_rows
-from app.grafana import SERIES
+from app.http.grafana import SERIES
 from app.main import create_app
+from app.stores.backend import Backend
 
 PROTOCOL = Path(__file__).parent / "data" / "grafana_json_datasource.yaml"
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -16,10 +16,10 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.backend import Backend
-from app.cache import AnswerCache
 from app.config import load_settings
+from app.core.cache import AnswerCache
 from app.main import create_app
+from app.stores.backend import Backend
 from tests import examples
 from tests.db import load_history
 from tests.live import serve

@@ -17,12 +17,12 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows
-from app.json_depth import MAX_DEPTH
+from app.http.json_depth import MAX_DEPTH
 from app.main import create_app
-from app.node_logstore import RECHECK_S
+from app.stores.backend import Backend
+from app.stores.node_logstore import RECHECK_S
 from tests import examples, node_examples
 from tests.db import load_history, load_node_history
 from tests.fake_dify import Account, serve_fake_dify

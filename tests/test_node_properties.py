@@ -146,9 +146,9 @@ def first_versions(history: list[reference.NodeVersion]) -> list[reference.NodeV
 
 @pytest.fixture(scope="module")
 def two_source_client(database_url: str) -> Iterator[TestClient[Any]]:
-    from app.backend import Backend
     from app.config import load_settings
     from app.main import create_app
+    from app.stores.backend import Backend
 
     settings = load_settings(
         {

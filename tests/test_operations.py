@@ -281,9 +281,9 @@ def test_readyz_checks_the_table_and_columns_not_only_the_connection(
 ) -> None:
     from litestar.testing import TestClient
 
-    from app.backend import Backend
     from app.config import load_settings
     from app.main import create_app
+    from app.stores.backend import Backend
 
     url = fresh_database(admin, pg_server, "ops_ready")
     settings = load_settings({"STATS_DATABASE_URL": url})
@@ -303,7 +303,7 @@ def test_readyz_checks_the_table_and_columns_not_only_the_connection(
 
 
 def test_the_probe_reads_one_row_by_a_time_condition_as_sls_requires() -> None:
-    from app.readiness import probe
+    from app.stores.readiness import probe
     from queries.literals import with_literals
 
     on_postgres = probe("logstore", "postgres").sql
@@ -373,7 +373,7 @@ def test_an_embedded_postgres_that_cannot_start_is_one_line(tmp_path: Path) -> N
 def test_idle_connections_close_and_oversized_request_heads_are_refused(
     database_url: str, tmp_path: Path
 ) -> None:
-    from app.server import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES
+    from app.http.server import KEEP_ALIVE_SECONDS, MAX_HEADER_BYTES
 
     with service(cli_env(tmp_path, STATS_DATABASE_URL=database_url)) as running:
         wait_until_answering(f"{running.base}/healthz", 60, running.process)

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.measures import DAILY_MEASURES
+from app.core.measures import DAILY_MEASURES
 from tests import examples, reference
 from tests.db import load_history, load_two_sources
 

@@ -9,9 +9,9 @@ import msgspec
 import psycopg
 import pytest
 
-from app import answers
-from app.measures import DAILY_DURATION, DAILY_MEASURES, MEASURES_BY_NAME
-from app.run_states import KeptRuns
+from app.core import answers
+from app.core.kept_runs import KeptRuns
+from app.core.measures import DAILY_DURATION, DAILY_MEASURES, MEASURES_BY_NAME
 from queries import counts, daily, run_rows, runs
 from queries.rows import CursorRow, DailyRow, RunDetailRow, RunStateRow, StatusCountRow
 from queries.runs import RunCursor

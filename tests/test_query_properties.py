@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app import answers
-from app.days import day_number_to_date
-from app.measures import DAILY_MEASURES
-from app.run_states import kept_run
+from app.core import answers
+from app.core.days import day_number_to_date
+from app.core.kept_runs import kept_run
+from app.core.measures import DAILY_MEASURES
 from queries import counts, daily, run_rows, runs
 from queries.rows import CursorRow, DailyRow, RunDetailRow, RunStateRow
 from queries.scope import RunScope

@@ -16,11 +16,11 @@ import httpx
 import psycopg
 import pytest
 
-from app.backend import Backend
 from app.config import load_settings
 from app.demo import copy_rows, generate_rows
 from app.embedded import busiest_app
 from app.main import create_app
+from app.stores.backend import Backend
 from tests.live import serve
 
 ROOT = Path(__file__).resolve().parents[1]

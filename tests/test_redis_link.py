@@ -15,7 +15,7 @@ import pytest
 import trustme
 
 from app.config import ConfigError, RedisSettings, load_settings
-from app.redis_link import RedisLink
+from app.fleet.link import RedisLink
 from tests.live import free_port, wait_until_answering
 from tests.processes import cli_env, service
 from tests.redis_server import start_server

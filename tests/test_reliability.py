@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
 from app.main import create_app
+from app.stores.backend import Backend
 from tests import examples
 from tests.db import load_history
 from tests.live import get_all, serve

@@ -262,9 +262,10 @@ def test_a_starting_replicas_checks_wait_for_a_slot_of_the_fleet(
     starting waits for a slot before it reads the store, then starts."""
     import asyncio
 
-    from app.budget import FleetBudget, store_identity
     from app.config import RedisSettings
-    from app.redis_link import RedisLink
+    from app.fleet.budget import FleetBudget
+    from app.fleet.link import RedisLink
+    from app.stores.budget import store_identity
 
     async def fill_then_free(wait_s: float) -> None:
         link = RedisLink(RedisSettings(url=redis_url))

@@ -17,16 +17,16 @@ import redis
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.backend import Backend
-from app.cache import AnswerCache
 from app.config import RedisSettings, load_settings
-from app.measures import DAILY_MEASURES, MEASURES_BY_NAME
-from app.redis_link import RedisLink
-from app.repository import StatsRepository
-from app.service import StatsService
-from app.shared_cache import SharedAnswers
-from app.shared_runs import SharedRuns
-from app.sources import build_sources
+from app.core.cache import AnswerCache
+from app.core.measures import DAILY_MEASURES, MEASURES_BY_NAME
+from app.core.service import StatsService
+from app.fleet.answers import SharedAnswers
+from app.fleet.kept_runs import SharedRuns
+from app.fleet.link import RedisLink
+from app.stores.backend import Backend
+from app.stores.repository import StatsRepository
+from app.stores.sources import build_sources
 from queries.rows import RunStateRow
 from schemas.requests import STATUSES, DailyRequest
 from tests import reference

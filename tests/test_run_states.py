@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.run_states import KeptRuns, RunStateStore
+from app.core.kept_runs import KeptRuns, RunStateStore
 from queries.dialects import DURATION_BIAS, NO_DURATION
 from queries.rows import RunStateRow
 

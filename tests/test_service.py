@@ -9,9 +9,9 @@ import psycopg
 from litestar.testing import TestClient
 
 from app import __version__
-from app.backend import Backend
 from app.config import load_settings
 from app.main import create_app
+from app.stores.backend import Backend
 from tests import examples
 from tests.db import load_history
 

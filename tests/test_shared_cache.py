@@ -15,13 +15,13 @@ import msgspec
 import pytest
 import redis
 
-from app.backend import BackendUnavailable
-from app.cache import AnswerCache
 from app.config import RedisSettings
+from app.core.cache import AnswerCache
+from app.fleet.answers import SharedAnswers, schema_tag
+from app.fleet.kept_runs import SharedRuns
+from app.fleet.link import RedisLink
 from app.metrics import Metrics
-from app.redis_link import RedisLink
-from app.shared_cache import SharedAnswers, schema_tag
-from app.shared_runs import SharedRuns
+from app.stores.backend import BackendUnavailable
 from schemas.runs import RunCounts
 
 TENANT = "0a000000-0000-4000-8000-00000000000a"

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from app.demo import copy_rows, generate_rows
-from app.readiness import SourceProblem, check_url
+from app.stores.readiness import SourceProblem, check_url
 from tests.processes import ROOT, cli_env
 from tests.sls_standin import SlsStandIn
 
@@ -67,9 +67,9 @@ def test_readyz_names_the_field_and_serve_refuses_to_start(
 ) -> None:
     from litestar.testing import TestClient
 
-    from app.backend import Backend
     from app.config import load_settings
     from app.main import create_app
+    from app.stores.backend import Backend
 
     recent.execute("UPDATE workflow_execution SET status = ''")
     settings = load_settings({"STATS_DATABASE_URL": sls_standin.url, "STATS_DIALECT": "sls"})

@@ -15,9 +15,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from app.backend import Backend
 from app.config import load_settings
-from app.measures import DAILY_DURATION, DAILY_RUNS
+from app.core.measures import DAILY_DURATION, DAILY_RUNS
+from app.stores.backend import Backend
 from queries import daily
 from queries.scope import RunScope
 from tests import examples

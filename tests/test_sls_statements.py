@@ -10,8 +10,8 @@ import msgspec
 import psycopg
 import pytest
 
-from app.backend import Backend, BackendFailed, BackendUnavailable, error_kind
 from app.config import load_settings
+from app.stores.backend import Backend, BackendFailed, BackendUnavailable, error_kind
 from queries.literals import sql_literal, with_literals
 from queries.scope import Query
 

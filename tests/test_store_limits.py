@@ -12,10 +12,10 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.answers import cut_fields
-from app.backend import Backend
 from app.config import load_settings
+from app.core.answers import cut_fields
 from app.main import create_app
+from app.stores.backend import Backend
 from queries.rows import RunDetailRow
 from tests import examples
 from tests.db import load_history
@@ -84,8 +84,8 @@ def test_paging_stops_at_the_row_of_unparsable_runs(
     import asyncio
     from functools import partial
 
-    from app.measures import DAILY_RUNS
-    from app.repository import read_pages
+    from app.core.measures import DAILY_RUNS
+    from app.stores.repository import read_pages
     from queries import daily
     from queries.rows import DailyRow
     from queries.scope import RunScope

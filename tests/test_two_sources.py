@@ -22,15 +22,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.backend import Backend
-from app.cache import AnswerCache
 from app.config import Settings, load_settings
-from app.days import from_epoch_us
-from app.measures import DAILY_MEASURES
-from app.params import BadParameter
-from app.repository import StatsRepository
-from app.service import StatsService
-from app.sources import build_sources
+from app.core.cache import AnswerCache
+from app.core.days import from_epoch_us
+from app.core.measures import DAILY_MEASURES
+from app.core.service import StatsService
+from app.http.params import BadParameter
+from app.stores.backend import Backend
+from app.stores.repository import StatsRepository
+from app.stores.sources import build_sources
 from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
 from tests.db import load_history, load_two_sources

@@ -21,13 +21,13 @@ import psycopg
 import pytest
 from litestar.testing import TestClient
 
-from app.backend import Backend
 from app.config import load_settings
+from app.core.measures import DAILY_MEASURES
 from app.demo import copy_rows, demo_apps, generate_rows, split_rows
 from app.embedded import load_demo
-from app.grafana import SERIES as SERIES_BY_METRIC
+from app.http.grafana import SERIES as SERIES_BY_METRIC
 from app.main import create_app
-from app.measures import DAILY_MEASURES
+from app.stores.backend import Backend
 from tests.fake_dify import Account, serve_fake_dify
 from tests.live import free_port, wait_until_answering
 

@@ -1,0 +1,1 @@
+"""The HTTP edge: routes, parameters, authentication, admission, errors, serving."""

@@ -1,0 +1,122 @@
+"""The run routes: counts by status, the run list, one run and its node executions, for native and
+console paths (the console's answers name who ran each run and node, in Dify's shapes)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from litestar import Controller, Response
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+
+from app.core.service import StatsService
+from app.http.errors import ERROR_RESPONSES
+from app.http.routes.methods import get_or_head
+from schemas.nodes import (
+    ConsoleNodeExecutionsAnswer,
+    ConsoleRunDetail,
+    ConsoleRunPageAnswer,
+    NodeExecutionsAnswer,
+)
+from schemas.requests import CountRequest, RunDetailRequest, RunListRequest
+from schemas.runs import RunCounts, RunDetail, RunPageAnswer
+
+RUN_NOT_FOUND = "Workflow run not exist"  # Dify's own words
+T = TypeVar("T")
+# The routes the native controller and its console subclass (Dify's shapes) both answer.
+LIST_ROUTE: dict[str, Any] = {
+    "path": "", "responses": ERROR_RESPONSES, "summary": "Runs, newest first, in keyset pages",
+}  # fmt: skip
+DETAIL_ROUTE: dict[str, Any] = {
+    "path": "/{run_id:str}", "responses": ERROR_RESPONSES,
+    "summary": "One run (latest version); 404 outside this tenant and app",
+}  # fmt: skip
+NODES_ROUTE: dict[str, Any] = {
+    "path": "/{run_id:str}/node-executions", "responses": ERROR_RESPONSES,
+    "summary": "A run's node executions (latest versions), by created time, index, id; "
+    "404 outside this tenant and app",
+}  # fmt: skip
+
+
+def found(answer: T | None) -> T:
+    """The answer about a run, or Dify's 404 when it is not a run of this tenant and app."""
+    if answer is None:
+        raise NotFoundException(RUN_NOT_FOUND)
+    return answer
+
+
+def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
+    """X-Cache, and X-Has-More when the run has more node executions than STATS_NODE_EXECUTIONS_MAX."""
+    headers = {"X-Cache": cache_result}
+    if has_more:
+        headers["X-Has-More"] = "true"
+    return headers
+
+
+class RunsController(Controller):
+    """Mounted at .../runs natively; the console subclass moves it to Dify's path and answers
+    Dify's shapes."""
+
+    path = "/runs"
+    tags = ("runs",)
+
+    @get_or_head(
+        "/count", responses=ERROR_RESPONSES, summary="Runs by status (latest versions); total includes paused"
+    )
+    async def count(
+        self, service: NamedDependency[StatsService], count_request: NamedDependency[CountRequest]
+    ) -> Response[RunCounts]:
+        counts, cache_result = await service.counts(count_request)
+        start_us = count_request.start_us
+        if count_request.time_range_s is not None:
+            start_us = int((service.wall_clock() - count_request.time_range_s) * 1_000_000)
+        return Response(counts, headers=service.answer_headers(cache_result, start_us))
+
+    @get_or_head(**LIST_ROUTE)
+    async def run_list(
+        self, service: NamedDependency[StatsService], list_request: NamedDependency[RunListRequest]
+    ) -> Response[RunPageAnswer]:
+        page, cache_result = await service.run_page(list_request)
+        return Response(page, headers={"X-Cache": cache_result})
+
+    @get_or_head(**DETAIL_ROUTE)
+    async def run_detail(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[RunDetail]:
+        detail, cache_result = await service.run_detail(detail_request)
+        return Response(found(detail), headers={"X-Cache": cache_result})
+
+    @get_or_head(**NODES_ROUTE)
+    async def node_executions(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[NodeExecutionsAnswer]:
+        answer, cache_result = await service.node_executions(detail_request)
+        return Response(found(answer), headers=node_headers(cache_result, found(answer).has_more))
+
+
+class ConsoleRunsController(RunsController):
+    """Dify's paths and shapes: who ran each run and node (`created_by_account`,
+    `created_by_end_user`), and node executions in Dify's field list."""
+
+    path = "/workflow-runs"
+
+    @get_or_head(**LIST_ROUTE)
+    async def run_list(
+        self, service: NamedDependency[StatsService], list_request: NamedDependency[RunListRequest]
+    ) -> Response[ConsoleRunPageAnswer]:
+        page, cache_result = await service.console_run_page(list_request)
+        return Response(page, headers={"X-Cache": cache_result})
+
+    @get_or_head(**DETAIL_ROUTE)
+    async def run_detail(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[ConsoleRunDetail]:
+        detail, cache_result = await service.console_run_detail(detail_request)
+        return Response(found(detail), headers={"X-Cache": cache_result})
+
+    @get_or_head(**NODES_ROUTE)
+    async def node_executions(
+        self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
+    ) -> Response[ConsoleNodeExecutionsAnswer]:
+        nodes, cache_result = await service.console_node_executions(detail_request)
+        return Response(found(nodes).answer, headers=node_headers(cache_result, found(nodes).has_more))

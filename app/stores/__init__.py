@@ -1,0 +1,1 @@
+"""The stores: sources, their pools and budgets, and the repository that reads them."""
