@@ -16,7 +16,7 @@ run: $(STAMP)
 	$(PY) -m app serve
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest --basetemp=.pytest-tmp
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

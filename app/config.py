@@ -86,9 +86,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cache_max_entries: int = 10_000
     cache_ttl: float = 30.0
     settle_after: float = 86_400.0
-    settled_ttl: float = 3_600.0
+    settled_ttl: float = 3_600.0  # settled days are validated this often (app/core/settled.py)
     stale_max: float = 600.0
     live_runs_max: int = 200_000  # runs kept for live days and range edges (app/core/kept_runs.py)
+    settled_days_max: int = 200_000  # settled days kept in memory, each measure's day counting one
 
     # Hostile and heavy traffic (docs/reliability.md)
     max_queries_per_request: int = 64
@@ -213,6 +214,7 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_SETTLED_TTL: Annotated[float, msgspec.Meta(ge=0, le=86_400 * 30)] = 3_600.0
     STATS_STALE_MAX: Annotated[float, msgspec.Meta(ge=0, le=86_400)] = 600.0
     STATS_LIVE_RUNS_MAX: Annotated[int, msgspec.Meta(ge=0, le=100_000_000)] = 200_000
+    STATS_SETTLED_DAYS_MAX: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] = 200_000
     STATS_MAX_QUERIES_PER_REQUEST: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 64
     STATS_TENANT_SHARE: Annotated[float, msgspec.Meta(ge=0.01, le=1)] = 0.5
     STATS_MAX_INFLIGHT: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 128
@@ -303,6 +305,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "settled_ttl": found.STATS_SETTLED_TTL,
         "stale_max": found.STATS_STALE_MAX,
         "live_runs_max": found.STATS_LIVE_RUNS_MAX,
+        "settled_days_max": found.STATS_SETTLED_DAYS_MAX,
         "max_queries_per_request": found.STATS_MAX_QUERIES_PER_REQUEST,
         "tenant_share": found.STATS_TENANT_SHARE,
         "max_inflight": found.STATS_MAX_INFLIGHT,

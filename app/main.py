@@ -14,12 +14,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
 from app.config import Settings
-from app.core.cache import AnswerCache
 from app.core.service import StatsService
-from app.fleet.answers import LOAD_WAIT_TIMEOUTS, SharedAnswers
-from app.fleet.budget import FleetBudget
-from app.fleet.kept_runs import SharedRuns
-from app.fleet.link import RedisLink
+from app.fleet import Fleet
 from app.http.admission import InflightGate, admission_middleware
 from app.http.console_auth import ConsoleAuthorizer
 from app.http.errors import EXCEPTION_HANDLERS
@@ -77,40 +73,19 @@ def create_app(
     people = PeopleReader(workflow_runs)  # Dify's database names who ran runs and nodes
     nodes = NodeExecutionRepository(sources, settings, node_logstore, people)
     metrics = Metrics()
-    # Replicas sharing one Redis share the query budget, the answers and the kept runs.
-    link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
-    load_wait_s = LOAD_WAIT_TIMEOUTS * settings.query_timeout  # for another replica's load
-    shared = SharedAnswers(link, settings.stale_max, metrics, load_wait_s) if link is not None else None
-    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
+    fleet = Fleet(settings, metrics)  # what replicas share, if they share a Redis
+    service = StatsService(repository, settings, fleet.shared, nodes=nodes, people=people)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
-    service = StatsService(
-        repository,
-        cache,
-        settings,
-        shared_runs=SharedRuns(link, int(settings.live_runs_max * settings.tenant_share), load_wait_s)
-        if link is not None
-        else None,
-        nodes=nodes,
-        people=people,
-    )
     authorizer = ConsoleAuthorizer(settings)
-    budgets: list[FleetBudget] = []
     for source in sources:
         source.backend.metrics = metrics
-        if link is not None:
-            source.backend.budget = FleetBudget(
-                link, source.backend.identity, settings.pool_size, settings.tenant_share, metrics
-            )
-            budgets.append(source.backend.budget)
+        source.backend.budget = fleet.budget(source.backend.identity, source.backend.budget)
     metrics.watch_pools({source.name: source.backend.pool for source in sources})
-    metrics.watch_kept_runs(lambda: service.run_states.runs)
+    metrics.watch_kept_runs(lambda: service.kept_runs.runs)
 
     @asynccontextmanager
     async def backend_lifespan(_: Litestar) -> AsyncIterator[None]:
-        if link is not None:
-            await link.start()
-            for budget in budgets:
-                budget.start()
+        await fleet.start()
         for source in sources:
             await source.backend.open()
         try:
@@ -119,10 +94,7 @@ def create_app(
             await authorizer.close()
             for source in sources:
                 await source.backend.close()
-            for budget in budgets:
-                await budget.close()
-            if link is not None:
-                await link.close()
+            await fleet.close()
 
     app = Litestar(
         route_handlers=[
@@ -155,5 +127,5 @@ def create_app(
     app.state.service = service  # for operations and tests that need to reach it
     app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
-    app.state.redis = link
+    app.state.fleet = fleet
     return app

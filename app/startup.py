@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from functools import partial
 from typing import Any
 
 import psycopg
@@ -11,9 +10,8 @@ import structlog
 
 from app import __version__
 from app.config import ConfigError, Settings, redact_url
-from app.fleet.budget import FleetBudget
-from app.fleet.link import RedisLink
-from app.stores.budget import store_identity
+from app.fleet import Fleet
+from app.stores.budget import Budget, LocalBudget, store_identity
 from app.stores.node_logstore import NodeLogstore, probe_url
 from app.stores.readiness import SourceProblem, wait_for_sources
 
@@ -37,23 +35,23 @@ def check_sources(settings: Settings, urls: dict[str, str], wait: float) -> None
     the checks hold slots of the fleet's budget like every other statement."""
 
     async def checked() -> None:
-        link = RedisLink(settings.redis) if settings.redis is not None else None
-        budget_of = None if link is None else partial(_fleet_budget, link, settings)
+        fleet = Fleet(settings)
+
+        def budget_of(source: str, url: str) -> Budget:
+            return fleet.budget(
+                store_identity(url, source), LocalBudget(settings.pool_size, settings.tenant_share)
+            )
+
         try:
             timeout = min(settings.query_timeout, 10.0)
             await wait_for_sources(urls, wait, timeout, settings.dialect, budget_of)
         finally:
-            if link is not None:
-                await link.close()
+            await fleet.close()
 
     try:
         asyncio.run(checked())
     except SourceProblem as problem:
         raise ConfigError(str(problem)) from None
-
-
-def _fleet_budget(link: RedisLink, settings: Settings, source: str, url: str) -> FleetBudget:
-    return FleetBudget(link, store_identity(url, source), settings.pool_size, settings.tenant_share)
 
 
 def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict[str, Any]:

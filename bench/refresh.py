@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import msgspec
 
 from app.config import load_settings
-from app.core.cache import AnswerCache
 from app.core.measures import DailyMeasure
 from app.core.service import StatsService
 from app.demo import demo_apps
@@ -75,9 +74,9 @@ async def refresh_range(url: str, now_s: int, days: int, measure: DailyMeasure) 
     await backend.open()
     service = StatsService(
         StatsRepository(build_sources(settings, backend, None), settings, wall_clock=clock),
-        AnswerCache(10_000, 600, clock=clock),
         settings,
-        clock,
+        wall_clock=clock,
+        cache_clock=clock,
     )
     app = demo_apps()[0]
 

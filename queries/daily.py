@@ -7,6 +7,10 @@ this module wraps them in each plan's statement. Every plan but one first yields
 (`id`, `created_by`, `created_us`, and the per-run columns the measure reads, `RUN_COLUMNS`), which
 is then grouped by local day. The plans, side by side:
 
+Each day's row also says when its runs were last written (`last_written`, the largest `__time__`
+of their versions; shortcut plans only): a settled day's later reads need not look past it
+(app/core/settled.py).
+
 - shortcut, per run (`_per_run`): collapse versions to one row per run with GROUP BY id, parse
   its created time once, then group by day. Exact without a latest-version step because id,
   triggered_from, created_by, created_at and started_at never change between versions; what
@@ -105,16 +109,20 @@ def daily(
     per_version = scope.plan != "workflow_runs" and scope.dialect == "sls" and status is None
     if per_version and aggregates.over_versions is not None:
         query = _per_version_daily(
-            scope, zone, f"{aggregates.over_versions}, {UNPARSED_VERSIONS}", keep_unparsed=True
+            scope,
+            zone,
+            f"{aggregates.over_versions}, {UNPARSED_VERSIONS}, max(__time__) AS last_written",
+            keep_unparsed=True,
         )
     else:
         # Dify's table holds created_at as a timestamp: it always parses.
         unparsed = "" if scope.plan == "workflow_runs" else f", {UNPARSED_RUNS}"
+        written = ", max(last_written) AS last_written" if scope.plan == "shortcut" else ""
         query = _by_day(
             scope,
             zone,
             aggregates.reads,
-            f"{aggregates.over_runs}{unparsed}",
+            f"{aggregates.over_runs}{unparsed}{written}",
             keep_unparsed=True,
             ranks=aggregates.ranks,
             status=status,
@@ -202,7 +210,8 @@ FROM ({runs}
 WHERE {where}
 GROUP BY {group_by}"""
         return Query(sql, params)
-    columns = ", ".join(dict.fromkeys(("id", "created_by", "created_us", *reads)))
+    written = ("last_written",) if scope.plan == "shortcut" else ()
+    columns = ", ".join(dict.fromkeys(("id", "created_by", "created_us", *written, *reads)))
     sql = f"""
 SELECT day, {aggregates}
 FROM (
@@ -243,9 +252,11 @@ def _per_run(scope: RunScope, reads: tuple[str, ...]) -> str:
     aggregates = "".join(f", {per_id[column][0]}" for column in reads)
     columns = "".join(f", {per_id[column][1]}" for column in reads)
     return f"""
-    SELECT id, created_by{columns}, {epoch_us_sql(scope.dialect, "created_text")} AS created_us
+    SELECT id, created_by{columns}, last_written,
+           {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
-        SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text{aggregates}
+        SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text,
+               max(__time__) AS last_written{aggregates}
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id
@@ -262,7 +273,7 @@ def _per_version_daily(
     sql = f"""
 SELECT {_day_column(scope, zone)} AS day, {aggregates}
 FROM (
-    SELECT id, created_by, {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us
+    SELECT id, created_by, __time__, {epoch_us_sql(scope.dialect, created_text_sql())} AS created_us
     FROM {LOGSTORE_TABLE}
     WHERE {app_rows_where(scope)}
 ) AS versions

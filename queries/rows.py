@@ -34,6 +34,7 @@ class DailyRow(msgspec.Struct, frozen=True, kw_only=True):
     max_us: Any = None
     unparsed_runs: Any = 0
     unparsed_example: str | None = None
+    last_written: Any = None  # the largest __time__ of the day's runs' versions (shortcut plans)
 
 
 class DayUserRow(msgspec.Struct, frozen=True):
@@ -47,6 +48,12 @@ class DayValueRow(msgspec.Struct, frozen=True):
     day: int
     value: int
     runs: int
+
+
+class ChangedDayRow(msgspec.Struct, frozen=True):
+    """A local day holding a run written to since an instant (queries/changes.py)."""
+
+    day: int | None
 
 
 class StatusCountRow(msgspec.Struct, frozen=True):
@@ -116,6 +123,7 @@ class RunStateRow(msgspec.Struct, frozen=True):
     created_us: int
     created_by: str
     latest_key: str
+    last_written: int = 0  # the largest __time__ of the run's versions read
 
 
 class RunSpanRow(msgspec.Struct, frozen=True):

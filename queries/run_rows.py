@@ -31,7 +31,8 @@ def run_rows(scope: RunScope, zone: str, after_id: str | None = None) -> Query:
     """Runs created in the scope's range with a version written within its `__time__` bound
     (`written_since_s` for a refresh), a page of ids after `after_id`.
 
-    Columns: id, day (local day number in `zone`), created_us, created_by, latest_key (the max of
+    Columns: id, day (local day number in `zone`), created_us, created_by, last_written (the
+    largest `__time__` of its versions read), latest_key (the max of
     the run's versions read here in the truth's order: log_version, __time__, total_tokens, then
     the duration (dialects.duration_key_sql, characters 53-71) and the status (from 72 on); a
     finished version's duration is its own and its status is final, an unfinished one has no
@@ -41,12 +42,13 @@ def run_rows(scope: RunScope, zone: str, after_id: str | None = None) -> Query:
     state = f"concat({duration_key_sql(scope.dialect)}, coalesce(status, ''))"
     day = local_day_sql("created_us", offset_segments(zone, *scope.created_span()))
     sql = f"""
-SELECT id, {day} AS day, created_us, created_by, latest_key
+SELECT id, {day} AS day, created_us, created_by, latest_key, last_written
 FROM (
-    SELECT id, created_by, latest_key, {epoch_us_sql(scope.dialect, "created_text")} AS created_us
+    SELECT id, created_by, latest_key, last_written,
+           {epoch_us_sql(scope.dialect, "created_text")} AS created_us
     FROM (
         SELECT id, min(created_by) AS created_by, min({created_text_sql()}) AS created_text,
-               max({latest_key_sql(state)}) AS latest_key
+               max({latest_key_sql(state)}) AS latest_key, max(__time__) AS last_written
         FROM {LOGSTORE_TABLE}
         WHERE {app_rows_where(scope)}
         GROUP BY id

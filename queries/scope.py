@@ -86,8 +86,14 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
     dialect: Dialect = "postgres"
     plan: Plan = "shortcut"
     written_since_s: int | None = None  # only versions written from then on (a refresh of kept runs)
+    written_until_s: int | None = None  # and up to then (a day whose later writes are known to be none)
     retained_since_s: int | None = None  # the oldest write the store still holds (its retention)
     read_at_s: int | None = None  # wall clock of the read (None: unknown), see created_span
+    # One part of the runs, by their user: created_by in [users_from, users_to) (None: unbounded).
+    # A run's user never changes (the writer's invariant 1), so every version of a run is in the
+    # same part: parts add up exactly for runs, users, tokens and statuses, and can be read at once.
+    users_from: str | None = None
+    users_to: str | None = None
 
     def params(self) -> dict[str, object]:
         values: dict[str, object] = {"tenant_id": self.tenant_id, "app_id": self.app_id}
@@ -104,6 +110,12 @@ class RunScope(msgspec.Struct, frozen=True, kw_only=True):
         ]
         if bounds:
             values["min_time"] = max(bounds)
+        if self.written_until_s is not None:
+            values["max_time"] = self.written_until_s
+        if self.users_from is not None:
+            values["users_from"] = self.users_from
+        if self.users_to is not None:
+            values["users_to"] = self.users_to
         return values
 
     def created_span(self) -> tuple[int | None, int | None]:
@@ -124,10 +136,13 @@ def time_where(scope: RunScope) -> str:
     one; `__time__ > 0` asks for everything). Every row of a run is written at or after its
     created time (up to clock skew), so rows before start - slack cannot matter; a refresh of
     kept runs also needs none written before its `written_since_s`; and nothing is left before
-    the store's retention (`retained_since_s`), which bounds an open start."""
+    the store's retention (`retained_since_s`), which bounds an open start. `written_until_s`
+    bounds it above where no later write can matter (a settled day whose runs are known to have
+    been written no later, app/core/settled.py)."""
     bounds = (scope.start_us, scope.written_since_s, scope.retained_since_s)
     bounded = any(bound is not None for bound in bounds)
-    return "__time__ >= %(min_time)s" if bounded else "__time__ > 0"
+    where = "__time__ >= %(min_time)s" if bounded else "__time__ > 0"
+    return where if scope.written_until_s is None else f"{where} AND __time__ <= %(max_time)s"
 
 
 def app_rows_where(scope: RunScope, *, with_trigger: bool = True) -> str:
@@ -136,6 +151,10 @@ def app_rows_where(scope: RunScope, *, with_trigger: bool = True) -> str:
     if with_trigger and scope.triggered_from is not None:
         clauses.append("triggered_from = %(triggered_from)s")
     clauses.append(time_where(scope))
+    if scope.users_from is not None:
+        clauses.append("coalesce(created_by, '') >= %(users_from)s")
+    if scope.users_to is not None:
+        clauses.append("coalesce(created_by, '') < %(users_to)s")
     return " AND ".join(clauses)
 
 

@@ -18,12 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.config import RedisSettings, load_settings
-from app.core.cache import AnswerCache
 from app.core.measures import DAILY_MEASURES, MEASURES_BY_NAME
 from app.core.service import StatsService
-from app.fleet.answers import SharedAnswers
+from app.fleet import Fleet
 from app.fleet.kept_runs import SharedRuns
-from app.fleet.link import RedisLink
 from app.stores.backend import Backend
 from app.stores.repository import StatsRepository
 from app.stores.sources import build_sources
@@ -31,6 +29,7 @@ from queries.rows import RunStateRow
 from schemas.requests import STATUSES, DailyRequest
 from tests import reference
 from tests.db import load_history
+from tests.fleets import fleets
 from tests.points import answered, dated
 from tests.strategies import ZONE_ANCHORS_US, histories, instants, scope_of, zones
 
@@ -54,24 +53,10 @@ def replicas(
 ) -> Iterator[list[StatsService]]:
     """One service, or `count` replicas sharing a Redis (each its own caches and connection)."""
     if count == 1:
-        yield [StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=clock)]
+        yield [StatsService(repository, settings, wall_clock=clock)]
         return
-    prefix = f"prop-{uuid.uuid4().hex}:"  # nothing of an earlier example is seen
-    links = [RedisLink(RedisSettings(url=redis_url, prefix=prefix)) for _ in range(count)]
-    try:
-        yield [
-            StatsService(
-                repository,
-                AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
-                settings,
-                wall_clock=clock,
-                shared_runs=SharedRuns(link, settings.live_runs_max),
-            )
-            for link in links
-        ]
-    finally:
-        for link in links:
-            loop.run_until_complete(link.close())
+    with fleets(loop, settings, redis_url, count) as shared:
+        yield [StatsService(repository, settings, fleet.shared, wall_clock=clock) for fleet in shared]
 
 
 @pytest.fixture(scope="module")
@@ -155,33 +140,53 @@ class _RecordingRepository:
         self.sources = repository.sources
         self.asked: list[tuple[int | None, int | None]] = []
         self.kept_reads: list[tuple[int, int | None, int | None]] = []
+        self.bounded_reads: list[tuple[int, int | None, int]] = []  # (since, until, written until)
+        self.validations: list[int] = []  # written since
 
     async def daily(self, measure: Any, request: DailyRequest) -> Any:
         self.asked.append((request.start_us, request.end_us))
         return await self.repository.daily(measure, request)
 
+    async def daily_rows(self, measure: Any, request: DailyRequest) -> Any:
+        self.asked.append((request.start_us, request.end_us))
+        return await self.repository.daily_rows(measure, request)
+
     def keeps_runs(self, since_us: int, until_us: int | None) -> bool:
         return self.repository.keeps_runs(since_us, until_us)
 
+    async def changed_days(self, request: DailyRequest, written_since_s: int, before_us: int) -> Any:
+        self.validations.append(written_since_s)
+        return await self.repository.changed_days(request, written_since_s, before_us)
+
     async def run_rows(
-        self, request: DailyRequest, since_us: int, until_us: int | None, written: int | None
+        self,
+        request: DailyRequest,
+        since_us: int,
+        until_us: int | None,
+        written: int | None,
+        written_until_s: int | None = None,
     ) -> Any:
-        self.kept_reads.append((since_us, until_us, written))
-        return await self.repository.run_rows(request, since_us, until_us, written)
+        if written_until_s is None:
+            self.kept_reads.append((since_us, until_us, written))
+        else:
+            self.bounded_reads.append((since_us, until_us, written_until_s))
+        return await self.repository.run_rows(request, since_us, until_us, written, written_until_s)
 
 
 def test_a_grafana_range_refresh_reads_only_versions_written_since_the_last_read(
     pg_conn: psycopg.Connection[Any], loop_and_repository: Any
 ) -> None:
-    """`now-30d..now` starts and ends mid-day. Its whole settled days come from the day cache;
-    its edge day and live days from kept runs, which a refresh updates with the versions written
-    since the last read (minus the slack), whatever the range's length."""
+    """`now-30d..now` starts and ends mid-day. Its settled part (whole days and the edge day) is
+    one statement; its live days are kept runs. A refresh reads the edge day's runs from the
+    writes the edge's hint and the last validation leave possible (here: none before it, since the
+    edge's runs had no version) and the live days' versions written since the last read (minus
+    the slack), whatever the range's length."""
     loop, repository, settings = loop_and_repository
     load_history(pg_conn, [])
     now_s = 1_741_000_000.123456  # mid-day in UTC
     recording = _RecordingRepository(repository)
     clock = [now_s]
-    service = StatsService(recording, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])  # type: ignore[arg-type]
+    service = StatsService(recording, settings, wall_clock=lambda: clock[0])  # type: ignore[arg-type]
     day_us = 86_400_000_000
 
     def refresh(days: int) -> str:
@@ -194,22 +199,23 @@ def test_a_grafana_range_refresh_reads_only_versions_written_since_the_last_read
         return str(outcome)
 
     assert refresh(30) == "miss"
-    # The settled days in one statement; the live days (yesterday, today) read as kept runs.
     today = int(now_s // 86_400) * day_us
     live_from = today - day_us
-    assert recording.asked == [(int(now_s * 1_000_000) - 30 * day_us, live_from)]
+    first_start = int(now_s * 1_000_000) - 30 * day_us
+    assert recording.asked == [(first_start, live_from)]
     assert recording.kept_reads == [(live_from, None, None)]
     recording.asked.clear()
     recording.kept_reads.clear()
     first_read_s = clock[0]
     clock[0] += 10  # ten seconds later (live answers are cached 0 s in this module)
     assert refresh(30) == "partial"
-    edge_day = (int(clock[0] * 1_000_000) - 30 * day_us) // day_us * day_us
+    edge_day_end = (int(clock[0] * 1_000_000) - 30 * day_us) // day_us * day_us + day_us
+    since_validated = int(first_read_s) - settings.time_slack
     assert recording.asked == []
     assert sorted(recording.kept_reads, key=str) == sorted(
-        [(edge_day, edge_day + day_us, None), (live_from, None, int(first_read_s) - settings.time_slack)],
-        key=str,
+        [(first_start, edge_day_end, since_validated), (live_from, None, since_validated)], key=str
     )
+    assert recording.bounded_reads == []  # nothing was written before the hint's read
     for days in (7, 90):  # any length: once its days and its edge day are kept, only new versions
         refresh(days)
         clock[0] += 10
@@ -342,7 +348,7 @@ def test_a_version_arriving_late_within_the_slack_is_merged(
     running = _version("r1", noon_s, noon_s, 1, "running", 0)
     finished = _version("r1", noon_s, noon_s + 60, 2, "succeeded", 500)
     clock = [noon_s + 120.0]  # the first read: the finished version is written, not yet readable
-    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])
+    service = StatsService(repository, settings, wall_clock=lambda: clock[0])
     request = DailyRequest(
         tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
         start_us=(noon_s - 43_200) * 1_000_000, end_us=(noon_s + 43_200) * 1_000_000,
@@ -375,7 +381,7 @@ def test_today_kept_as_an_edge_day_is_refreshed_as_live(
         _version("t1", noon_s - 60, noon_s - 60, 1, "succeeded", 1),
     ]
     clock = [float(noon_s)]
-    service = StatsService(repository, AnswerCache(1000, 600), settings, wall_clock=lambda: clock[0])
+    service = StatsService(repository, settings, wall_clock=lambda: clock[0])
 
     def runs_per_day() -> list[tuple[str, int]]:
         request = DailyRequest(
@@ -439,16 +445,17 @@ def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
     clock = [float(noon_s)]
     recorded = [_RecordingRepository(repository), _RecordingRepository(repository)]
     prefix = f"catch-up-{uuid.uuid4().hex}:"
-    links = [RedisLink(RedisSettings(url=shared_redis, prefix=prefix)) for _ in recorded]
+    redis = RedisSettings(url=shared_redis, prefix=prefix)
+    replicas = [Fleet(msgspec.structs.replace(settings, redis=redis)) for _ in recorded]
     a, b = (
         StatsService(
-            recording,
-            AnswerCache(1000, 600, shared=SharedAnswers(link, 600)),
-            settings,  # type: ignore[arg-type]
+            recording,  # type: ignore[arg-type]
+            settings,
+            # records as large as a tenant may keep (`max_rows` runs)
+            fleet.shared._replace(kept_runs=SharedRuns(fleet.link, max_rows)),  # type: ignore[arg-type]
             wall_clock=lambda: clock[0],
-            shared_runs=SharedRuns(link, max_rows),
         )
-        for recording, link in zip(recorded, links, strict=True)
+        for recording, fleet in zip(recorded, replicas, strict=True)
     )
     request = DailyRequest(
         tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
@@ -476,5 +483,5 @@ def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
         answer, _ = loop.run_until_complete(b.daily(runs, request))  # the fleet's cached answer
         assert [(item.date, item.runs) for item in answer] == [("2025-03-03", 1)]  # as A computed it
     finally:
-        for link in links:
-            loop.run_until_complete(link.close())
+        for fleet in replicas:
+            loop.run_until_complete(fleet.close())

@@ -13,6 +13,7 @@
   answers most hits, every replica reads and writes one second level (app/fleet/answers.py),
   and identical misses anywhere in the fleet run one load. Values are shared only where the
   caller names their type (so that they can be decoded safely); anything else stays local.
+  Alone, the second level is NoSharedAnswers: it holds nothing and loads here.
 """
 
 from __future__ import annotations
@@ -20,41 +21,66 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Sequence
-from contextlib import suppress
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar
 
 import msgspec
-from cachetools import LRUCache
 
-from app.fleet.answers import SharedAnswers
-from app.fleet.link import SharedUnavailable
+from app.core.lru import TenantLRU
 from app.stores.backend import BackendUnavailable, statement_scope
 
 T = TypeVar("T")
-K = TypeVar("K")
-V = TypeVar("V")
 CacheResult = Literal["hit", "miss", "stale", "partial"]
+
+
+class Found(NamedTuple):
+    """A value of the second level: how long it stays fresh (<= 0: stale, still servable while
+    the store fails) and how long it is kept."""
+
+    value: Any
+    fresh_s: float
+    left_s: float
+
+
+class SharedAnswerStore(Protocol):
+    """The second level behind this cache: the fleet's (app/fleet/answers.py), or none. It never
+    fails: without Redis it holds nothing, and `load_once` loads here."""
+
+    async def get_many(
+        self, tenant: str, keys: Sequence[Hashable], value_type: Any
+    ) -> dict[Hashable, Found]: ...
+
+    async def put_many(
+        self, tenant: str, entries: Sequence[tuple[Hashable, Any, float]], value_type: Any
+    ) -> None: ...
+
+    async def load_once(
+        self, tenant: str, key: Hashable, ttl: float, value_type: Any, load: Callable[[], Awaitable[T]]
+    ) -> tuple[T, bool]:
+        """(value, whether another replica loaded it)."""
+        ...
+
+
+class NoSharedAnswers:
+    """One process alone: no second level."""
+
+    async def get_many(self, tenant: str, keys: Sequence[Hashable], value_type: Any) -> dict[Hashable, Found]:
+        return {}
+
+    async def put_many(
+        self, tenant: str, entries: Sequence[tuple[Hashable, Any, float]], value_type: Any
+    ) -> None:
+        return None
+
+    async def load_once(
+        self, tenant: str, key: Hashable, ttl: float, value_type: Any, load: Callable[[], Awaitable[T]]
+    ) -> tuple[T, bool]:
+        return await load(), False
 
 
 class _Entry(msgspec.Struct):
     value: Any
     fresh_until: float
     stale_until: float
-
-
-class EvictingLRU(LRUCache[K, V], Generic[K, V]):
-    """An LRUCache that reports each entry it evicts to make room."""
-
-    def __init__(
-        self, maxsize: int, evicted: Callable[[K], None], getsizeof: Callable[[V], float] | None = None
-    ) -> None:
-        super().__init__(maxsize=maxsize, getsizeof=getsizeof)
-        self._evicted = evicted
-
-    def popitem(self) -> tuple[K, V]:
-        key, value = super().popitem()
-        self._evicted(key)
-        return key, value
 
 
 class _Load:
@@ -72,70 +98,36 @@ class AnswerCache:
         stale_max: float,
         tenant_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
-        shared: SharedAnswers | None = None,
+        shared: SharedAnswerStore | None = None,
     ) -> None:
-        self._entries: EvictingLRU[tuple[str, Hashable], _Entry] = EvictingLRU(
-            max_entries, self._evicted_globally
-        )
-        self._tenant_quota = max(1, int(max_entries * tenant_share))
-        self._by_tenant: dict[str, EvictingLRU[Hashable, None]] = {}  # each tenant's own LRU order
+        self._entries: TenantLRU[_Entry] = TenantLRU(max_entries, tenant_share)
         self._in_flight: dict[tuple[str, Hashable], _Load] = {}
         self._stale_max = stale_max
         self._clock = clock
-        self.shared = shared
+        self.shared: SharedAnswerStore = shared or NoSharedAnswers()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def tenant_entries(self, tenant: str) -> int:
-        keys = self._by_tenant.get(tenant)
-        return 0 if keys is None else len(keys)
+        return self._entries.tenant_entries(tenant)
 
     def peek(self, key: Hashable, *, tenant: str) -> Any | None:
         """A fresh value, or None; no loading."""
-        entry = self._get(tenant, key)
+        entry = self._entries.get(tenant, key)
         return entry.value if entry is not None and self._clock() < entry.fresh_until else None
 
     def put(
         self, key: Hashable, value: Any, ttl: float, *, tenant: str, stale_for: float | None = None
     ) -> None:
         now = self._clock()
-        keys = self._by_tenant.get(tenant)
-        if keys is None:
-            keys = self._by_tenant[tenant] = EvictingLRU(
-                self._tenant_quota, lambda own: self._forget(tenant, own)
-            )
-        keys[key] = None  # first: a tenant at its quota evicts its own entry, nobody else's
         stale_for = self._stale_max if stale_for is None else stale_for
-        self._entries[(tenant, key)] = _Entry(value, now + ttl, now + ttl + stale_for)
+        self._entries.put(tenant, key, _Entry(value, now + ttl, now + ttl + stale_for))
 
-    async def peek_many(
-        self, keys: Sequence[Hashable], *, tenant: str, value_type: Any
-    ) -> dict[Hashable, Any]:
-        """The fresh values of `keys` (no loading): this replica's, then the fleet's."""
-        found = {key: value for key in keys if (value := self.peek(key, tenant=tenant)) is not None}
-        missing = [key for key in keys if key not in found]
-        if self.shared is None or not missing:
-            return found
-        try:
-            shared = await self.shared.get_many(tenant, missing, value_type)
-        except SharedUnavailable:
-            return found
-        for key, one in shared.items():
-            if one.fresh_s > 0:
-                self.put(key, one.value, one.fresh_s, tenant=tenant, stale_for=one.left_s - one.fresh_s)
-                found[key] = one.value
-        return found
-
-    async def store_many(
-        self, entries: Sequence[tuple[Hashable, Any, float]], *, tenant: str, value_type: Any
-    ) -> None:
-        """Keep (key, value, ttl) entries here and, with Redis, for the fleet."""
-        for key, value, ttl in entries:
-            self.put(key, value, ttl, tenant=tenant)
-        if self.shared is not None and entries:
-            with suppress(SharedUnavailable):
-                await self.shared.put_many(tenant, entries, value_type)
+    async def store(self, key: Hashable, value: Any, ttl: float, *, tenant: str, value_type: Any) -> None:
+        """Keep an entry here and for the fleet."""
+        self.put(key, value, ttl, tenant=tenant)
+        await self.shared.put_many(tenant, [(key, value, ttl)], value_type)
 
     async def get_or_load(
         self,
@@ -147,51 +139,28 @@ class AnswerCache:
         value_type: Any = None,
     ) -> tuple[T, CacheResult]:
         """The answer: this replica's fresh one, the fleet's, or one load (one for the whole
-        fleet when `value_type` is given and the cache is shared)."""
-        entry = self._get(tenant, key)
-        now = self._clock()
-        if entry is not None and now < entry.fresh_until:
+        fleet when `value_type` is given: values are shared only where they can be decoded)."""
+        entry = self._entries.get(tenant, key)
+        if entry is not None and self._clock() < entry.fresh_until:
             return entry.value, "hit"
-        shared = self.shared if value_type is not None else None
-        if shared is not None:
-            fleet = await self.peek_many([key], tenant=tenant, value_type=value_type)
-            if key in fleet:
-                return fleet[key], "hit"
+        if value_type is not None:
+            fleet = (await self.shared.get_many(tenant, [key], value_type)).get(key)
+            if fleet is not None and fleet.fresh_s > 0:
+                self.put(
+                    key, fleet.value, fleet.fresh_s, tenant=tenant, stale_for=fleet.left_s - fleet.fresh_s
+                )
+                return fleet.value, "hit"
         try:
-            value, elsewhere = await self._load_once(tenant, key, ttl, load, value_type if shared else None)
+            value, elsewhere = await self._load_once(tenant, key, ttl, load, value_type)
             return value, "hit" if elsewhere else "miss"
         except BackendUnavailable:
             if entry is not None and self._clock() < entry.stale_until:
                 return entry.value, "stale"
-            stale = await self._fleet_stale(key, tenant, value_type) if shared is not None else None
-            if stale is not None:
-                return stale, "stale"
+            if value_type is not None:
+                stale = (await self.shared.get_many(tenant, [key], value_type)).get(key)
+                if stale is not None:
+                    return stale.value, "stale"
             raise
-
-    async def _fleet_stale(self, key: Hashable, tenant: str, value_type: Any) -> Any | None:
-        assert self.shared is not None
-        try:
-            found = await self.shared.get_many(tenant, [key], value_type)
-        except SharedUnavailable:
-            return None
-        return found[key].value if key in found else None
-
-    def _get(self, tenant: str, key: Hashable) -> _Entry | None:
-        entry = self._entries.get((tenant, key))
-        if entry is not None:
-            self._by_tenant[tenant][key]
-        return entry
-
-    def _forget(self, tenant: str, key: Hashable) -> None:
-        self._entries.pop((tenant, key), None)
-
-    def _evicted_globally(self, slot: tuple[str, Hashable]) -> None:
-        tenant, key = slot
-        keys = self._by_tenant.get(tenant)
-        if keys is not None:
-            keys.pop(key, None)
-            if not keys:
-                del self._by_tenant[tenant]
 
     async def _load_once(
         self, tenant: str, key: Hashable, ttl: float, load: Callable[[], Awaitable[T]], value_type: Any
@@ -229,7 +198,7 @@ class AnswerCache:
         """(value, whether another replica loaded it)."""
         try:
             async with statement_scope():
-                if self.shared is not None and value_type is not None:
+                if value_type is not None:
                     value, elsewhere = await self.shared.load_once(slot[0], slot[1], ttl, value_type, load)
                 else:
                     value, elsewhere = await load(), False

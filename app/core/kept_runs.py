@@ -9,6 +9,10 @@ per status, the finished runs' durations in order), so a whole day answers at on
 walks that day's runs. Merging rows read again is exact: a run's key only ever grows to the latest
 version's, and its created time and user never change (the writer's invariant 1).
 
+Each day also remembers when its runs were last written (the largest `__time__` read), so that
+a day handed over to the settled days when it settles (app/core/live.py) carries its hint
+(app/core/settled.py).
+
 `RunStateStore` bounds the memory: at most STATS_LIVE_RUNS_MAX runs over all kept states, one
 tenant at most STATS_TENANT_SHARE of them; a state that would not fit is not kept and its days
 are re-read as before.
@@ -22,14 +26,13 @@ import time
 from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Hashable, Iterable
-from functools import partial
 from typing import NamedTuple
 from weakref import WeakValueDictionary
 
 import msgspec
 from cachetools import TTLCache
 
-from app.core.cache import EvictingLRU
+from app.core.lru import TenantLRU
 from app.core.measures import duration_tallies, status_tallies
 from queries.dialects import DURATION_WIDTH, LATEST_KEY_PREFIX, duration_from_key
 from queries.rows import DailyRow, RunStateRow
@@ -81,7 +84,7 @@ EVERY_AGGREGATE = Wanted()
 class _Day:
     """One local day's runs and their running totals."""
 
-    __slots__ = ("durations", "first_us", "last_us", "runs", "statuses", "tokens", "users")
+    __slots__ = ("durations", "first_us", "last_us", "last_written_s", "runs", "statuses", "tokens", "users")
 
     def __init__(self) -> None:
         self.runs: dict[str, KeptRun] = {}
@@ -90,6 +93,7 @@ class _Day:
         self.statuses: Counter[str] = Counter()
         self.durations: list[int] = []  # of the finished runs, ascending
         self.first_us = self.last_us = 0
+        self.last_written_s = 0  # the largest __time__ of its runs' versions read
 
     def add(self, run_id: str, run: KeptRun) -> bool | None:
         """Merge one run's read: True when the run is new to the state, False when it moved it to
@@ -175,6 +179,7 @@ class KeptRuns:
             day = self._days.get(row.day)
             if day is None:
                 day = self._days[row.day] = _Day()
+            day.last_written_s = max(day.last_written_s, int(row.last_written))
             run = kept_run(int(row.created_us), sys.intern(str(row.created_by)), str(row.latest_key))
             outcome = day.add(row.id, run)
             if outcome is not None:
@@ -189,6 +194,11 @@ class KeptRuns:
             self.size -= len(self._days.pop(number).runs)
         self.since_us = max(self.since_us, since_us)
 
+    def last_written_s(self, day: int) -> int | None:
+        """When the day's runs were last written, as read (None: no run read that day)."""
+        found = self._days.get(day)
+        return None if found is None else found.last_written_s
+
     def rows(self, low_us: int, high_us: int, wanted: Wanted = EVERY_AGGREGATE) -> list[DailyRow]:
         """Per local day, the runs created in [low_us, high_us) (within what the state covers)."""
         found = (day.row(number, low_us, high_us, wanted) for number, day in sorted(self._days.items()))
@@ -201,16 +211,11 @@ def _weight(state: KeptRuns) -> int:
 
 
 class RunStateStore:
-    """Kept states by key, bounded by the runs they hold (least recently used goes first); each
-    tenant has its own LRU order within its share, as the answer cache (app/core/cache.py)."""
+    """Kept states by key, bounded by the runs they hold (app/core/lru.py)."""
 
     def __init__(self, max_runs: int, tenant_share: float, too_large_for_s: float = 3600.0) -> None:
         self.max_runs = max_runs
-        self._tenant_max = max(1, int(max_runs * tenant_share))
-        self._states: EvictingLRU[tuple[str, Hashable], KeptRuns] = EvictingLRU(
-            max(1, max_runs), self._evicted_globally, getsizeof=_weight
-        )
-        self._by_tenant: dict[str, EvictingLRU[Hashable, KeptRuns]] = {}
+        self._states: TenantLRU[KeptRuns] = TenantLRU(max_runs, tenant_share, _weight)
         self._locks: WeakValueDictionary[tuple[str, Hashable], asyncio.Lock] = WeakValueDictionary()
         # Scopes whose state did not fit: not tried again for a while (each try is a full read).
         self._too_large: TTLCache[tuple[str, Hashable], bool] = TTLCache(
@@ -219,7 +224,7 @@ class RunStateStore:
 
     @property
     def runs(self) -> int:
-        return int(self._states.currsize)
+        return self._states.weight
 
     def lock(self, tenant: str, key: Hashable) -> asyncio.Lock:
         """One read of a scope's state at a time: the others wait, then find it fresh."""
@@ -230,42 +235,14 @@ class RunStateStore:
         return found
 
     def get(self, tenant: str, key: Hashable) -> KeptRuns | None:
-        own = self._by_tenant.get(tenant)
-        if own is not None:
-            own.get(key)  # its use counts in the tenant's order too
-        return self._states.get((tenant, key))
+        return self._states.get(tenant, key)
 
     def may_keep(self, tenant: str, key: Hashable) -> bool:
         return self.max_runs > 0 and (tenant, key) not in self._too_large
 
     def keep(self, tenant: str, key: Hashable, state: KeptRuns) -> bool:
         """Keep (or re-size) a state; False, and the state dropped, when it cannot fit."""
-        self._forget(tenant, key)
-        if _weight(state) > self._tenant_max:
-            self._too_large[(tenant, key)] = True
-            return False
-        own = self._by_tenant.get(tenant)
-        if own is None:
-            own = self._by_tenant[tenant] = EvictingLRU(
-                self._tenant_max, partial(self._evicted_by_tenant, tenant), getsizeof=_weight
-            )
-        own[key] = state  # first: a tenant over its share evicts its own states, nobody else's
-        self._states[(tenant, key)] = state  # then the least recently used of all, if needed
-        return True
-
-    def _forget(self, tenant: str, key: Hashable) -> None:
-        self._states.pop((tenant, key), None)
-        own = self._by_tenant.get(tenant)
-        if own is not None:
-            own.pop(key, None)
-
-    def _evicted_by_tenant(self, tenant: str, key: Hashable) -> None:
-        self._states.pop((tenant, key), None)
-
-    def _evicted_globally(self, slot: tuple[str, Hashable]) -> None:
-        tenant, key = slot
-        own = self._by_tenant.get(tenant)
-        if own is not None:
-            own.pop(key, None)
-            if not own:
-                del self._by_tenant[tenant]
+        if self._states.put(tenant, key, state):
+            return True
+        self._too_large[(tenant, key)] = True
+        return False

@@ -23,11 +23,12 @@ import hashlib
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from contextlib import suppress
 from functools import cache
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
 
+from app.core.cache import Found
 from app.fleet.link import LeasedLock, RedisLink, SharedUnavailable
 from app.metrics import Metrics
 
@@ -48,12 +49,6 @@ def schema_tag(value_type: Any) -> str:
     """Changes whenever the value type's shape does (field added, renamed, retyped)."""
     schema = msgspec.json.encode(msgspec.json.schema(value_type))
     return hashlib.sha256(schema).hexdigest()[:10]
-
-
-class Found(NamedTuple):
-    value: Any
-    fresh_s: float  # seconds it is still fresh (<= 0: stale, still servable while the store fails)
-    left_s: float  # seconds before Redis forgets it
 
 
 class SharedAnswers:
@@ -88,7 +83,8 @@ class SharedAnswers:
         return Found(value, left - self.stale_max, left)
 
     async def get_many(self, tenant: str, keys: Sequence[Hashable], value_type: Any) -> dict[Hashable, Found]:
-        """Whatever of `keys` the fleet holds (fresh or stale), in one round trip."""
+        """Whatever of `keys` the fleet holds (fresh or stale), in one round trip; nothing while
+        Redis is down."""
         if not keys:
             return {}
         names = [self.key(tenant, key, value_type) for key in keys]
@@ -100,7 +96,10 @@ class SharedAnswers:
                 pipe.pttl(name)
             return await pipe.execute()  # type: ignore[no-any-return]
 
-        answers = await self.link.run(read)
+        try:
+            answers = await self.link.run(read)
+        except SharedUnavailable:
+            return {}
         found: dict[Hashable, Found] = {}
         for key, data, ttl_ms in zip(keys, answers[0::2], answers[1::2], strict=True):
             decoded = None if data is None else self._decode(data, int(ttl_ms), value_type)
@@ -132,7 +131,8 @@ class SharedAnswers:
                 pipe.set(name, data, px=ttl_ms)
             await pipe.execute()
 
-        await self.link.run(write)
+        with suppress(SharedUnavailable):  # while Redis is down, this replica's answers stay its own
+            await self.link.run(write)
 
     async def load_once(
         self, tenant: str, key: Hashable, ttl: float, value_type: Any, load: Callable[[], Awaitable[T]]
@@ -153,8 +153,7 @@ class SharedAnswers:
             if taken or alone:
                 try:
                     value = await load()
-                    with suppress(SharedUnavailable):
-                        await self.put_many(tenant, [(key, value, ttl)], value_type)
+                    await self.put_many(tenant, [(key, value, ttl)], value_type)
                     return value, False
                 finally:
                     if taken:

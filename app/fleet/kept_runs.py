@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Hashable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import msgspec
@@ -35,7 +35,7 @@ from queries.rows import RunStateRow
 
 log = structlog.get_logger("dify_stats.shared_runs")
 
-KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/core/service.py FULL_READ_EVERY_S)
+KEY_TTL_MS = 2 * 3_600 * 1000  # two whole-read periods (app/core/live.py FULL_READ_EVERY_S)
 LOCK_POLL_S = 0.05
 # A kept run is 210-220 bytes as MessagePack (two UUIDs, its key, field names). A whole read
 # larger than this per run a tenant may keep, or refreshes larger than REFRESHES_PER_RUN times
@@ -81,7 +81,14 @@ class SharedRuns:
 
     async def catch_up(self, tenant: str, key: Hashable, state: KeptRuns | None) -> KeptRuns | None:
         """The state as far as the fleet has read it: `state` with the refreshes it has not seen,
-        or the fleet's own (replayed) when `state` is of another whole read or older."""
+        or the fleet's own (replayed) when `state` is of another whole read or older; `state`
+        itself while Redis is down."""
+        try:
+            return await self._catch_up(tenant, key, state)
+        except SharedUnavailable:
+            return state
+
+    async def _catch_up(self, tenant: str, key: Hashable, state: KeptRuns | None) -> KeptRuns | None:
         base = self._base(tenant, key)
         meta = await self._meta(base)
         if meta is None:
@@ -147,7 +154,8 @@ class SharedRuns:
             pipe.set(f"{base}:meta", msgspec.msgpack.encode(meta), px=KEY_TTL_MS)
             await pipe.execute()
 
-        await self.link.run(write)
+        with suppress(SharedUnavailable):  # unrecorded, the others read the store themselves
+            await self.link.run(write)
 
     async def record_refresh(
         self, tenant: str, key: Hashable, state: KeptRuns, changed: list[RunStateRow]
@@ -168,7 +176,8 @@ class SharedRuns:
             pipe.set(f"{base}:meta", msgspec.msgpack.encode(meta), px=KEY_TTL_MS)
             await pipe.execute()
 
-        await self.link.run(write)
+        with suppress(SharedUnavailable):
+            await self.link.run(write)
 
     @staticmethod
     def _meta_of(state: KeptRuns) -> StateMeta:

@@ -33,11 +33,12 @@ from app.core.measures import STATUS_FIELDS, DailyMeasure, duration_tallies
 from app.http.params import BadParameter
 from app.stores.backend import Backend
 from app.stores.sources import Source, overlap
-from queries import apps, counts, daily, run_rows, runs
+from queries import apps, changes, counts, daily, run_rows, runs
 from queries.app_activity import APP_ACTIVITY_PAGE, ActivityScope, AppKey, app_activity
 from queries.rows import (
     AppActivityRow,
     AppRow,
+    ChangedDayRow,
     CursorRow,
     DailyRow,
     DayUserRow,
@@ -88,6 +89,10 @@ class StatsRepository:
 
     async def daily(self, measure: DailyMeasure, request: DailyRequest) -> list[Any]:
         """The measure's points, one per local day with runs."""
+        return answers.daily_points(measure, await self.daily_rows(measure, request))
+
+    async def daily_rows(self, measure: DailyMeasure, request: DailyRequest) -> list[DailyRow]:
+        """The measure's rows, one per local day with runs, every source's combined."""
         if request.start_us is not None and request.start_us == request.end_us:
             return []
         parts = self._parts(
@@ -98,13 +103,13 @@ class StatsRepository:
             *(self._daily_rows(source, scope, zone, measure, status) for source, scope in parts)
         )
         if len(parts) == 1:
-            return answers.daily_points(measure, (await measured)[0])
+            return (await measured)[0]
         found, users, values = await asyncio.gather(
             measured,
             self._boundary_users(parts, zone, status) if measure.counts_users else _nothing(),
             self._boundary_values(parts, zone, measure, status) if measure.sql.ranks else _nothing(),
         )
-        return answers.daily_points(measure, combine_daily_rows(found, users, values))
+        return combine_daily_rows(found, users, values)
 
     def keeps_runs(self, since_us: int, until_us: int | None) -> bool:
         """Whether one shortcut LogStore source answers all of [since_us, until_us): only then are
@@ -117,20 +122,54 @@ class StatsRepository:
         return False
 
     async def run_rows(
-        self, request: DailyRequest, since_us: int, until_us: int | None, written_since_s: int | None
+        self,
+        request: DailyRequest,
+        since_us: int,
+        until_us: int | None,
+        written_since_s: int | None,
+        written_until_s: int | None = None,
     ) -> list[RunStateRow]:
         """One row per run created in [since_us, until_us) with a version written at or after
-        `written_since_s` (None: any version), for a range `keeps_runs` accepted."""
+        `written_since_s` (None: any version; the run's versions read are those up to
+        `written_until_s`, when given), for a range `keeps_runs` accepted."""
         [(source, scope)] = self._parts(
             request.tenant_id, request.app_id, request.triggered_from, since_us, until_us
         )
-        scope = msgspec.structs.replace(scope, written_since_s=written_since_s)
+        scope = msgspec.structs.replace(
+            scope, written_since_s=written_since_s, written_until_s=written_until_s
+        )
         return await read_pages(
             source.backend,
             partial(run_rows.run_rows, scope, request.timezone),
             RunStateRow,
             lambda row: row.id,
         )
+
+    async def changed_days(
+        self, request: DailyRequest, written_since_s: int, before_us: int
+    ) -> frozenset[int] | None:
+        """The local days (numbers) before `before_us` holding a run of the request's app and
+        trigger source written to since `written_since_s` (queries/changes.py), every source's;
+        None when a source cannot tell (the windowed plan): then every day may have changed."""
+        parts = self._parts(request.tenant_id, request.app_id, request.triggered_from, None, before_us)
+        if any(source.plan == "windowed" for source, _ in parts):
+            return None
+        found = await asyncio.gather(
+            *(
+                read_pages(
+                    source.backend,
+                    partial(
+                        changes.changed_days,
+                        msgspec.structs.replace(scope, written_since_s=written_since_s),
+                        request.timezone,
+                    ),
+                    ChangedDayRow,
+                    lambda row: row.day,
+                )
+                for source, scope in parts
+            )
+        )
+        return frozenset(int(row.day) for rows in found for row in rows if row.day is not None)
 
     async def _daily_rows(
         self, source: Source, scope: RunScope, zone: str, measure: DailyMeasure, status: str | None
@@ -433,15 +472,21 @@ _RANKED = ("p50_us", "p95_us", "p99_us")
 
 
 def _added(one: DailyRow, other: DailyRow) -> DailyRow:
-    """Two sources' rows of one day: sums, the larger maximum, and percentiles when only one side
-    has durations (with both, they are ranked over the union: combine_daily_rows' `values`)."""
+    """Two rows of one day (two sources', or two parts of one source's runs): sums, the larger
+    maximum, and percentiles when only one side has durations (with both, they are ranked over the
+    union: combine_daily_rows' `values`); when the runs were last written only if both sides say."""
     sums: dict[str, Any] = {
         name: int(getattr(one, name) or 0) + int(getattr(other, name) or 0) for name in _SUMMED
     }
     maxima = [int(row.max_us) for row in (one, other) if row.max_us is not None]
     sides = [row for row in (one, other) if int(row.durations or 0)]
     ranked = {name: getattr(sides[0], name) if len(sides) == 1 else None for name in _RANKED}
-    return DailyRow(day=one.day, **sums, **ranked, max_us=max(maxima) if maxima else None)
+    written = None
+    if one.last_written is not None and other.last_written is not None:
+        written = max(int(one.last_written), int(other.last_written))
+    return DailyRow(
+        day=one.day, **sums, **ranked, max_us=max(maxima) if maxima else None, last_written=written
+    )
 
 
 def combine_daily_rows(
@@ -459,7 +504,7 @@ def combine_daily_rows(
                 continue
             day = int(row.day)
             seen = merged.get(day)
-            merged[day] = _added(seen if seen is not None else DailyRow(day=day), row)
+            merged[day] = row if seen is None else _added(seen, row)
     for day, who in users.items():
         if day in merged:
             merged[day] = msgspec.structs.replace(merged[day], users=len(who))

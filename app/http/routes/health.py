@@ -75,10 +75,7 @@ async def readyz(
         reason = f"backend: no answer within {READY_WITHIN_S} s"
     circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
     nodes = await node_logstore_state(request, repository, READY_WITHIN_S - (time.monotonic() - started))
-    link = request.app.state.redis
-    shared: dict[str, Any] = (
-        {} if link is None else {"redis": link.state, "replicas_seen": link.replicas_seen}
-    )
+    shared: dict[str, Any] = request.app.state.fleet.readiness()
     if reason is not None:
         unavailable = Health(
             status="unavailable", reason=reason, circuits=circuits, node_logstore=nodes, **shared
