@@ -82,7 +82,7 @@ def started_line(settings: Settings, urls: dict[str, str], address: str) -> dict
         },
         "console_drop_in": f"on ({redact_url(console)})" if console else "off (DIFY_CONSOLE_API_URL not set)",
         "max_connections": settings.max_connections,
-        "redis": settings.redis.redacted() if settings.redis is not None else "off (one replica)",
+        "redis": Fleet.describe(settings),
     }
 
 

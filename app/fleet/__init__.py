@@ -62,6 +62,11 @@ class Fleet:
         if self.link is not None:
             await self.link.close()
 
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        """The start-up line's word on it: the Redis (no password), or that this runs alone."""
+        return settings.redis.redacted() if settings.redis is not None else "off (one replica)"
+
     def readiness(self) -> dict[str, Any]:
         """What /readyz says of the fleet: nothing alone; Redis up or down (then this replica
         answers alone: its own caches, its share of the budget) and the replicas seen."""
