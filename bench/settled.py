@@ -5,9 +5,9 @@
   process; its wall time against the floor, a bare scan of the rows the range involves
   (`bench/run.scan_floor`). The statements it sent are listed with their time, to say where
   what remains goes.
-- A day of refreshes: a 90-day dashboard (every daily measure) refreshed every 30 s for 24 h of
-  wall clock (stepped, not slept), while the app keeps running: a day's worth of new runs is
-  written as the clock passes their write times. Per hour: statements and rows back, split into
+- A day of refreshes: a 90-day dashboard (every daily measure), once open, refreshed every 30 s
+  for 24 h of wall clock (stepped, not slept), while the app keeps running: a day's worth of new
+  runs is written as the clock passes their write times. Per hour: statements and rows back, split into
   the live days' refreshes (kept runs of live days) and everything else (settled reads,
   validations, edges); the goal is everything <= 1.1x the live refreshes alone.
 The new runs are removed again afterwards, so other parts see the dataset as loaded.
@@ -131,9 +131,12 @@ async def day_of_refreshes(url: str, now_s: int) -> dict[str, Any]:
     new_rows = _new_runs(now_s)
     written = 0
     per_hour: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
-    started_s = clock()
     await backend.open()
     try:
+        for measure in DAILY_MEASURES:  # the dashboard opens (its first view is measured above)
+            await service.daily(measure, _request(clock(), 90))
+        clock.now_s += STEP_S
+        started_s = clock()
         with psycopg.connect(url, autocommit=True) as writer:
             while clock() < started_s + SIMULATED_S:
                 due = written

@@ -21,7 +21,6 @@ class _Slots:
     def __init__(self, size: int) -> None:
         self.semaphore = asyncio.Semaphore(size)
         self.users = 0  # holding or waiting
-        self.held = 0
 
 
 class TenantSlots:
@@ -42,17 +41,8 @@ class TenantSlots:
         slots.users += 1
         try:
             async with slots.semaphore:
-                slots.held += 1
-                try:
-                    yield
-                finally:
-                    slots.held -= 1
+                yield
         finally:
             slots.users -= 1
             if slots.users == 0:
                 del self._slots[tenant]
-
-    def in_use(self, tenant: str) -> int:
-        """Slots the tenant holds now (for tests and metrics)."""
-        slots = self._slots.get(tenant)
-        return 0 if slots is None else slots.held
