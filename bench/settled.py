@@ -118,9 +118,19 @@ async def first_view(url: str, now_s: int, days: int) -> dict[str, Any]:
 
 
 def _new_runs(now_s: int) -> list[tuple[Any, ...]]:
-    """A day of new runs of every demo app, created in [now, now + 1 day), by write time."""
-    day_end = datetime.fromtimestamp(now_s + DAY_S, UTC)
-    rows = list(generate_rows(NEW_RUNS_PER_DAY, days=1, seed=99, now=day_end))
+    """New runs of every demo app at the dataset's rate, created over the two days from its now
+    (the simulated day starts 6 h into the first), by write time. Another seed makes other run
+    ids; the rows are moved onto the dataset's apps."""
+    days = 2
+    end = datetime.fromtimestamp(now_s + days * DAY_S, UTC)
+    ours = {(new.tenant_id, new.app_id): app for new, app in zip(demo_apps(99), demo_apps(), strict=True)}
+    tenant, app, workflow = (COLUMNS.index(name) for name in ("tenant_id", "app_id", "workflow_id"))
+    rows = []
+    for row in generate_rows(NEW_RUNS_PER_DAY * days, days=days, seed=99, now=end):
+        mapped = list(row)
+        target = ours[(row[tenant], row[app])]
+        mapped[tenant], mapped[app], mapped[workflow] = target.tenant_id, target.app_id, target.workflow_id
+        rows.append(tuple(mapped))
     return sorted(rows, key=lambda row: row[_TIME])
 
 

@@ -485,3 +485,35 @@ def test_a_replica_catches_up_on_another_replicas_reads_without_a_statement(
     finally:
         for fleet in replicas:
             loop.run_until_complete(fleet.close())
+
+
+def test_a_day_that_settles_under_an_open_dashboard_is_never_read(
+    pg_conn: psycopg.Connection[Any], loop_and_repository: Any
+) -> None:
+    """A live day's kept runs become its settled value when it settles: a dashboard refreshing
+    across midnight sends no statement for the day that just settled, and answers it exactly."""
+    loop, repository, settings = loop_and_repository
+    noon_s = 1_741_003_200  # 2025-03-03 12:00 UTC
+    history = [
+        _version("a", noon_s - 86_400, noon_s - 86_400, 1, "succeeded", 3),  # yesterday
+        _version("b", noon_s - 3_600, noon_s - 3_600, 1, "succeeded", 5),  # today
+    ]
+    load_history(pg_conn, history)
+    recording = _RecordingRepository(repository)
+    clock = [float(noon_s)]
+    service = StatsService(recording, settings, wall_clock=lambda: clock[0])  # type: ignore[arg-type]
+
+    def tokens_per_day() -> list[tuple[str, int]]:
+        end_us = int(clock[0] * 1_000_000)
+        request = DailyRequest(
+            tenant_id="t", app_id="a", triggered_from="app-run", timezone="UTC",
+            start_us=end_us - 3 * 86_400_000_000, end_us=end_us,
+        )  # fmt: skip
+        answer, _ = loop.run_until_complete(service.daily(MEASURES_BY_NAME["daily_token_costs"], request))
+        return [(item.date, item.token_count) for item in answer]
+
+    assert tokens_per_day() == [("2025-03-02", 3), ("2025-03-03", 5)]
+    recording.asked.clear()
+    clock[0] += 86_400  # a day later: 2025-03-02 has settled (STATS_SETTLE_AFTER is a day)
+    assert tokens_per_day() == [("2025-03-02", 3), ("2025-03-03", 5)]
+    assert recording.asked == []  # no statement for the day that settled: the kept runs had it

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
@@ -62,6 +62,14 @@ class DailyRanges:
             self.repository.keeps_runs,
         )
         scope = settled_scope(request)
+        live: list[Awaitable[Part]] = []
+        if plan.live_from_us is not None:
+            low = max(request.start_us, plan.live_from_us)
+            live = [self.kept.live(measure, request, plan.live_from_us, low)]
+            if self.kept.holds_settled(request, plan.live_from_us):
+                # Days settled since the live state's last read: it hands them over first, so
+                # that they need no read of their own.
+                live = [_done(await live[0])]
         known = await self._validated(scope, measure, request, plan, now_s)
 
         # What must be read: settled days not known, and what nothing keeps; a first edge with no
@@ -77,15 +85,7 @@ class DailyRanges:
                 self.kept.edge(measure, request, edge, known.hints.get(edge.span.number), known.checked_s)
                 for edge in kept_edges
             ),
-            *(
-                [
-                    self.kept.live(
-                        measure, request, plan.live_from_us, max(request.start_us, plan.live_from_us)
-                    )
-                ]
-                if plan.live_from_us is not None
-                else []
-            ),
+            *live,
         )
         remembered = [
             point
@@ -153,6 +153,10 @@ class DailyRanges:
                 settled_scope(request), measure.name, points, hints, started_s, _days_type(measure)
             )
         return Part(answers.daily_points(measure, rows), remembered=False, read=True)
+
+
+async def _done(part: Part) -> Part:
+    return part
 
 
 def _days_type(measure: DailyMeasure) -> Any:

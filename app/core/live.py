@@ -147,6 +147,12 @@ class KeptDays:
         )
         return await self._answer(measure, request, reading, edge.low_us, edge.high_us)
 
+    def holds_settled(self, request: DailyRequest, live_from: int) -> bool:
+        """Whether the live state holds days before `live_from`: days that settled since its last
+        read, which its next answer hands over to the settled days."""
+        state = self.states.get(request.tenant_id, _live_key(request))
+        return state is not None and state.since_us < live_from
+
     async def _answer(
         self, measure: DailyMeasure, request: DailyRequest, reading: _Reading, low: int, high: int
     ) -> Part:
@@ -159,10 +165,13 @@ class KeptDays:
             remembered, read = state is not None, False
             if self._due(state, reading):
                 async with self.shared.reading(tenant, reading.key):
-                    state = await self.shared.catch_up(
-                        tenant, reading.key, state
-                    )  # read meanwhile elsewhere?
+                    # read meanwhile by another replica?
+                    state = await self.shared.catch_up(tenant, reading.key, state)
                     if self._due(state, reading):
+                        replaced = self._whole_due(state, reading, self.wall_clock())
+                        if state is not None and reading.until is None and replaced:
+                            # before a whole read replaces it: what settled since its last read
+                            await self._hand_over_settled(request, state, reading.since)
                         state, whole = await self._read(request, reading, state)
                         remembered, read = remembered and not whole, True
             assert state is not None

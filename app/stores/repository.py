@@ -441,10 +441,7 @@ def user_parts(scope: RunScope, parts: int = READ_PARTS) -> list[RunScope]:
     which every engine orders totally): a run's user never changes, so each run is in one part,
     and runs, users, tokens and statuses add up over the parts."""
     bounds: list[str | None] = [None, *_USER_BOUNDS[parts], None]
-    return [
-        msgspec.structs.replace(scope, users_from=low, users_to=high)
-        for low, high in pairwise(bounds)
-    ]
+    return [msgspec.structs.replace(scope, users_from=low, users_to=high) for low, high in pairwise(bounds)]
 
 
 async def _run_page(
