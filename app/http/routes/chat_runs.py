@@ -4,29 +4,20 @@ advanced-chat apps only, to members it lets manage the app (app/http/console_gua
 
 from __future__ import annotations
 
-from litestar import Controller, Response
+from litestar import Response
 from litestar.di import NamedDependency
 
 from app.core.chat_runs import ChatRunList
-from app.core.service import StatsService
 from app.http.console_guards import ADVANCED_CHAT_RUNS, GUARD_OPTION
 from app.http.routes.methods import get_or_head
-from app.http.routes.runs import COUNT_ROUTE, LIST_ROUTE, counts_response
+from app.http.routes.runs import LIST_ROUTE, RunCountsController
 from schemas.chat_runs import ConsoleChatRunPageAnswer
-from schemas.requests import CountRequest, RunListRequest
-from schemas.runs import RunCounts
+from schemas.requests import RunListRequest
 
 
-class AdvancedChatRunsController(Controller):
+class AdvancedChatRunsController(RunCountsController):
     path = "/advanced-chat/workflow-runs"
-    tags = ("runs",)
     opt = {GUARD_OPTION: ADVANCED_CHAT_RUNS}  # noqa: RUF012 - litestar copies a layer's options per application
-
-    @get_or_head(**COUNT_ROUTE)
-    async def count(
-        self, service: NamedDependency[StatsService], count_request: NamedDependency[CountRequest]
-    ) -> Response[RunCounts]:
-        return await counts_response(service, count_request)
 
     @get_or_head(**LIST_ROUTE)
     async def run_list(

@@ -25,10 +25,6 @@ from schemas.runs import RunCounts, RunDetail, RunPageAnswer
 RUN_NOT_FOUND = "Workflow run not found"  # Dify's own words
 T = TypeVar("T")
 # The routes the native controller and its console subclass (Dify's shapes) both answer.
-COUNT_ROUTE: dict[str, Any] = {
-    "path": "/count", "responses": ERROR_RESPONSES,
-    "summary": "Runs by status (latest versions); total includes paused",
-}  # fmt: skip
 LIST_ROUTE: dict[str, Any] = {
     "path": "", "responses": ERROR_RESPONSES, "summary": "Runs, newest first, in keyset pages",
 }  # fmt: skip
@@ -50,16 +46,6 @@ def found(answer: T | None) -> T:
     return answer
 
 
-async def counts_response(service: StatsService, count_request: CountRequest) -> Response[RunCounts]:
-    """Runs by status, with X-Cache (and X-Data-Available-From when the range starts before
-    the store's retention)."""
-    counts, cache_result = await service.counts(count_request)
-    start_us = count_request.start_us
-    if count_request.time_range_s is not None:
-        start_us = int((service.wall_clock() - count_request.time_range_s) * 1_000_000)
-    return Response(counts, headers=service.answer_headers(cache_result, start_us))
-
-
 def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
     """X-Cache, and X-Has-More when the run has more node executions than STATS_NODE_EXECUTIONS_MAX."""
     headers = {"X-Cache": cache_result}
@@ -68,18 +54,29 @@ def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
     return headers
 
 
-class RunsController(Controller):
+class RunCountsController(Controller):
+    """The counts by status, which every run controller answers at its `/count`."""
+
+    tags = ("runs",)
+
+    @get_or_head(
+        "/count", responses=ERROR_RESPONSES, summary="Runs by status (latest versions); total includes paused"
+    )
+    async def count(
+        self, service: NamedDependency[StatsService], count_request: NamedDependency[CountRequest]
+    ) -> Response[RunCounts]:
+        counts, cache_result = await service.counts(count_request)
+        start_us = count_request.start_us
+        if count_request.time_range_s is not None:
+            start_us = int((service.wall_clock() - count_request.time_range_s) * 1_000_000)
+        return Response(counts, headers=service.answer_headers(cache_result, start_us))
+
+
+class RunsController(RunCountsController):
     """Mounted at .../runs natively; the console subclass moves it to Dify's path and answers
     Dify's shapes."""
 
     path = "/runs"
-    tags = ("runs",)
-
-    @get_or_head(**COUNT_ROUTE)
-    async def count(
-        self, service: NamedDependency[StatsService], count_request: NamedDependency[CountRequest]
-    ) -> Response[RunCounts]:
-        return await counts_response(service, count_request)
 
     @get_or_head(**LIST_ROUTE)
     async def run_list(
