@@ -12,7 +12,9 @@ checks dify-stats asks about (app/http/console_guards.py) as Dify guards them: t
 the member's permission (Dify's role-based access control: a member `lacking` `app_monitor` is
 refused the monitoring statistics, one lacking `app_create_and_management` every run route, with
 Dify's 403), then the app (404) and its mode (404 naming the modes). It holds no runs, so what
-it grants is empty. An app's mode is `workflow` unless the account's `modes` say otherwise.
+it grants is empty. An app's mode is the one the account's `modes` give it; else, as a Dify
+holding the demo's apps would say, `advanced-chat` for the demo's chat apps (app/demo.py: their
+runs are of type `chat`), and `workflow` for any other app.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.params import FromPath
 
+from app.demo import demo_apps
 from tests.live import serve
 
 
@@ -34,7 +37,7 @@ class Account(msgspec.Struct, frozen=True):
     timezone: str
     apps: frozenset[str]
     forbidden_apps: frozenset[str] = frozenset()  # apps the member may not open (Dify's 403)
-    modes: dict[str, str] = {}  # app id -> Dify's app mode; `workflow` when not given
+    modes: dict[str, str] = {}  # app id -> Dify's app mode (else DEMO_MODES, else `workflow`)
     lacking: frozenset[str] = frozenset()  # RBAC permissions Dify refuses this member
 
 
@@ -52,11 +55,16 @@ FORBIDDEN = (
     "or not readable by the server.",
 )
 APP_NOT_FOUND = (404, "app_not_found", "App not found.")
+DEMO_MODES = {app.app_id: "advanced-chat" if app.type == "chat" else "workflow" for app in demo_apps()}
 MONITOR = "app_monitor"
 MANAGE = "app_create_and_management"
 
 
 SLUGGISH_S = 0.4
+
+
+def app_mode(account: Account, app_id: str) -> str:
+    return account.modes.get(app_id) or DEMO_MODES.get(app_id, "workflow")
 
 
 def build_fake_dify(
@@ -106,7 +114,7 @@ def build_fake_dify(
             return None, _error(*FORBIDDEN)
         if app_id not in account.apps:
             return None, _error(*APP_NOT_FOUND)
-        mode = account.modes.get(app_id, "workflow")
+        mode = app_mode(account, app_id)
         if modes is not None and mode not in modes:
             listed = ", ".join(repr(allowed) for allowed in modes)
             return None, _error(404, "app_not_found", f"App mode is not in the supported list: {{{listed}}}")
@@ -118,7 +126,7 @@ def build_fake_dify(
         account, refused = await admit(request, app_id, None, None)
         if refused or account is None:
             return refused or _error(*APP_NOT_FOUND)
-        return Response({"id": app_id, "name": "demo", "mode": account.modes.get(app_id, "workflow")})
+        return Response({"id": app_id, "name": "demo", "mode": app_mode(account, app_id)})
 
     @get("/console/api/apps/{app_id:str}/workflow/statistics/daily-conversations")
     async def daily_runs(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
