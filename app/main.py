@@ -21,6 +21,7 @@ from app.fleet.budget import FleetBudget
 from app.fleet.kept_runs import SharedRuns
 from app.fleet.link import RedisLink
 from app.http.admission import InflightGate, admission_middleware
+from app.http.auth import credentials_middleware
 from app.http.console_auth import ConsoleAuthorizer
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import cancel_on_disconnect_middleware, request_id_middleware
@@ -144,6 +145,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
             request_id_middleware,
+            credentials_middleware,  # before admission: a request without a key counts against nothing
             DefineMiddleware(admission_middleware, gate=gate),
             cancel_on_disconnect_middleware,
         ],

@@ -11,7 +11,6 @@ from litestar.params import JSONBody
 
 from app.config import Settings
 from app.core.service import StatsService
-from app.http.auth import api_key_guard
 from app.http.errors import ERROR_RESPONSES
 from app.http.grafana import (
     FILTER_KEYS,
@@ -59,7 +58,7 @@ async def body_is_json(request: AnyRequest) -> None:
 
 async def _apps(service: StatsService, request: AnyRequest) -> list[tuple[str, str, int]]:
     apps, _ = await service.apps()
-    return visible_apps(apps, request.state.get("api_key"))
+    return visible_apps(apps, request.auth)
 
 
 @get_or_head(
@@ -155,7 +154,6 @@ grafana_router = Router(
         grafana_tag_keys,
         grafana_tag_values,
     ],
-    guards=[api_key_guard],
     before_request=body_is_json,
     security=[{"bearer": []}],
     tags=["grafana"],
