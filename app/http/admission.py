@@ -16,6 +16,7 @@ requesters, only the limit.
 from __future__ import annotations
 
 from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.config import ApiKey
@@ -73,21 +74,25 @@ class InflightGate:
                 del self.by_requester[who]
 
 
-def admission_middleware(app: ASGIApp, gate: InflightGate) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"] in ALWAYS_ADMITTED:
-            await app(scope, receive, send)
-            return
+class AdmissionMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, gate: InflightGate) -> None:
+        self.gate = gate
+
+    @staticmethod
+    def should_bypass_for_scope(scope: Scope) -> bool:
+        return scope["path"] in ALWAYS_ADMITTED
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         who = requester(scope)
-        refusal = gate.refusal(who)
+        refusal = self.gate.refusal(who)
         if refusal is not None:
-            gate.refused += 1
+            self.gate.refused += 1
             await send_error(send, 503, "overloaded", refusal, RETRY_AFTER)
             return
-        gate.admit(who)
+        self.gate.admit(who)
         try:
-            await app(scope, receive, send)
+            await next_app(scope, receive, send)
         finally:
-            gate.release(who)
-
-    return middleware
+            self.gate.release(who)

@@ -21,6 +21,7 @@ from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.config import ApiKey, Settings
@@ -55,11 +56,10 @@ def bearer_token(scope: Scope) -> str | None:
     return token.strip() or None
 
 
-def credentials_middleware(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
+class CredentialsMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         settings: Settings = scope["litestar_app"].state.settings
         needed: Credentials = scope["route_handler"].opt.get(CREDENTIALS, "api_key")
         scope["auth"] = None  # None: every tenant (auth off on loopback, or no key needed)
@@ -84,9 +84,7 @@ def credentials_middleware(app: ASGIApp) -> ASGIApp:
                 await send_error(send, 403, "forbidden", "this API key may not read this tenant")
                 return
             scope["auth"] = key
-        await app(scope, receive, send)
-
-    return middleware
+        await next_app(scope, receive, send)
 
 
 def every_tenant_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
