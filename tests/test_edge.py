@@ -16,6 +16,7 @@ import statistics
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ STALLED_QUERY = (  # a Grafana query whose body never arrives whole
 )
 
 
-def _started(env: dict[str, str]) -> Iterator[Service]:
+@contextmanager
+def started(env: dict[str, str]) -> Iterator[Service]:
     with service(env) as running:
         wait_until_answering(f"{running.base}/healthz", 60, running.process)
         yield running
@@ -54,8 +56,9 @@ def history(database_url: str) -> None:
 
 @pytest.fixture(scope="module")
 def defaults(database_url: str, history: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    yield from _started(cli_env(tmp_path_factory.mktemp("defaults"), STATS_DATABASE_URL=database_url,
-                                STATS_API_KEYS=KEYS))  # fmt: skip
+    with started(cli_env(tmp_path_factory.mktemp("defaults"), STATS_DATABASE_URL=database_url,
+                         STATS_API_KEYS=KEYS)) as running:  # fmt: skip
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +72,8 @@ def tiny(database_url: str, history: None, tmp_path_factory: pytest.TempPathFact
         STATS_BODY_TIMEOUT="1.5",
         STATS_METRICS_KEY=METRICS_KEY,
     )
-    yield from _started(env)
+    with started(env) as running:
+        yield running
 
 
 def _connect(running: Service, first: bytes = b"") -> socket.socket:
@@ -135,6 +139,25 @@ def test_one_tenants_stalled_bodies_cost_only_that_tenant(defaults: Service) -> 
     assert statuses == {408: 64, 503: 86}
     timed_out = next(raw for raw in answered.values() if raw.startswith(b"HTTP/1.1 408"))
     assert "STATS_BODY_TIMEOUT" in _dify_shaped(timed_out, 408, "request_timeout")
+
+
+def test_with_auth_off_keyless_grafana_requests_count_as_one_requester(
+    database_url: str, history: None, tmp_path: Path
+) -> None:
+    """No key names their tenant, so Grafana requests without one share one requester's places:
+    their stalled bodies leave room for a tenant named in a path."""
+    env = cli_env(tmp_path, STATS_DATABASE_URL=database_url, STATS_MAX_INFLIGHT="4", STATS_BODY_TIMEOUT="60")
+    keyless = STALLED_QUERY.replace(f"Authorization: Bearer {KEY_T}\r\n".encode(), b"")
+    with started(env) as running:
+        stalled = [_connect(running, keyless) for _ in range(4)]
+        try:
+            for connection in stalled[2:]:  # the third and fourth: over the share of 2
+                assert connection.recv(65536).startswith(b"HTTP/1.1 503 ")
+            answer = httpx.get(running.base + COUNT_U, timeout=5)
+            assert (answer.status_code, answer.json()["total"]) == (200, 1), answer.text
+        finally:
+            for connection in stalled:
+                connection.close()
 
 
 def test_a_kept_alive_connection_does_not_wait_for_delayed_acknowledgements(defaults: Service) -> None:

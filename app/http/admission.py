@@ -9,8 +9,9 @@ A request counts from its admission, which comes after its credentials are check
 bodies back holds its own places only. Each requester gets at most STATS_TENANT_SHARE of the
 limit, so one requester's flood or stalled bodies leave room for the others. The requester is the
 tenant named in the path; else (Grafana's routes) the tenant of a key that names exactly one;
-else the key itself (a key naming several tenants, or `*`). With auth off there are no
-requesters, only the limit.
+else the key itself (a key naming several tenants, or `*`). With auth off, the routes that would
+need a key and name no tenant count as one requester. Console routes name their tenant only once
+Dify answered, after admission: they count against the limit only.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app.config import ApiKey
+from app.http.auth import CREDENTIALS
 from app.http.early_errors import send_error
 
 ALWAYS_ADMITTED = frozenset({"/healthz", "/readyz", "/metrics"})
 RETRY_AFTER = {"Retry-After": "1"}
 Requester = str | ApiKey  # a tenant id, or a key naming several tenants (or all)
+WITHOUT_KEY = "(auth off)"  # never a tenant id: those are UUIDs
 
 
 def requester(scope: Scope) -> Requester | None:
@@ -34,7 +37,8 @@ def requester(scope: Scope) -> Requester | None:
         return tenant.lower()
     key: ApiKey | None = scope.get("auth")
     if key is None:
-        return None
+        needs_key = scope["route_handler"].opt.get(CREDENTIALS, "api_key") == "api_key"
+        return WITHOUT_KEY if needs_key else None
     if key.tenants is not None and len(key.tenants) == 1:
         return next(iter(key.tenants))
     return key
