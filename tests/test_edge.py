@@ -231,7 +231,7 @@ def test_empty_and_blank_grafana_bodies_are_400s_naming_the_body(defaults: Servi
 def test_credentials_are_checked_before_admission(tiny: Service) -> None:
     """Two stalled bodies of tenant T fill STATS_MAX_INFLIGHT=2. Meanwhile a request without a key
     or with a wrong one is a 401 and one for a tenant its key may not read a 403, none of them
-    counted; a keyed request is 503 (the limit is full); health answers. Once the body timeout
+    counted; a keyed request is 503 (the limit is full); health and metrics answer. Once the body timeout
     closes the stalled two, the keyed request is 200."""
     stalled = [_connect(tiny, STALLED_QUERY) for _ in range(2)]
     try:
@@ -246,7 +246,9 @@ def test_credentials_are_checked_before_admission(tiny: Service) -> None:
             answer = httpx.get(tiny.base + COUNT_U, headers=headers, timeout=5)
             assert answer.status_code == status, (headers, answer.text)
             assert set(answer.json()) == {"code", "message", "status"} and answer.headers["x-request-id"]
-        assert httpx.get(f"{tiny.base}/healthz", timeout=5).status_code == 200
+        metrics = {"Authorization": f"Bearer {METRICS_KEY}"}
+        for path, headers in (("/healthz", {}), ("/readyz", {}), ("/metrics", metrics)):  # never counted
+            assert httpx.get(tiny.base + path, headers=headers, timeout=5).status_code == 200, path
         unauthorized = httpx.post(f"{tiny.base}/grafana/query", json={}, timeout=5)
         assert unauthorized.status_code == 401 and unauthorized.headers["www-authenticate"] == "Bearer"
         for raw in _until_closed(stalled, 5).values():
