@@ -16,6 +16,7 @@ from litestar import Request, Router
 from litestar.di import NamedDependency, Provide
 
 from app.core.measures import DAILY_MEASURES
+from app.http.auth import NO_CREDENTIALS
 from app.http.console_auth import ConsoleAccess, ConsoleAuthorizer
 from app.http.console_guards import AVERAGE_INTERACTIONS, GUARD_OPTION, STATISTICS, DifyGuard
 from app.http.params import zone_param
@@ -75,4 +76,5 @@ console_router = Router(
         "daily_trigger": Provide(app_run_trigger, sync_to_thread=False),
     },
     tags=["dify console"],
+    opt=NO_CREDENTIALS,  # Dify decides, in the `access` dependency
 )
