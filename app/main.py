@@ -8,15 +8,16 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
 from app.config import Settings
+from app.core.chat_runs import ChatRunList
 from app.core.service import StatsService
 from app.fleet import Fleet
-from app.http.admission import InflightGate, admission_middleware
+from app.http.admission import AdmissionMiddleware, InflightGate
+from app.http.auth import CredentialsMiddleware
 from app.http.console_auth import ConsoleAuthorizer
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import cancel_on_disconnect_middleware, request_id_middleware
@@ -28,6 +29,7 @@ from app.http.routes.native import native_router
 from app.http.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.metrics import Metrics
 from app.stores.backend import Backend
+from app.stores.messages import MessageReader
 from app.stores.node_logstore import NodeLogstore
 from app.stores.node_repository import NodeExecutionRepository
 from app.stores.people import PeopleReader
@@ -76,6 +78,10 @@ def create_app(
     fleet = Fleet(settings, metrics)  # what replicas share, if they share a Redis
     service = StatsService(repository, settings, fleet.shared, nodes=nodes, people=people)
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
+    # Chatflow run lists name each run's chat message, from Dify's database like its people.
+    chat_runs = ChatRunList(
+        repository, people, MessageReader(workflow_runs, settings.time_slack), service.cache, settings
+    )
     authorizer = ConsoleAuthorizer(settings)
     for source in sources:
         source.backend.metrics = metrics
@@ -111,12 +117,14 @@ def create_app(
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "chat_runs": Provide(lambda: chat_runs, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
             request_id_middleware,
-            DefineMiddleware(admission_middleware, gate=gate),
+            CredentialsMiddleware(),  # before admission: a request without a key counts against nothing
+            AdmissionMiddleware(gate),
             cancel_on_disconnect_middleware,
         ],
         lifespan=[backend_lifespan],

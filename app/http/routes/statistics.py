@@ -14,8 +14,11 @@ from schemas.requests import DailyRequest
 from schemas.statistics import DailyAnswer
 
 
-def daily_route(measure: DailyMeasure, path: str, name: str) -> HTTPRouteHandler:
-    """GET `path` answering `measure` for the request the router's dependencies build."""
+def daily_route(
+    measure: DailyMeasure, path: str, name: str, opt: dict[str, Any] | None = None
+) -> HTTPRouteHandler:
+    """GET `path` answering `measure` for the request the router's dependencies build; `opt`:
+    litestar's route options (the console's name the checks Dify runs before the route)."""
     answer_type: Any = DailyAnswer[measure.point_type]  # type: ignore[name-defined]
 
     async def handler(
@@ -32,4 +35,5 @@ def daily_route(measure: DailyMeasure, path: str, name: str) -> HTTPRouteHandler
         name=f"{name}-{measure.name}",
         tags=["statistics"],
         responses=ERROR_RESPONSES,
+        opt=opt,
     )(handler)
