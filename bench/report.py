@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import fleet, keepalive, nodes, two_sources, zones
+from bench import fleet, keepalive, nodes, settled, two_sources, zones
 
 
 def find(
@@ -261,6 +261,8 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     if "keep_alive" in results:
         lines += ["", *keepalive.markdown_lines(results["keep_alive"])]
+    if "settled" in results:
+        lines += ["", *settled.markdown_lines(results["settled"])]
     if "first_request_per_zone" in results:
         lines += ["", *zones.markdown_lines(results["first_request_per_zone"])]
     return "\n".join(lines) + "\n"

@@ -213,3 +213,46 @@ def measure(url: str, now_s: int) -> dict[str, Any]:
         "first_view": [asyncio.run(first_view(url, now_s, days)) for days in RANGES_DAYS],
         "day_of_refreshes": asyncio.run(day_of_refreshes(url, now_s)),
     }
+
+
+def markdown_lines(figures: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Settled days read once (1m, SLS-like, through the service in process)",
+        "",
+        "First view: a fresh service answers `now-Nd..now` (neither edge at midnight) once per daily "
+        "measure; its wall time against the floor, a bare scan of the versions the range involves "
+        "(every version written since its start less the slack). Where the time goes: the "
+        "statements it sent (`days`: settled days and the first edge day; `live`: the live days' runs).",
+        "",
+        "| range | floor ms | measure | first view ms | ours / floor | statements (kind ms rows) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for view in figures["first_view"]:
+        for one in view["measures"]:
+            sent = ", ".join(f"{s['kind']} {s['ms']} ({s['rows_back']})" for s in one["statements"])
+            lines.append(
+                f"| {view['days']} d | {view['floor_ms']} | {one['measure']} | {one['ms']} "
+                f"| {one['over_floor']}x | {sent} |"
+            )
+    day = figures["day_of_refreshes"]
+    lines += [
+        "",
+        f"A day of refreshes: a 90-day dashboard of every daily measure, once open, refreshed every "
+        f"{day['refresh_every_s']} s for {day['hours']} h of stepped wall clock while new runs arrive "
+        f"({day['new_runs']:,} a day). Per hour, everything it sent over the live days' refreshes "
+        "alone (goal <= 1.1):",
+        "",
+        "| | statements | rows back |",
+        "|---|---|---|",
+        f"| the whole day | {day['day_statements_over_live']}x | {day['day_rows_over_live']}x |",
+        f"| the worst hour | {day['worst_statements_over_live']}x | {day['worst_rows_over_live']}x |",
+    ]
+    before = figures.get("before")
+    if before is not None:
+        lines += [
+            f"| before ({before['commit']}), the whole day | {before['day_statements_over_live']}x "
+            f"| {before['day_rows_over_live']}x |",
+            f"| before, the worst hour | {before['worst_statements_over_live']}x "
+            f"| {before['worst_rows_over_live']}x |",
+        ]
+    return lines
