@@ -49,7 +49,8 @@ APP_2 = "a2000000-0000-4000-8000-0000000000a2"
 # The same app id under two tenants: isolation must hold on both filters.
 APPS = ((TENANT_A, APP_1), (TENANT_A, APP_2), (TENANT_B, APP_1))
 TRIGGERS = ("app-run", "debugging", "webhook")
-USERS = tuple(f"ee000000-0000-4000-8000-00000000000{n}" for n in range(4))
+# Users on either side of the split points of a long read in parts (app/stores/repository.user_parts).
+USERS = tuple(f"{lead}e000000-0000-4000-8000-00000000000{n}" for n, lead in enumerate("e3a8"))
 FINISHED = ("succeeded", "failed", "stopped", "partial-succeeded")
 UNFINISHED = ("running", "paused")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -246,11 +246,15 @@ def test_day_rollups_fetch_only_unsettled_days(database_url: str) -> None:
     with TestClient(app=app) as client:
         cold = client.get(f"{BASE}/statistics/daily-runs", params=params)
         assert cold.headers["x-cache"] == "miss"
-        # The settled days in one statement, the live days' runs in another (kept).
+        # The settled days in one read (two statements at once, each over half of the users),
+        # the live days' runs in another (kept).
         assert sorted((query["start_us"], query.get("end_us")) for query in backend.queries) == [
+            (1_733_155_200_000_000, live_from_us),
             (1_733_155_200_000_000, live_from_us),
             (live_from_us, None),
         ]
+        parts = [(q.get("users_from", ""), q.get("users_to", "")) for q in backend.queries if "end_us" in q]
+        assert sorted(parts) == [("", "8"), ("8", "")]
         warm = client.get(f"{BASE}/statistics/daily-runs", params=params)
         assert (
             warm.json()
@@ -258,8 +262,8 @@ def test_day_rollups_fetch_only_unsettled_days(database_url: str) -> None:
             == {"data": [{"date": "2025-03-01", "runs": 1}, {"date": "2025-03-02", "runs": 3}]}
         )
         assert warm.headers["x-cache"] == "partial"
-        assert len(backend.queries) == 3
-        refreshed = backend.queries[2]
+        assert len(backend.queries) == 4
+        refreshed = backend.queries[3]
         assert (refreshed["start_us"], refreshed["min_time"]) == (
             live_from_us,
             now_s - settings.time_slack,

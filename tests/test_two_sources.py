@@ -23,7 +23,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.config import Settings, load_settings
-from app.core.cache import AnswerCache
 from app.core.days import from_epoch_us
 from app.core.measures import DAILY_MEASURES
 from app.core.service import StatsService
@@ -330,9 +329,7 @@ def test_day_rollups_across_the_boundary(
     combination = data.draw(st.sampled_from(COMBINATIONS))
     repository = harness.repositories(split.since_us)[combination]
     now_us = data.draw(st.sampled_from(ZONE_ANCHORS_US[zone])) + data.draw(st.integers(0, 3 * 86_400_000_000))
-    service = StatsService(
-        repository, AnswerCache(1000, 600), repository.settings, wall_clock=lambda: now_us / 1e6
-    )
+    service = StatsService(repository, repository.settings, wall_clock=lambda: now_us / 1e6)
     check_rollups(harness.run, [service], split.history, data, zone)
 
 
