@@ -16,6 +16,7 @@ from litestar.di import NamedDependency, Provide
 from app.core.measures import DAILY_MEASURES
 from app.http.console_auth import ConsoleAccess, ConsoleAuthorizer
 from app.http.params import zone_param
+from app.http.routes.formats import json_only
 from app.http.routes.params import AppId
 from app.http.routes.requests import REQUEST_DEPENDENCIES
 from app.http.routes.runs import ConsoleRunsController
@@ -58,6 +59,7 @@ console_router = Router(
         "tenant": Provide(access_tenant, sync_to_thread=False),
         "zone": Provide(access_zone, sync_to_thread=False),
         "daily_trigger": Provide(app_run_trigger, sync_to_thread=False),
+        "answer_format": Provide(json_only, sync_to_thread=False),
     },
     tags=["dify console"],
 )
