@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from app.core import answers
 from app.metrics import RequestFigures, current_figures
@@ -62,12 +62,21 @@ async def one_batch(read: Callable[[], Awaitable[T]]) -> T:
         request_figures.backend_ms += batch.backend_ms
 
 
+class PageSizes(NamedTuple):
+    keys: int = EXPORT_KEYS
+    rows: int = EXPORT_ROWS
+    page: int = EXPORT_PAGE
+
+
+DEFAULT_SIZES = PageSizes()
+
+
 class _KeyPages:
     """The shortcut's reading position: the keys read and not yet shown, and the keyset after
     the last key read."""
 
-    def __init__(self, backend: Backend, scope: RunScope, status: str | None) -> None:
-        self.backend, self.scope, self.status = backend, scope, status
+    def __init__(self, backend: Backend, scope: RunScope, status: str | None, sizes: PageSizes) -> None:
+        self.backend, self.scope, self.status, self.sizes = backend, scope, status, sizes
         self.keys: list[RunCursor] = []
         self.shown = 0
         self.after: RunCursor | None = None
@@ -78,14 +87,14 @@ class _KeyPages:
         if self.shown == len(self.keys):
             if not self.more:
                 return []
-            query = runs.run_page(self.scope, EXPORT_KEYS, self.status, self.after)
+            query = runs.run_page(self.scope, self.sizes.keys, self.status, self.after)
             self.keys = await self.backend.fetch(query, RunCursor)
             self.shown = 0
-            self.more = len(self.keys) == EXPORT_KEYS
+            self.more = len(self.keys) == self.sizes.keys
             if not self.keys:
                 return []
             self.after = self.keys[-1]
-        chosen = self.keys[self.shown : self.shown + EXPORT_ROWS]
+        chosen = self.keys[self.shown : self.shown + self.sizes.rows]
         self.shown += len(chosen)
         return await self.backend.fetch(runs.run_page_rows(self.scope, chosen), RunPageRow)
 
@@ -93,9 +102,15 @@ class _KeyPages:
 class RunExport:
     """The run export over the configured sources (newest created times first)."""
 
-    def __init__(self, sources: Sequence[Source], wall_clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        wall_clock: Callable[[], float] = time.time,
+        sizes: PageSizes = DEFAULT_SIZES,
+    ) -> None:
         self.sources = tuple(sources)
         self.wall_clock = wall_clock
+        self.sizes = sizes
 
     async def pages(self, request: RunExportRequest) -> AsyncGenerator[list[RunSummary], None]:
         """The runs in list order, a page at a time; never an empty page."""
@@ -111,27 +126,27 @@ class RunExport:
             if scope is None:
                 continue
             read = _key_pages if scope.plan == "shortcut" else _row_pages
-            async for rows in read(source.backend, scope, request.status):
+            async for rows in read(source.backend, scope, request.status, self.sizes):
                 yield answers.run_summaries(rows)
 
 
 async def _key_pages(
-    backend: Backend, scope: RunScope, status: str | None
+    backend: Backend, scope: RunScope, status: str | None, sizes: PageSizes
 ) -> AsyncIterator[list[RunPageRow]]:
-    position = _KeyPages(backend, scope, status)
+    position = _KeyPages(backend, scope, status, sizes)
     while rows := await one_batch(position.next_page):
         yield rows
 
 
 async def _row_pages(
-    backend: Backend, scope: RunScope, status: str | None
+    backend: Backend, scope: RunScope, status: str | None, sizes: PageSizes
 ) -> AsyncIterator[list[RunPageRow]]:
     after: RunCursor | None = None
     while True:
-        query = runs.run_page(scope, EXPORT_PAGE, status, after)
+        query = runs.run_page(scope, sizes.page, status, after)
         rows = await one_batch(partial(backend.fetch, query, RunPageRow))
         if rows:
             yield rows
-        if len(rows) < EXPORT_PAGE:
+        if len(rows) < sizes.page:
             return
         after = RunCursor(created_us=int(rows[-1].created_us), id=str(rows[-1].id))

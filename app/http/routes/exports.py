@@ -104,15 +104,18 @@ def export_filename(request: RunExportRequest, form: ExportForm) -> str:
     return f"runs_{request.app_id}_{request.triggered_from}_{label}.{form.extension}"
 
 
-def error_body(request: Request[Any, Any, Any], error: Exception) -> ErrorBody:
-    """What the API would have answered for `error` before the answer started (the same
-    handlers, so the same codes, messages and log lines)."""
+def error_body(error: Exception, request: Request[Any, Any, Any] | None = None) -> ErrorBody:
+    """What the API answers for `error` before an answer starts (the same handlers, so the same
+    codes, messages and log lines); without a request (the CLI) an unexpected error is a bare 500."""
     for kind in type(error).__mro__:
         handler = EXCEPTION_HANDLERS.get(kind)
-        if handler is not None:
-            content = handler(request, error).content  # type: ignore[operator]
-            if isinstance(content, ErrorBody):
-                return content
+        if handler is None:
+            continue
+        if kind is Exception and request is None:
+            break
+        content = handler(request, error).content  # type: ignore[operator]
+        if isinstance(content, ErrorBody):
+            return content
     return ErrorBody(code="internal_error", message="internal error", status=500)
 
 
@@ -132,7 +135,7 @@ async def body(
                 yield form.page(page)
                 exported += len(page)
         except Exception as error:  # a client that went away is a cancellation: not caught
-            stopped = error_body(request, error)
+            stopped = error_body(error, request)
             log.warning("export_incomplete", code=stopped.code, runs_sent=exported)
             yield form.incomplete(stopped)
 

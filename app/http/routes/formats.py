@@ -26,13 +26,10 @@ from app.http.csv import ANSWER_FORMATS, CSV_MEDIA_TYPE, JSON_MEDIA_TYPE, Answer
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 EXPORT_FORMATS = ("ndjson", "csv")
-FORMAT_MAX_LENGTH = 16
 
 ListFormat = Annotated[
     str | None,
     QueryParameter(
-        name="format",
-        max_length=FORMAT_MAX_LENGTH,
         description="json (the default) or csv; or send `Accept: text/csv`",
         schema_extra={"enum": list(ANSWER_FORMATS)},
     ),
@@ -40,16 +37,15 @@ ListFormat = Annotated[
 ExportFormat = Annotated[
     str | None,
     QueryParameter(
-        name="format",
-        max_length=FORMAT_MAX_LENGTH,
         description="ndjson (the default) or csv; or send `Accept: text/csv`",
         schema_extra={"enum": list(EXPORT_FORMATS)},
     ),
 ]
 
 
-def answer_format(request: Request[Any, Any, Any], format_: ListFormat = None) -> AnswerFormat:
-    chosen = wanted_format(request, format_, ANSWER_FORMATS, (JSON_MEDIA_TYPE, "text/csv"))
+# `format` is checked against its few values by equality: any text is a 400 naming it.
+def answer_format(request: Request[Any, Any, Any], format: ListFormat = None) -> AnswerFormat:
+    chosen = wanted_format(request, format, ANSWER_FORMATS, (JSON_MEDIA_TYPE, "text/csv"))
     return "csv" if chosen == "csv" else "json"
 
 
@@ -58,8 +54,8 @@ def json_only() -> AnswerFormat:
     return "json"
 
 
-def export_format(request: Request[Any, Any, Any], format_: ExportFormat = None) -> str:
-    return wanted_format(request, format_, EXPORT_FORMATS, (NDJSON_MEDIA_TYPE, "text/csv"))
+def export_format(request: Request[Any, Any, Any], format: ExportFormat = None) -> str:
+    return wanted_format(request, format, EXPORT_FORMATS, (NDJSON_MEDIA_TYPE, "text/csv"))
 
 
 _DISPOSITION = OpenAPIHeader(
