@@ -444,3 +444,27 @@ def test_the_cli_ends_an_export_cut_short_as_the_api_does(
     assert [run["id"] for run in runs] == [examples.R4, examples.R3]
     assert last["code"] == "backend_unavailable" and last["status"] == 503
     assert "\ndify-stats: backend_unavailable: workflow_runs: " in printed.stderr
+
+
+def test_the_statement_cap_counts_each_page_of_an_export(
+    database_url: str, pg_conn: psycopg.Connection[Any]
+) -> None:
+    """STATS_MAX_QUERIES_PER_REQUEST=2: an export of one run per page sends far more statements in
+    all and runs to its end; with 1, the first page (keys, then summaries) is over the cap: a 400
+    before anything is streamed."""
+    load_history(pg_conn, examples.history())
+    for cap, status in (("2", 200), ("1", 400)):
+        settings = load_settings({"STATS_DATABASE_URL": database_url, "STATS_MAX_QUERIES_PER_REQUEST": cap})
+        with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+            client.app.state.run_export.sizes = PageSizes(keys=1, rows=1, page=1)
+            answer = client.get(f"{BASE}/runs/export")
+        assert answer.status_code == status, answer.text
+        if status == 200:
+            assert [run["id"] for run in ndjson(answer.text)] == [
+                examples.R4,
+                examples.R3,
+                examples.R2,
+                examples.R1,
+            ]
+        else:
+            assert answer.json()["code"] == "too_many_queries"
