@@ -169,22 +169,16 @@ def build_request(args: argparse.Namespace, settings: Settings) -> Request:
                 raise BadParameter(name, f"does not apply to {NODE_EXECUTIONS}")
         return RunDetailRequest(tenant_id=tenant_id, app_id=app_id, run_id=uuid_param("run", args.run))
     status = cast(RunStatus, choice_param("status", args.status, STATUSES)) if args.status else None
-    if args.measure == RUNS_EXPORT:
-        if args.time_range is not None:
-            raise BadParameter("time_range", f"applies to {RUNS_COUNT} only")
-        return export_request(
-            tenant=tenant_id, zone=zone, settings=settings, app_id=app_id, start=args.start, end=args.end,
-            status=status, triggered_from=trigger_param("triggered_from", args.triggered_from or "app-run"),
-        )  # fmt: skip
-    if args.measure in DAILY_BY_PATH:
-        for name in ("status", "time_range"):
+    if args.measure in (*DAILY_BY_PATH, RUNS_EXPORT):
+        for name in ("status", "time_range") if args.measure != RUNS_EXPORT else ("time_range",):
             if getattr(args, name) is not None:
                 raise BadParameter(name, f"applies to {RUNS_COUNT} only")
         trigger = trigger_param("triggered_from", args.triggered_from or "app-run")
-        return daily_request(
+        daily = daily_request(
             tenant=tenant_id, zone=zone, daily_trigger=trigger, settings=settings,
             app_id=app_id, start=args.start, end=args.end,
         )  # fmt: skip
+        return export_request(daily_request=daily, status=status) if args.measure == RUNS_EXPORT else daily
     trigger = trigger_param("triggered_from", args.triggered_from or "debugging")
     counting = count_request(
         tenant=tenant_id, settings=settings, app_id=app_id, status=status,

@@ -37,6 +37,7 @@ from tests import examples, reference
 from tests.db import load_history, load_two_sources
 from tests.processes import cli_env, service
 from tests.strategies import created_ranges, split_histories
+from tests.test_hostile_traffic import running_queries
 from tests.test_query_cli import _options, query
 from tests.test_query_properties import _same_elapsed
 from tests.test_two_sources import (
@@ -317,15 +318,6 @@ def test_a_store_failing_mid_stream_ends_the_body_visibly(
         assert answer.text.endswith(f'#export-incomplete,503,backend_unavailable,"{stopped["message"]}"\r\n')
 
 
-def _waiting_on_lock(database_url: str) -> int:
-    with psycopg.connect(database_url, autocommit=True) as watcher:
-        row = watcher.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'dify-stats' "
-            "AND state = 'active' AND wait_event_type = 'Lock'"
-        ).fetchone()
-    return int(row[0]) if row else 0
-
-
 def test_a_client_leaving_mid_stream_cancels_the_statement_on_the_server(
     database_url: str, split_examples: str, tmp_path: Path
 ) -> None:
@@ -350,11 +342,11 @@ def test_a_client_leaving_mid_stream_cancels_the_statement_on_the_server(
                 lines = answer.iter_lines()
                 assert [json.loads(next(lines))["id"] for _ in range(2)] == [examples.R4, examples.R3]
                 deadline = time.monotonic() + 10
-                while not _waiting_on_lock(database_url) and time.monotonic() < deadline:
+                while not running_queries(database_url, "%workflow_runs%") and time.monotonic() < deadline:
                     time.sleep(0.05)
-                assert _waiting_on_lock(database_url) == 1
+                assert running_queries(database_url, "%workflow_runs%") == 1
             left = time.monotonic()  # the connection is closed
-            while _waiting_on_lock(database_url) and time.monotonic() - left < 10:
+            while running_queries(database_url, "%workflow_runs%") and time.monotonic() - left < 10:
                 time.sleep(0.05)
             assert time.monotonic() - left < 3
             locker.rollback()

@@ -22,17 +22,16 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.response import Stream
 
-from app.config import Settings
 from app.http.csv import CSV_MEDIA_TYPE, attachment, cell, range_label
 from app.http.errors import ERROR_RESPONSES, EXCEPTION_HANDLERS
-from app.http.params import created_range
 from app.http.routes.formats import NDJSON_MEDIA_TYPE, export_format, export_operation
 from app.http.routes.methods import get_or_head
-from app.http.routes.params import AppId, End, ExportTrigger, Start, Status
+from app.http.routes.params import Status
 from app.http.routes.runs import RUN_COLUMNS
 from app.stores.run_export import RunExport
 from schemas.errors import ErrorBody
 from schemas.exports import RunExportRequest
+from schemas.requests import DailyRequest
 from schemas.runs import RunSummary
 
 log = structlog.get_logger("dify_stats.exports")
@@ -75,28 +74,10 @@ class CsvExportForm(ExportForm):
 EXPORT_FORMS: dict[str, ExportForm] = {"ndjson": ExportForm(), "csv": CsvExportForm()}
 
 
-def export_request(
-    tenant: NamedDependency[str],
-    zone: NamedDependency[str],
-    settings: NamedDependency[Settings],
-    app_id: AppId,
-    start: Start = None,
-    end: End = None,
-    status: Status = None,
-    triggered_from: ExportTrigger = "app-run",
-) -> RunExportRequest:
-    """Checked as the statistics' range (at most STATS_MAX_RANGE_DAYS when both ends are given)
-    and the run list's status."""
-    created = created_range(start, end, zone, settings.max_range_days)
-    return RunExportRequest(
-        tenant_id=tenant,
-        app_id=app_id.lower(),
-        triggered_from=triggered_from,
-        status=status,
-        timezone=zone,
-        start_us=created.start_us,
-        end_us=created.end_us,
-    )
+def export_request(daily_request: NamedDependency[DailyRequest], status: Status = None) -> RunExportRequest:
+    """The statistics' parameters, checked as theirs (a range of at most STATS_MAX_RANGE_DAYS when
+    both ends are given; `triggered_from` app-run by default), and the run list's `status`."""
+    return RunExportRequest(**{**msgspec.structs.asdict(daily_request), "status": status})
 
 
 def export_filename(request: RunExportRequest, form: ExportForm) -> str:

@@ -53,9 +53,6 @@ TimeZone = Annotated[
 ]
 DailyTrigger = Annotated[TriggerSource, Parameter(description="trigger source of the runs counted")]
 RunsTrigger = Annotated[TriggerSource, Parameter(description="trigger source of the runs (Dify: debugging)")]
-ExportTrigger = Annotated[
-    TriggerSource, Parameter(description="trigger source of the runs exported (app-run, as the statistics)")
-]
 Status = Annotated[RunStatus | None, Parameter(description="only runs whose latest version has this status")]
 TimeRange = Annotated[
     str | None,
