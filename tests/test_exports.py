@@ -27,6 +27,7 @@ from litestar.testing import TestClient
 from app.config import load_settings
 from app.core.measures import DAILY_MEASURES
 from app.demo import copy_rows, demo_apps, generate_rows
+from app.http.csv import PRICES, CsvTable
 from app.main import create_app
 from app.stores.backend import Backend
 from app.stores.run_export import PageSizes, RunExport
@@ -258,6 +259,8 @@ def test_the_export_streams_every_run_of_the_range_in_list_order(
         f'attachment; filename="runs_{A}_app-run_2025-03-01_2025-03-03T080000.ndjson"'
     )
     assert "x-cache" not in named.headers  # exports bypass the answer cache
+    head = client.head(f"{BASE}/runs/export", params={"format": "csv"})
+    assert (head.status_code, head.headers["content-type"], head.content) == (200, CSV_TYPE, b"")
 
 
 def test_the_exports_range_is_checked_like_the_statistics(client: TestClient[Any]) -> None:
@@ -460,3 +463,46 @@ def test_the_statement_cap_counts_each_page_of_an_export(
             ]
         else:
             assert answer.json()["code"] == "too_many_queries"
+
+
+class _Cost(msgspec.Struct, frozen=True):
+    currency: str
+    total_price: str
+
+
+class _Durations(msgspec.Struct, frozen=True):
+    p50: float | None
+    max: float | None
+
+
+class _Day(msgspec.Struct, frozen=True):
+    date: str
+    costs: list[_Cost]
+    durations: _Durations
+    total_tokens: int
+    title: str | None = None
+
+
+def test_a_table_spreads_prices_over_currency_columns_and_flattens_nested_fields() -> None:
+    """What the node analytics declare (no route of this change has them): one column per
+    currency of the answer, sorted, decimal strings as numbers; a nested struct as prefixed
+    columns; a list nothing says how to spread is refused when the table is built."""
+    table = CsvTable(_Day, spreads={"costs": PRICES})
+    days = [
+        _Day("2025-03-01", [_Cost("USD", "1.2345678"), _Cost("RMB", "-0.5")], _Durations(1.5, 2.0), 10),
+        _Day(
+            "2025-03-02", [_Cost("USD", "0.0010276"), _Cost("=X()", "n/a")], _Durations(None, None), 0, "=1+1"
+        ),
+        _Day("2025-03-03", [], _Durations(0.25, 0.25), 3),
+    ]
+    assert table.describe() == "date, cost_<currency>, durations_p50, durations_max, total_tokens, title"
+    assert table.document(days).decode().split("\r\n") == [
+        'date,"cost_=X()",cost_RMB,cost_USD,durations_p50,durations_max,total_tokens,title',
+        '"2025-03-01",,-0.5,1.2345678,1.5,2.0,10,',
+        '"2025-03-02","n/a",,0.0010276,,,0,"\'=1+1"',
+        '"2025-03-03",,,,0.25,0.25,3,',
+        "",
+    ]
+    assert table.document([]).decode() == "date,durations_p50,durations_max,total_tokens,title\r\n"
+    with pytest.raises(TypeError, match="costs is a list: declare a Spread"):
+        CsvTable(_Day)

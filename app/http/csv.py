@@ -53,6 +53,10 @@ class Spread(msgspec.Struct, frozen=True):
     decimal: bool = True
 
 
+# The node analytics' `costs` (`[{"currency": "USD", "total_price": "1.25"}]`): `cost_USD` columns.
+PRICES = Spread(key="currency", value="total_price", prefix="cost_")
+
+
 class _Field(msgspec.Struct, frozen=True):
     """One column: the attribute path to its value."""
 
