@@ -133,11 +133,6 @@ class CsvTable:
             for column in self._columns
         )
 
-    @property
-    def fixed(self) -> bool:
-        """Whether the columns are the same for every answer (no spread list)."""
-        return not any(isinstance(column, _Spread) for column in self._columns)
-
     def _spread_keys(self, items: Sequence[Any]) -> dict[tuple[str, ...], list[str]]:
         keys: dict[tuple[str, ...], list[str]] = {}
         for column in self._columns:
@@ -145,14 +140,16 @@ class CsvTable:
                 found = {
                     str(getattr(entry, column.spread.key))
                     for item in items
-                    for entry in _at(item, column.path)
+                    for entry in _at(item, column.path) or ()
                 }
                 keys[column.path] = sorted(found)
         return keys
 
     def header(self, items: Sequence[Any] = ()) -> str:
         """The header line; a spread list's columns are those of `items`."""
-        keys = self._spread_keys(items)
+        return self._header(self._spread_keys(items))
+
+    def _header(self, keys: dict[tuple[str, ...], list[str]]) -> str:
         names: list[str] = []
         for column in self._columns:
             if isinstance(column, _Spread):
@@ -171,7 +168,8 @@ class CsvTable:
                 if isinstance(column, _Spread):
                     spread = column.spread
                     values = {
-                        str(getattr(e, spread.key)): getattr(e, spread.value) for e in _at(item, column.path)
+                        str(getattr(e, spread.key)): getattr(e, spread.value)
+                        for e in _at(item, column.path) or ()
                     }
                     write = _decimal_cell if spread.decimal else cell
                     cells += [write(values.get(key)) for key in keys[column.path]]
@@ -183,7 +181,7 @@ class CsvTable:
     def document(self, items: Sequence[Any]) -> bytes:
         """A whole CSV answer: the header, then one line per item."""
         keys = self._spread_keys(items)
-        return (self.header(items) + self.rows(items, keys)).encode()
+        return (self._header(keys) + self.rows(items, keys)).encode()
 
 
 def _unwrapped(kind: inspect.Type) -> inspect.Type:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import structlog
@@ -38,8 +38,21 @@ log = structlog.get_logger("dify_stats.exports")
 INCOMPLETE = "#export-incomplete"
 
 
-class ExportForm:
-    """How pages of run summaries are written: NDJSON, one object per line."""
+class ExportForm(Protocol):
+    """How pages of run summaries are written, and the line that says the export stopped early."""
+
+    media_type: str
+    extension: str
+
+    def start(self) -> bytes: ...
+
+    def page(self, runs: list[RunSummary]) -> bytes: ...
+
+    def incomplete(self, error: ErrorBody) -> bytes: ...
+
+
+class NdjsonForm:
+    """One JSON object per line; the error object, in Dify's shape, as the last line."""
 
     media_type = NDJSON_MEDIA_TYPE
     extension = "ndjson"
@@ -55,8 +68,9 @@ class ExportForm:
         return self._encoder.encode(error) + b"\n"
 
 
-class CsvExportForm(ExportForm):
-    """CSV: the header row first, one row per run, the run list's columns."""
+class CsvForm:
+    """The header row first, one row per run (the run list's columns); `#export-incomplete`,
+    the status, the code and the message as the last row."""
 
     media_type = CSV_MEDIA_TYPE
     extension = "csv"
@@ -71,7 +85,7 @@ class CsvExportForm(ExportForm):
         return f"{INCOMPLETE},{error.status},{error.code},{cell(error.message)}\r\n".encode()
 
 
-EXPORT_FORMS: dict[str, ExportForm] = {"ndjson": ExportForm(), "csv": CsvExportForm()}
+EXPORT_FORMS: dict[str, ExportForm] = {"ndjson": NdjsonForm(), "csv": CsvForm()}
 
 
 def export_request(daily_request: NamedDependency[DailyRequest], status: Status = None) -> RunExportRequest:
