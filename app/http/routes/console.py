@@ -14,6 +14,7 @@ from litestar import Request, Router
 from litestar.di import NamedDependency, Provide
 
 from app.core.measures import DAILY_MEASURES
+from app.http.auth import NO_CREDENTIALS
 from app.http.console_auth import ConsoleAccess, ConsoleAuthorizer
 from app.http.params import zone_param
 from app.http.routes.formats import json_only
@@ -62,4 +63,5 @@ console_router = Router(
         "answer_format": Provide(json_only, sync_to_thread=False),
     },
     tags=["dify console"],
+    opt=NO_CREDENTIALS,  # Dify decides, in the `access` dependency
 )
