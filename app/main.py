@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 from app import __version__
 from app.config import Settings
 from app.core.cache import AnswerCache
+from app.core.chat_runs import ChatRunList
 from app.core.service import StatsService
 from app.fleet.answers import LOAD_WAIT_TIMEOUTS, SharedAnswers
 from app.fleet.budget import FleetBudget
@@ -32,6 +33,7 @@ from app.http.routes.native import native_router
 from app.http.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.metrics import Metrics
 from app.stores.backend import Backend
+from app.stores.messages import MessageReader
 from app.stores.node_logstore import NodeLogstore
 from app.stores.node_repository import NodeExecutionRepository
 from app.stores.people import PeopleReader
@@ -95,6 +97,10 @@ def create_app(
         nodes=nodes,
         people=people,
     )
+    # Chatflow run lists name each run's chat message, from Dify's database like its people.
+    chat_runs = ChatRunList(
+        repository, people, MessageReader(workflow_runs, settings.time_slack), cache, settings
+    )
     authorizer = ConsoleAuthorizer(settings)
     budgets: list[FleetBudget] = []
     for source in sources:
@@ -142,6 +148,7 @@ def create_app(
             "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "run_export": Provide(lambda: run_export, use_cache=True, sync_to_thread=False),
+            "chat_runs": Provide(lambda: chat_runs, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

@@ -32,6 +32,13 @@ from tests.fake_dify import Account, serve_fake_dify
 KEY = "openapi-key-0123456789"
 DIFY_TOKEN = "a-dify-console-session"
 ACCOUNT = Account(tenant_id=examples.T, timezone="Asia/Shanghai", apps=frozenset({examples.A}))
+# Dify answers the advanced-chat routes for advanced-chat apps only, average interactions for
+# workflow apps only: the same app, seen by a session to which Dify says it is a chatflow.
+CHAT_TOKEN = "a-dify-console-session-of-a-chatflow"
+CHAT_ACCOUNT = Account(
+    tenant_id=examples.T, timezone="Asia/Shanghai", apps=frozenset({examples.A}),
+    modes={examples.A: "advanced-chat"},
+)  # fmt: skip
 PATH_VALUES = {"tenant_id": examples.T, "app_id": examples.A, "run_id": examples.R1}
 STATISTICS = tuple(f"/statistics{measure.native_path}" for measure in DAILY_MEASURES)
 
@@ -40,7 +47,7 @@ STATISTICS = tuple(f"/statistics{measure.native_path}" for measure in DAILY_MEAS
 def client(database_url: str) -> Iterator[TestClient[Any]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         load_history(conn, examples.history())
-    with serve_fake_dify({DIFY_TOKEN: ACCOUNT}) as (dify_url, _):
+    with serve_fake_dify({DIFY_TOKEN: ACCOUNT, CHAT_TOKEN: CHAT_ACCOUNT}) as (dify_url, _):
         settings = load_settings(
             {
                 "STATS_DATABASE_URL": database_url,
@@ -75,8 +82,11 @@ def _validator(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.V
 
 
 def _credentials(path: str) -> dict[str, str]:
-    """A stats API key on native routes, a Dify session on console routes."""
-    return {"Authorization": f"Bearer {KEY if path.startswith('/v1/') else DIFY_TOKEN}"}
+    """A stats API key on native routes, a Dify session on console routes (one to which the app
+    is a chatflow on the advanced-chat routes)."""
+    if path.startswith("/v1/"):
+        return {"Authorization": f"Bearer {KEY}"}
+    return {"Authorization": f"Bearer {CHAT_TOKEN if '/advanced-chat/' in path else DIFY_TOKEN}"}
 
 
 def _url(path: str, values: dict[str, str]) -> str:
@@ -116,8 +126,8 @@ def _broken_values(parameter: dict[str, Any]) -> list[str]:
 def test_every_operation_declares_its_errors_and_native_ones_their_key(document: dict[str, Any]) -> None:
     operations = _operations(document)
     # 4 measures and 4 run routes, native and console; the operators' 2 measures, the tenants, a
-    # tenant's apps and the run export, native only.
-    assert len(operations) == 21
+    # tenant's apps and the run export, native only; the 2 advanced-chat run routes, console only.
+    assert len(operations) == 23
     for path, operation in operations:
         assert {"200", "400", "401", "403", "404", "503"} <= set(operation["responses"]), path
         error = operation["responses"]["400"]["content"]["application/json"]["schema"]

@@ -26,8 +26,16 @@ def daily_filename(measure: DailyMeasure, request: DailyRequest) -> str:
     return f"{measure.native_path.lstrip('/')}_{request.app_id}_{label}.csv"
 
 
-def daily_route(measure: DailyMeasure, path: str, name: str, *, csv_too: bool = False) -> HTTPRouteHandler:
-    """GET `path` answering `measure` for the request the router's dependencies build; with
+def daily_route(
+    measure: DailyMeasure,
+    path: str,
+    name: str,
+    opt: dict[str, Any] | None = None,
+    *,
+    csv_too: bool = False,
+) -> HTTPRouteHandler:
+    """GET `path` answering `measure` for the request the router's dependencies build; `opt`:
+    litestar's route options (the console's name the checks Dify runs before the route); with
     `csv_too`, its OpenAPI operation also declares the CSV answer (the router provides
     `answer_format`)."""
     answer_type: Any = DailyAnswer[measure.point_type]  # type: ignore[name-defined]
@@ -51,5 +59,6 @@ def daily_route(measure: DailyMeasure, path: str, name: str, *, csv_too: bool = 
         name=f"{name}-{measure.name}",
         tags=["statistics"],
         responses=ERROR_RESPONSES,
+        opt=opt,
         operation_class=csv_operation(table.describe()) if csv_too else Operation,
     )(handler)
