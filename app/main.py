@@ -34,6 +34,7 @@ from app.stores.node_logstore import NodeLogstore
 from app.stores.node_repository import NodeExecutionRepository
 from app.stores.people import PeopleReader
 from app.stores.repository import StatsRepository
+from app.stores.run_export import RunExport
 from app.stores.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
@@ -71,6 +72,7 @@ def create_app(
     a statement finds it missing)."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
+    run_export = RunExport(sources)
     node_logstore = node_logstore or NodeLogstore()
     people = PeopleReader(workflow_runs)  # Dify's database names who ran runs and nodes
     nodes = NodeExecutionRepository(sources, settings, node_logstore, people)
@@ -117,6 +119,7 @@ def create_app(
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "run_export": Provide(lambda: run_export, use_cache=True, sync_to_thread=False),
             "chat_runs": Provide(lambda: chat_runs, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
         },
@@ -133,6 +136,7 @@ def create_app(
         openapi_config=openapi_config(),
     )
     app.state.service = service  # for operations and tests that need to reach it
+    app.state.run_export = run_export
     app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
     app.state.fleet = fleet

@@ -21,6 +21,7 @@ from app.http.console_auth import ConsoleAccess, ConsoleAuthorizer
 from app.http.console_guards import AVERAGE_INTERACTIONS, GUARD_OPTION, STATISTICS, DifyGuard
 from app.http.params import zone_param
 from app.http.routes.chat_runs import AdvancedChatRunsController
+from app.http.routes.formats import json_only
 from app.http.routes.params import AppId
 from app.http.routes.requests import REQUEST_DEPENDENCIES
 from app.http.routes.runs import ConsoleRunsController
@@ -74,6 +75,7 @@ console_router = Router(
         "tenant": Provide(access_tenant, sync_to_thread=False),
         "zone": Provide(access_zone, sync_to_thread=False),
         "daily_trigger": Provide(app_run_trigger, sync_to_thread=False),
+        "answer_format": Provide(json_only, sync_to_thread=False),
     },
     tags=["dify console"],
     opt=NO_CREDENTIALS,  # Dify decides, in the `access` dependency

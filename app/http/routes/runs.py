@@ -11,7 +11,9 @@ from litestar.exceptions import NotFoundException
 
 from app.core.service import StatsService
 from app.http.console_guards import GUARD_OPTION, WORKFLOW_RUNS
+from app.http.csv import AnswerFormat, CsvTable, csv_response
 from app.http.errors import ERROR_RESPONSES
+from app.http.routes.formats import csv_operation
 from app.http.routes.methods import get_or_head
 from schemas.nodes import (
     ConsoleNodeExecutionsAnswer,
@@ -20,9 +22,10 @@ from schemas.nodes import (
     NodeExecutionsAnswer,
 )
 from schemas.requests import CountRequest, RunDetailRequest, RunListRequest
-from schemas.runs import RunCounts, RunDetail, RunPageAnswer
+from schemas.runs import RunCounts, RunDetail, RunPageAnswer, RunSummary
 
 RUN_NOT_FOUND = "Workflow run not found"  # Dify's own words
+RUN_COLUMNS = CsvTable(RunSummary)
 T = TypeVar("T")
 # The routes the native controller and its console subclass (Dify's shapes) both answer.
 LIST_ROUTE: dict[str, Any] = {
@@ -44,6 +47,12 @@ def found(answer: T | None) -> T:
     if answer is None:
         raise NotFoundException(RUN_NOT_FOUND)
     return answer
+
+
+def run_page_filename(request: RunListRequest) -> str:
+    """`runs_<app id>_<trigger source>[_after_<last id>].csv`: a page has no range, but a place."""
+    after = f"_after_{request.last_id}" if request.last_id else ""
+    return f"runs_{request.app_id}_{request.triggered_from}{after}.csv"
 
 
 def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
@@ -78,11 +87,19 @@ class RunsController(RunCountsController):
 
     path = "/runs"
 
-    @get_or_head(**LIST_ROUTE)
+    @get_or_head(**LIST_ROUTE, operation_class=csv_operation(RUN_COLUMNS.describe()))
     async def run_list(
-        self, service: NamedDependency[StatsService], list_request: NamedDependency[RunListRequest]
+        self,
+        service: NamedDependency[StatsService],
+        list_request: NamedDependency[RunListRequest],
+        answer_format: NamedDependency[AnswerFormat],
     ) -> Response[RunPageAnswer]:
+        """As CSV, the page's runs; `X-Has-More` says whether a next page follows (`last_id` =
+        the last row's id)."""
         page, cache_result = await service.run_page(list_request)
+        if answer_format == "csv":
+            headers = {"X-Cache": cache_result, "X-Has-More": str(page.has_more).lower()}
+            return csv_response(RUN_COLUMNS, page.data, run_page_filename(list_request), headers)
         return Response(page, headers={"X-Cache": cache_result})
 
     @get_or_head(**DETAIL_ROUTE)
