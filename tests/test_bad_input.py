@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from app.config import load_settings
-from app.http.json_depth import MAX_DEPTH
+from app.core.json_depth import MAX_DEPTH
 from app.main import create_app
 from app.stores.backend import Backend
 from tests import examples

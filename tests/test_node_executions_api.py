@@ -18,8 +18,8 @@ import pytest
 from litestar.testing import TestClient
 
 from app.config import load_settings
+from app.core.json_depth import MAX_DEPTH
 from app.demo import copy_rows
-from app.http.json_depth import MAX_DEPTH
 from app.main import create_app
 from app.stores.backend import Backend
 from app.stores.node_logstore import RECHECK_S

@@ -9,8 +9,8 @@ from typing import Any
 import msgspec
 
 from app.core.days import day_number_to_date, iso_to_epoch_us
+from app.core.json_depth import NestedTooDeeply, decode_within_depth
 from app.core.measures import DailyMeasure
-from app.http.json_depth import NestedTooDeeply, decode_within_depth
 from app.stores.people import People
 from queries.rows import AppActivityRow, DailyRow, NodeExecutionRow, RunDetailRow, RunRow, StatusCountRow
 from schemas.discovery import AppRuns, TenantRuns
@@ -150,7 +150,7 @@ _UNPARSABLE = object()
 
 def _decoded(text: str) -> Any:
     """The JSON value of `text`, or _UNPARSABLE, also where it nests too deeply to be answered
-    (app/http/json_depth.py). msgspec first (fast); json, which Dify itself uses, when msgspec refuses
+    (app/core/json_depth.py). msgspec first (fast); json, which Dify itself uses, when msgspec refuses
     (NaN and Infinity, which Python's json writes)."""
     try:
         return decode_within_depth(text, msgspec.json.decode)

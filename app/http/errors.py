@@ -14,6 +14,7 @@ from app.http.console_auth import DifyDenied, DifyUnavailable
 from app.http.params import PARAMETER_RULES, BadParameter
 from app.stores.backend import BackendUnavailable, TooManyQueries
 from app.stores.node_logstore import NodeLogstoreAbsent
+from app.stores.repository import NotARun
 from schemas.errors import ErrorBody
 
 log = structlog.get_logger("dify_stats.errors")
@@ -42,7 +43,7 @@ def error_response(
     )
 
 
-def bad_parameter(_: Request[Any, Any, Any], error: BadParameter) -> Response[ErrorBody]:
+def bad_parameter(_: Request[Any, Any, Any], error: BadParameter | NotARun) -> Response[ErrorBody]:
     return error_response(400, "invalid_param", str(error))
 
 
@@ -132,6 +133,7 @@ def unexpected(request: Request[Any, Any, Any], error: Exception) -> Response[Er
 
 EXCEPTION_HANDLERS = {
     BadParameter: bad_parameter,
+    NotARun: bad_parameter,
     ValidationException: validation_failed,
     BackendUnavailable: backend_unavailable,
     NodeLogstoreAbsent: node_logstore_absent,

@@ -30,7 +30,6 @@ import structlog
 from app.config import Settings
 from app.core import answers
 from app.core.measures import STATUS_FIELDS, DailyMeasure, duration_tallies
-from app.http.params import BadParameter
 from app.stores.backend import Backend
 from app.stores.sources import Source, overlap
 from queries import apps, changes, counts, daily, run_rows, runs
@@ -61,6 +60,16 @@ U = TypeVar("U")
 BOUNDARY_WINDOW_US = 2 * 86_400 * 1_000_000
 # Run list pages on the LogStore try these created-time windows below the cursor (or now) first.
 PAGE_WINDOWS_US = (86_400 * 1_000_000, 8 * 86_400 * 1_000_000)
+
+
+class NotARun(ValueError):
+    """A request named a run its app and trigger source do not have (a run list's cursor): bad
+    input, answered as a 400 naming the parameter (app/http/errors.py)."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+        self.message = message
 
 
 class StatsRepository:
@@ -330,7 +339,7 @@ class StatsRepository:
             found = await source.backend.fetch(runs.run_cursor(scope, last_id), CursorRow)
             if found:
                 return RunCursor(created_us=int(found[0].created_us), id=last_id)
-        raise BadParameter("last_id", "is not a run of this app and trigger source")
+        raise NotARun("last_id", "is not a run of this app and trigger source")
 
     async def apps(self, since_epoch_s: int) -> list[tuple[str, str, int]]:
         """(tenant_id, app_id, runs) of the apps with runs since the instant, busiest first.

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from app.config import Settings
+from app.core.json_depth import NestedTooDeeply, decode_within_depth
 from app.core.service import StatsService
 from app.http.errors import ERROR_RESPONSES
 from app.http.grafana import (
@@ -19,7 +20,6 @@ from app.http.grafana import (
     payload_options,
     visible_apps,
 )
-from app.http.json_depth import NestedTooDeeply, decode_within_depth
 from app.http.params import BadParameter
 from app.http.routes.methods import get_or_head
 from schemas.grafana import (
