@@ -14,6 +14,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
 from app.config import Settings
+from app.core.app_directory import AppDirectory
 from app.core.cache import AnswerCache
 from app.core.service import StatsService
 from app.fleet.answers import LOAD_WAIT_TIMEOUTS, SharedAnswers
@@ -94,6 +95,7 @@ def create_app(
         people=people,
     )
     authorizer = ConsoleAuthorizer(settings)
+    app_directory = AppDirectory(repository, settings)  # who has which app: never read from Redis
     budgets: list[FleetBudget] = []
     for source in sources:
         source.backend.metrics = metrics
@@ -140,6 +142,7 @@ def create_app(
             "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
+            "app_directory": Provide(lambda: app_directory, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[

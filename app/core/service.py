@@ -402,17 +402,6 @@ class StatsService:
             value_type=RunPageAnswer,
         )
 
-    async def apps(self) -> tuple[list[tuple[str, str, int]], CacheResult]:
-        """Apps with runs in the last 90 days (for pickers); refreshed every 5 minutes."""
-        since = int(self.wall_clock()) - APPS_WINDOW_S
-        return await self.cache.get_or_load(
-            ("apps",),
-            300,
-            lambda: self.repository.apps(since),
-            tenant="",  # every tenant's apps
-            value_type=list[tuple[str, str, int]],
-        )
-
     async def tenant_apps(self, tenant_id: str) -> tuple[TenantAppsAnswer, CacheResult]:
         """The tenant's apps with runs created in the last 90 days (as the Grafana picker's)."""
         return await self._activity(
