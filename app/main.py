@@ -159,4 +159,5 @@ def create_app(
     app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
     app.state.redis = link
+    app.state.budgets = budgets
     return app

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__
 from app.http.routes.methods import get_or_head
@@ -33,6 +33,9 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     # share of the budget). Redis accelerates; it is not a source, so "down" is still ready.
     redis: str | None = None
     replicas_seen: int | None = None
+    # With Redis: "fleet" (STATS_POOL_SIZE shared by every replica), or "local" while this
+    # replica's statements take its local share (Redis down, or the budget's script failing).
+    budget: str | None = None
     node_logstore: str | None = None  # absent (why): optional, never makes this 503; omitted while there
 
 
@@ -41,16 +44,9 @@ def healthz() -> Health:
     return Health(status="ok", version=__version__)
 
 
-@get_or_head(
-    "/metrics",
-    summary="Prometheus metrics",
-    tags=["operations"],
-    sync_to_thread=False,
-    include_in_schema=False,
-)
-def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+@get_or_head("/metrics", summary="Prometheus metrics", tags=["operations"], include_in_schema=False)
+async def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    return Response(await request.app.state.metrics.scrape(), media_type=CONTENT_TYPE_LATEST)
 
 
 @get_or_head("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
@@ -76,9 +72,11 @@ async def readyz(
     circuits: dict[str, str] = {backend.name: backend.breaker.state for backend in backends}
     nodes = await node_logstore_state(request, repository, READY_WITHIN_S - (time.monotonic() - started))
     link = request.app.state.redis
-    shared: dict[str, Any] = (
-        {} if link is None else {"redis": link.state, "replicas_seen": link.replicas_seen}
-    )
+    shared: dict[str, Any] = {}
+    if link is not None:
+        local = not link.up or any(budget.local for budget in request.app.state.budgets)
+        budget = "local" if local else "fleet"
+        shared = {"redis": link.state, "replicas_seen": link.replicas_seen, "budget": budget}
     if reason is not None:
         unavailable = Health(
             status="unavailable", reason=reason, circuits=circuits, node_logstore=nodes, **shared
