@@ -82,7 +82,13 @@ def create_app(
     link = RedisLink(settings.redis, metrics) if settings.redis is not None else None
     load_wait_s = LOAD_WAIT_TIMEOUTS * settings.query_timeout  # for another replica's load
     shared = SharedAnswers(link, settings.stale_max, metrics, load_wait_s) if link is not None else None
-    cache = AnswerCache(settings.cache_max_entries, settings.stale_max, settings.tenant_share, shared=shared)
+    cache = AnswerCache(
+        settings.cache_max_entries,
+        settings.stale_max,
+        settings.tenant_share,
+        shared=shared,
+        near=settings.near_cache,
+    )
     gate = InflightGate(settings.max_inflight, settings.tenant_share)
     service = StatsService(
         repository,

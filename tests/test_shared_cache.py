@@ -328,3 +328,25 @@ def test_another_release_reads_none_of_these_keys(redis_url: str, tmp_path: Path
                 await link.close()
 
     assert run(scenario) == ("miss", "miss", 2)
+
+
+def test_without_the_near_cache_every_hit_is_read_from_redis(redis_url: str) -> None:
+    """STATS_NEAR_CACHE=off (the benchmark's measure of Redis alone): nothing the fleet shares is
+    kept in the process; each hit is a read of Redis."""
+
+    async def scenario() -> tuple[list[str], int, float | None]:
+        link = RedisLink(RedisSettings(url=redis_url, prefix=PREFIX), Metrics())
+        try:
+            cache = AnswerCache(100, 60, shared=SharedAnswers(link, 60, link.metrics), near=False)
+            load = Loads()
+            results = [
+                (await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts))[1]
+                for _ in range(3)
+            ]
+            assert link.metrics is not None
+            hits = link.metrics.registry.get_sample_value("dify_stats_shared_cache_total", {"result": "hit"})
+            return results, len(cache), hits
+        finally:
+            await link.close()
+
+    assert run(scenario) == (["miss", "hit", "hit"], 0, 2.0)

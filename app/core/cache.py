@@ -73,7 +73,10 @@ class AnswerCache:
         tenant_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedAnswers | None = None,
+        near: bool = True,
     ) -> None:
+        """`near=False` keeps nothing in the process that the fleet shares, so every hit is read
+        from Redis (STATS_NEAR_CACHE=off: the benchmark's measure of Redis alone)."""
         self._entries: EvictingLRU[tuple[str, Hashable], _Entry] = EvictingLRU(
             max_entries, self._evicted_globally
         )
@@ -83,6 +86,7 @@ class AnswerCache:
         self._stale_max = stale_max
         self._clock = clock
         self.shared = shared
+        self.near = near or shared is None
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -123,7 +127,8 @@ class AnswerCache:
             return found
         for key, one in shared.items():
             if one.fresh_s > 0:
-                self.put(key, one.value, one.fresh_s, tenant=tenant, stale_for=one.left_s - one.fresh_s)
+                if self.near:
+                    self.put(key, one.value, one.fresh_s, tenant=tenant, stale_for=one.left_s - one.fresh_s)
                 found[key] = one.value
         return found
 
@@ -131,7 +136,7 @@ class AnswerCache:
         self, entries: Sequence[tuple[Hashable, Any, float]], *, tenant: str, value_type: Any
     ) -> None:
         """Keep (key, value, ttl) entries here and, with Redis, for the fleet."""
-        for key, value, ttl in entries:
+        for key, value, ttl in entries if self.near else ():
             self.put(key, value, ttl, tenant=tenant)
         if self.shared is not None and entries:
             with suppress(SharedUnavailable):
@@ -233,7 +238,8 @@ class AnswerCache:
                     value, elsewhere = await self.shared.load_once(slot[0], slot[1], ttl, value_type, load)
                 else:
                     value, elsewhere = await load(), False
-            self.put(slot[1], value, ttl, tenant=slot[0])
+            if self.near or value_type is None:  # what the fleet does not share is kept here
+                self.put(slot[1], value, ttl, tenant=slot[0])
             return value, elsewhere
         finally:
             if self._in_flight.get(slot) is running:
