@@ -403,7 +403,7 @@ class StatsService:
         )
 
     async def tenant_apps(self, tenant_id: str) -> tuple[TenantAppsAnswer, CacheResult]:
-        """The tenant's apps with runs created in the last 90 days (as the Grafana picker's)."""
+        """The tenant's apps with runs created in the last 90 days."""
         return await self._activity(
             ("tenant-apps", tenant_id),
             tenant_id,
