@@ -280,8 +280,7 @@ class FleetBudget:
         try:
             while True:
                 granted, found, held = await self._call(self._acquire_script, tenant, me, member)
-                member = found.decode() if isinstance(found, bytes) else str(found)
-                self._saw(int(held))
+                member, self.in_use = found.decode() if isinstance(found, bytes) else str(found), int(held)
                 if int(granted):
                     return member
                 waiter = self._waiting[member] = loop.create_future()
@@ -291,6 +290,8 @@ class FleetBudget:
                     return member
                 self._waiting.pop(member)  # it lost its place (its replica looked gone): ask again
         except SharedUnavailable:
+            if member:  # leave the queue if Redis still takes that (else its place lapses unused)
+                await asyncio.shield(self._release(member))
             return None
         except BaseException:
             if member:
@@ -318,7 +319,7 @@ class FleetBudget:
                         if not waiter.done():
                             waiter.set_exception(SharedUnavailable(str(error)))
                     continue
-                self._saw(int(held))
+                self.in_use = int(held)
                 self._wake(granted)
                 self._wake(lost, granted=False)
         finally:
@@ -347,11 +348,8 @@ class FleetBudget:
     async def _release(self, slot: str) -> None:
         with suppress(SharedUnavailable):
             _, held, granted = await self._call(self._release_script, slot)
-            self._saw(int(held))
+            self.in_use = int(held)
             self._wake(granted)
-
-    def _saw(self, held: int) -> None:
-        self.in_use = held
 
     async def report_in_use(self) -> None:
         """The gauge of slots in use fleet-wide, read now (NaN when Redis does not answer)."""

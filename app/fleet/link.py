@@ -224,8 +224,10 @@ class RedisLink:
         open, when it fails."""
         if not self.up:
             raise SharedUnavailable("redis is down")
+        sent = False
         try:
             async with asyncio.timeout(timeout), self._calls:
+                sent = True
                 return await call(self.client)
         except ResponseError as error:  # WRONGTYPE, a script that failed: the data, not the server
             log.warning("redis_value_unreadable", error=str(error).split("\n")[0][:120])
@@ -234,6 +236,8 @@ class RedisLink:
                 self.metrics.redis_errors.labels(kind=type(error).__name__).inc()
             raise SharedUnreadable("redis: unreadable value") from None
         except (RedisError, OSError, TimeoutError) as error:
+            if not sent:  # its time ran out behind this replica's own calls: busy, not down
+                raise SharedUnavailable("redis: this replica's calls are queued") from None
             self.failed(error)
             raise SharedUnavailable(f"redis: {type(error).__name__}") from None
 
