@@ -140,25 +140,20 @@ def _panel_ms(replica: Service, panel: tuple[str, dict[str, str]]) -> float:
     return asyncio.run(_ask([(replica, path, params)]))[0]
 
 
-def _panels_cold_and_fresh(
-    url: str, workdir: Path, dashboard: list[tuple[str, dict[str, str]]], fresh: Service, **shared: str
-) -> list[dict[str, Any]]:
-    """Each panel: on a replica of its own with nothing cached anywhere (its own prefix), and on a
-    fresh replica of the fleet that already serves the dashboard."""
-    panels = []
+def _panels_fresh(fresh: Service, dashboard: list[tuple[str, dict[str, str]]]) -> list[float]:
+    """Each panel asked alone of a fresh replica, right after the fleet answered the dashboard."""
+    return [_panel_ms(fresh, panel) for panel in dashboard]
+
+
+def _panels_cold(
+    url: str, workdir: Path, dashboard: list[tuple[str, dict[str, str]]], **shared: str
+) -> list[float]:
+    """Each panel asked alone of a replica of its own, with nothing cached anywhere (its own prefix)."""
+    cold = []
     for measure, panel in zip(DAILY_MEASURES, dashboard, strict=True):
-        with _fleet(url, 1, workdir, STATS_REDIS_PREFIX=f"cold-{measure.name}:", **shared) as (cold,):
-            cold_ms = _panel_ms(cold, panel)
-        fresh_ms = _panel_ms(fresh, panel)
-        panels.append(
-            {
-                "panel": measure.name,
-                "cold_ms": round(cold_ms, 1),
-                "fresh_ms": round(fresh_ms, 1),
-                "speedup": round(cold_ms / fresh_ms, 1),
-            }
-        )
-    return panels
+        with _fleet(url, 1, workdir, STATS_REDIS_PREFIX=f"cold-{measure.name}:", **shared) as (replica,):
+            cold.append(_panel_ms(replica, panel))
+    return cold
 
 
 async def _per_second(base: str, path: str, params: dict[str, str], seconds: float, clients: int) -> float:
@@ -288,14 +283,14 @@ def measure(url: str) -> dict[str, Any]:
             with _fleet(url, 1, workdir, STATS_REDIS_PREFIX="one:", **shared) as one:
                 alone = {"statements": _storm(one)[0]}
             alone["rows_read"], rows = _rows_read(url) - rows, _rows_read(url)
-            with _fleet(url, 3, workdir, STATS_REDIS_PREFIX="three:", **shared) as three:
-                statements, dashboard = _storm(three)
-                with _fleet(url, 1, workdir, STATS_REDIS_PREFIX="three:", **shared) as (fresh,):
-                    before = _statements([fresh])
-                    panels = _panels_cold_and_fresh(url, workdir, dashboard, fresh, **shared)
-                    fresh_statements = _statements([fresh]) - before
+            with _fleet(url, 4, workdir, STATS_REDIS_PREFIX="three:", **shared) as (*three, fresh):
+                statements, dashboard = _storm(three)  # the fourth, fresh, has answered nothing yet
+                before = _statements([fresh])
+                fresh_ms = _panels_fresh(fresh, dashboard)
+                fresh_statements = _statements([fresh]) - before
                 near_cache = _cached_rps(three)
             fleet = {"statements": statements, "rows_read": _rows_read(url) - rows}
+            cold_ms = _panels_cold(url, workdir, dashboard, **shared)
             with _fleet(
                 url, 3, workdir, STATS_REDIS_PREFIX="three:", STATS_NEAR_CACHE="off", **shared
             ) as far:
@@ -307,7 +302,16 @@ def measure(url: str) -> dict[str, Any]:
                 dead_s = _dead_holder_seconds(url, pair)
         finally:
             redis.stop()
-    speedups = [panel["speedup"] for panel in panels]
+    speedups = [cold / fresh for cold, fresh in zip(cold_ms, fresh_ms, strict=True)]
+    panels = [
+        {
+            "panel": measure.name,
+            "cold_ms": round(cold, 1),
+            "fresh_ms": round(fresh, 1),
+            "speedup": round(up, 1),
+        }
+        for measure, cold, fresh, up in zip(DAILY_MEASURES, cold_ms, fresh_ms, speedups, strict=True)
+    ]
     return {
         "storm_1_replica": alone,
         "storm_3_replicas": fleet,
@@ -315,8 +319,8 @@ def measure(url: str) -> dict[str, Any]:
         "rows_read_3_over_1": round(fleet["rows_read"] / max(1, alone["rows_read"]), 2),
         "fresh_replica_panels": panels,
         "fresh_replica_statements": fresh_statements,
-        "fresh_replica_speedup_per_panel_min": min(speedups),
-        "fresh_replica_speedup_per_panel_median": statistics.median(speedups),
+        "fresh_replica_speedup_per_panel_min": round(min(speedups), 1),
+        "fresh_replica_speedup_per_panel_median": round(statistics.median(speedups), 1),
         "cached_rps_per_replica_redis_only": round(redis_only),
         "cached_rps_per_replica_near_cache": round(near_cache),
         "cached_rps_one_replica_in_process": round(in_process),
