@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 import psycopg
-import redis as redis_client
 
 from app.config import RedisSettings
 from app.core.measures import DAILY_MEASURES
@@ -44,7 +43,7 @@ from app.metrics import Metrics
 from tests.db import locked_table
 from tests.live import wait_until_answering
 from tests.processes import Service, cli_env, service
-from tests.redis_server import start_server
+from tests.redis_server import commands_run, start_server
 
 POOL = 4
 QUEUE_REPLICAS, QUEUE_WAITERS, HOLD_S = 3, 128, 0.02  # the budget under a queue
@@ -182,15 +181,6 @@ def _cached_rps(replicas: list[Service]) -> float:
     return statistics.mean(asyncio.run(_per_second(r.base, path, params, 4, 16)) for r in replicas)
 
 
-def _redis_commands(url: str) -> int:
-    """Commands Redis has run (those its scripts ran included)."""
-    client = redis_client.Redis.from_url(url)
-    try:
-        return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
-    finally:
-        client.close()
-
-
 def _budget_queue(url: str) -> dict[str, Any]:
     """QUEUE_REPLICAS x QUEUE_WAITERS statements asking at once for POOL slots of the fleet's
     budget, each holding its slot HOLD_S: Redis commands per statement (each frees one slot),
@@ -215,11 +205,11 @@ def _budget_queue(url: str) -> dict[str, Any]:
                 await asyncio.sleep(HOLD_S)
 
         statements = QUEUE_REPLICAS * QUEUE_WAITERS
-        before = _redis_commands(url)
+        before = commands_run(url)
         started = time.perf_counter()
         await asyncio.gather(*(statement(budgets[n % QUEUE_REPLICAS]) for n in range(statements)))
         seconds = time.perf_counter() - started
-        commands = _redis_commands(url) - before
+        commands = commands_run(url) - before
         failed = sum(
             sample.value
             for each in metrics

@@ -24,6 +24,7 @@ from app.fleet.link import LeasedLock, RedisLink, SharedUnavailable
 from app.main import create_app
 from app.metrics import Metrics
 from app.stores.backend import Backend
+from tests.redis_server import commands_run
 
 T1, T2 = "0a000000-0000-4000-8000-00000000000a", "0b000000-0000-4000-8000-00000000000b"
 A = "a1000000-0000-4000-8000-0000000000a1"
@@ -346,15 +347,6 @@ def test_a_failing_budget_script_puts_the_replica_on_local_shares_and_says_so(
         assert 'dify_stats_budget_local{source="logstore"} 0.0' in service.get("/metrics").text
 
 
-def _commands(url: str) -> int:
-    """Commands Redis has run so far (those run by scripts included)."""
-    client = redis.Redis.from_url(url)
-    try:
-        return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
-    finally:
-        client.close()
-
-
 def test_the_work_per_freed_slot_does_not_grow_with_the_queue(redis_url: str) -> None:
     """A freed slot goes to the next waiter in the script that frees it, and only that waiter
     wakes: the commands Redis runs per statement are the same behind 12 waiters as behind 90
@@ -362,14 +354,14 @@ def test_the_work_per_freed_slot_does_not_grow_with_the_queue(redis_url: str) ->
 
     async def per_statement(waiting: int) -> float:
         async with replicas(redis_url, 3, size=2) as budgets:
-            before = _commands(redis_url)
+            before = commands_run(redis_url)
 
             async def statement(budget: FleetBudget) -> None:
                 async with budget.hold(T1):
                     await asyncio.sleep(0.005)
 
             await asyncio.gather(*(statement(budgets[n % 3]) for n in range(waiting)))
-            spent = _commands(redis_url) - before
+            spent = commands_run(redis_url) - before
             assert all(budget.link.up and not budget.local for budget in budgets)
             return spent / waiting
 
