@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Literal, get_args, get_type_hints
@@ -25,6 +26,8 @@ QueryPlan = Literal["shortcut", "windowed"]
 
 SLS_MAX_CONCURRENCY = 15  # (fact) SLS allows 15 concurrent queries per project
 SLS_MAX_TIMEOUT = 55  # (fact) SLS cancels a query after 55 s
+MIN_KEY_CHARS = 16  # an API or metrics key shorter than this is refused at start
+UUID_CHARS = 36
 
 
 class ConfigError(ValueError):
@@ -106,7 +109,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str = "info"
     startup_wait: float = 0.0
     max_connections: int = 1000
-    header_timeout: float = 10.0  # seconds a client has to send a request's head (app/http/server.py)
+    header_timeout: float = 10.0  # seconds a client has to send a request's head (app/http/protocol.py)
+    body_timeout: float = 10.0  # seconds, from the head's end, to send the whole body (app/http/protocol.py)
+    metrics_key: str | None = None  # Bearer key /metrics requires; None: /metrics is open
 
     redis: RedisSettings | None = None  # replicas sharing one Redis (app/fleet/link.py)
 
@@ -225,6 +230,7 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     STATS_STARTUP_WAIT: Annotated[float, msgspec.Meta(ge=0, le=3600)] = 0.0
     STATS_MAX_CONNECTIONS: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 1000
     STATS_HEADER_TIMEOUT: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0
+    STATS_BODY_TIMEOUT: Annotated[float, msgspec.Meta(ge=0.1, le=3600)] = 10.0
     STATS_REDIS_PREFIX: Annotated[
         str, msgspec.Meta(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")
     ] = "dify-stats:"
@@ -322,6 +328,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "startup_wait": found.STATS_STARTUP_WAIT,
         "max_connections": found.STATS_MAX_CONNECTIONS,
         "header_timeout": found.STATS_HEADER_TIMEOUT,
+        "body_timeout": found.STATS_BODY_TIMEOUT,
+        "metrics_key": _metrics_key(env),
         "redis": _redis_settings(env, found),
     }
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -397,22 +405,43 @@ def _check_sources(settings: Settings) -> None:
 
 def parse_api_keys(text: str) -> tuple[ApiKey, ...]:
     """`key=tenant[,tenant...]` or `key=*`, entries separated by `;`. A key may hold `=` (base64
-    keys end in one or two), a tenant id never does: the entry splits at its last `=`."""
+    keys end in one or two), a tenant id never does: the entry splits at its last `=`. A tenant is
+    a UUID as the routes take it (8-4-4-4-12 hexadecimal digits): anything else could never match
+    a request, and the key would only ever be refused. Messages name an entry by its position,
+    never by its key."""
     keys: list[ApiKey] = []
-    for entry in filter(None, (part.strip() for part in text.split(";"))):
+    for position, entry in enumerate(filter(None, (part.strip() for part in text.split(";"))), 1):
+        where = f"STATS_API_KEYS: entry {position}"
         key, sep, scope = entry.rpartition("=")
         key, scope = key.strip(), scope.strip()
         if not sep or not key or not scope:
-            raise ConfigError("STATS_API_KEYS: every entry must be key=tenant_id[,tenant_id...] or key=*")
-        if len(key) < 16:
-            raise ConfigError("STATS_API_KEYS: keys must be at least 16 characters long")
-        tenants = (
-            None if scope == "*" else frozenset(t.strip().lower() for t in scope.split(",") if t.strip())
-        )
-        keys.append(ApiKey(key=key, tenants=tenants))
+            raise ConfigError(f"{where} must be key=tenant_id[,tenant_id...] or key=*")
+        if len(key) < MIN_KEY_CHARS:
+            raise ConfigError(f"{where}: keys must be at least {MIN_KEY_CHARS} characters long")
+        tenants = None if scope == "*" else [tenant.strip() for tenant in scope.split(",")]
+        if tenants is not None and not all(map(is_uuid, tenants)):
+            raise ConfigError(
+                f"{where}: every tenant must be a UUID (8-4-4-4-12 hexadecimal digits), or the scope `*`"
+            )
+        keys.append(ApiKey(key=key, tenants=None if tenants is None else frozenset(map(str.lower, tenants))))
     if len({k.key for k in keys}) != len(keys):
         raise ConfigError("STATS_API_KEYS: a key is listed twice")
     return tuple(keys)
+
+
+def is_uuid(text: str) -> bool:
+    """A UUID in its canonical text (dashes included; either case)."""
+    try:
+        return len(text) == UUID_CHARS and str(uuid.UUID(text)) == text.lower()
+    except ValueError:
+        return False
+
+
+def _metrics_key(env: Mapping[str, str]) -> str | None:
+    key = _text(env, "STATS_METRICS_KEY")
+    if key is not None and len(key) < MIN_KEY_CHARS:
+        raise ConfigError(f"STATS_METRICS_KEY: keys must be at least {MIN_KEY_CHARS} characters long")
+    return key
 
 
 def _redis_settings(env: Mapping[str, str], found: _Variables) -> RedisSettings | None:

@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 
@@ -21,7 +20,8 @@ from app.fleet.answers import LOAD_WAIT_TIMEOUTS, SharedAnswers
 from app.fleet.budget import FleetBudget
 from app.fleet.kept_runs import SharedRuns
 from app.fleet.link import RedisLink
-from app.http.admission import InflightGate, admission_middleware
+from app.http.admission import AdmissionMiddleware, InflightGate
+from app.http.auth import CredentialsMiddleware
 from app.http.console_auth import ConsoleAuthorizer
 from app.http.errors import EXCEPTION_HANDLERS
 from app.http.middleware import cancel_on_disconnect_middleware, request_id_middleware
@@ -153,7 +153,8 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[
             request_id_middleware,
-            DefineMiddleware(admission_middleware, gate=gate),
+            CredentialsMiddleware(),  # before admission: a request without a key counts against nothing
+            AdmissionMiddleware(gate),
             cancel_on_disconnect_middleware,
         ],
         lifespan=[backend_lifespan],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import fleet, nodes, two_sources, zones
+from bench import fleet, keepalive, nodes, two_sources, zones
 
 
 def find(
@@ -259,6 +259,8 @@ def markdown(results: dict[str, Any]) -> str:
         *(["", *fleet.markdown_lines(results["fleet"])] if "fleet" in results else []),
         *(["", *nodes.markdown_lines(results["node_executions"])] if "node_executions" in results else []),
     ]
+    if "keep_alive" in results:
+        lines += ["", *keepalive.markdown_lines(results["keep_alive"])]
     if "first_request_per_zone" in results:
         lines += ["", *zones.markdown_lines(results["first_request_per_zone"])]
     return "\n".join(lines) + "\n"

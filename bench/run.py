@@ -11,12 +11,14 @@ Then, at the largest size on the SLS-like database: Grafana-style dashboard refr
 the service (bench/refresh.py; daily runs, runs by status, durations), service time uncached vs
 the same SQL run directly, cached throughput vs a bare litestar route, the migration case of two
 sources (bench/two_sources.py), and a run's node executions for runs of 10, 1,000 and 10,000 of them
-(bench/nodes.py). At the smallest size (a zone's cost does not grow with the data, the noise of a
+(bench/nodes.py), and a cached answer over one kept-alive connection of a real `serve` process
+(bench/keepalive.py). At the smallest size (a zone's cost does not grow with the data, the noise of a
 longer statement does): the first request in a time zone against a repeat (bench/zones.py).
 Finally the performance targets, with where the time goes for each missed one
 (bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and prints
 the report. Medians of 3 after a warm-up (2 when a run takes > 1 s). `--only-zones` (like
-`--only-fleet`) measures only that part and updates its figures in results.json.
+`--only-fleet` and `--only-keepalive`) measures only that part and updates its figures in
+results.json.
 """
 
 from __future__ import annotations
@@ -45,7 +47,18 @@ from app.embedded import ensure_schema  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.main import create_app  # noqa: E402
 from app.stores.backend import Backend  # noqa: E402 - after the path set-up above
-from bench import accuracy, dify_sql, fleet, nodes, refresh, report, targets, two_sources, zones  # noqa: E402
+from bench import (  # noqa: E402
+    accuracy,
+    dify_sql,
+    fleet,
+    keepalive,
+    nodes,
+    refresh,
+    report,
+    targets,
+    two_sources,
+    zones,
+)
 from bench.setups import Setup, database, sls_like_database  # noqa: E402
 from bench.uncached import daily_runs_path, uncached_settings  # noqa: E402
 from queries import counts, daily, runs  # noqa: E402
@@ -318,6 +331,11 @@ def main() -> int:
         "--only-fleet", action="store_true", help="measure only the replicas' part (into results.json)"
     )
     parser.add_argument(
+        "--only-keepalive",
+        action="store_true",
+        help="measure only a cached answer over one kept-alive connection (into results.json)",
+    )
+    parser.add_argument(
         "--only-zones",
         action="store_true",
         help="measure only the first request per time zone, on the smallest size (into results.json)",
@@ -337,6 +355,9 @@ def main() -> int:
     smallest = args.sizes.split(",")[0]  # a zone's cost does not grow with the data; noise does
     if args.only_fleet:
         return _only_fleet(admin_url, args.sizes.split(",")[-1])
+    if args.only_keepalive:
+        figures = keepalive.measure(_sls_like(admin_url, smallest))
+        return _replace_part("keep_alive", figures, keepalive.markdown_lines(figures))
     if args.only_zones:
         figures = _zones(admin_url, smallest)
         return _replace_part("first_request_per_zone", figures, zones.markdown_lines(figures))
@@ -375,6 +396,7 @@ def main() -> int:
         "two_sources": asyncio.run(two_sources.measure(sls_url, now_s)),
         "node_executions": nodes.measure(admin_url),
         "fleet": fleet.measure(sls_url),
+        "keep_alive": keepalive.measure(sls_url),
         "load_seconds": load_seconds,
     }
     results["first_request_per_zone"] = _zones(admin_url, smallest)
@@ -400,10 +422,15 @@ def _zones(admin_url: str, size: str) -> dict[str, Any]:
     return {"size": size, **zones.measure(sls_like_database(admin_url, f"bench_{size}"), now_s)}
 
 
+def _sls_like(admin_url: str, size: str) -> str:
+    """The SLS-like copy of the `size` dataset, loaded first if it is not yet."""
+    dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
+    return sls_like_database(admin_url, f"bench_{size}")
+
+
 def _only_fleet(admin_url: str, size: str) -> int:
     """Re-measure the replicas' part on an already loaded dataset; the rest of results.json stays."""
-    dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
-    figures = fleet.measure(sls_like_database(admin_url, f"bench_{size}"))
+    figures = fleet.measure(_sls_like(admin_url, size))
     return _replace_part("fleet", figures, fleet.markdown_lines(figures))
 
 

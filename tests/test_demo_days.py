@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from app.demo import generate_rows
 
@@ -26,3 +26,15 @@ def test_the_last_day_has_as_many_runs_as_the_days_before_and_some_still_going()
     recent = [run for run, moment in created.items() if (NOW - moment).total_seconds() < 6 * 3600]
     going = Counter(latest[run] for run in recent if latest[run] in ("running", "paused"))
     assert going["running"] and going["paused"] and going.total() >= 5, going
+
+
+def test_a_demo_is_its_seed_and_the_moment_it_is_loaded() -> None:
+    """The README's split-demo sentence: loaded at the same moment, two demos hold the same runs;
+    loaded a day later, every created time is a day later, so their days (and numbers) differ."""
+    now_rows = list(generate_rows(300, now=NOW))
+    assert list(generate_rows(300, now=NOW)) == now_rows
+    later_rows = list(generate_rows(300, now=NOW + timedelta(days=1)))
+    created = {row[1]: datetime.fromisoformat(row[21]) for row in now_rows}
+    later = {row[1]: datetime.fromisoformat(row[21]) for row in later_rows}
+    assert created.keys() == later.keys()
+    assert {later[run] - created[run] for run in created} == {timedelta(days=1)}

@@ -2,26 +2,46 @@
 
 Beyond it a request gets a fast 503 with `Retry-After` instead of joining a queue whose CPU work
 (parsing, rollups, JSON) would delay everyone, /healthz and /readyz included: those, and
-/metrics, are never counted nor refused, so probes stay answerable under any load. A tenant
-named in the path is admitted for at most its STATS_TENANT_SHARE of the limit, so one tenant's
-flood leaves room for the others' requests.
+/metrics, are never counted nor refused, so probes stay answerable under any load.
+
+A request counts from its admission, which comes after its credentials are checked
+(app/http/auth.py) and before its body is read, until its answer is sent; so a client holding
+bodies back holds its own places only. Each requester gets at most STATS_TENANT_SHARE of the
+limit, so one requester's flood or stalled bodies leave room for the others. The requester is the
+tenant named in the path; else (Grafana's routes) the tenant of a key that names exactly one;
+else the key itself (a key naming several tenants, or `*`). With auth off, the routes that would
+need a key and name no tenant count as one requester. Console routes name their tenant only once
+Dify answered, after admission: they count against the limit only.
 """
 
 from __future__ import annotations
 
-import msgspec
 from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from app.config import ApiKey
+from app.http.auth import CREDENTIALS
+from app.http.early_errors import send_error
+
 ALWAYS_ADMITTED = frozenset({"/healthz", "/readyz", "/metrics"})
-RETRY_AFTER_S = 1
-_REFUSAL = msgspec.json.encode(
-    {
-        "code": "overloaded",
-        "message": "too many requests in progress (STATS_MAX_INFLIGHT); try again shortly",
-        "status": 503,
-    }
-)
+RETRY_AFTER = {"Retry-After": "1"}
+Requester = str | ApiKey  # a tenant id, or a key naming several tenants (or all)
+WITHOUT_KEY = "(auth off)"  # never a tenant id: those are UUIDs
+
+
+def requester(scope: Scope) -> Requester | None:
+    """Whom the request counts against, beyond the limit every request counts against."""
+    tenant = scope.get("path_params", {}).get("tenant_id")
+    if isinstance(tenant, str):
+        return tenant.lower()
+    key: ApiKey | None = scope.get("auth")
+    if key is None:
+        needs_key = scope["route_handler"].opt.get(CREDENTIALS, "api_key") == "api_key"
+        return WITHOUT_KEY if needs_key else None
+    if key.tenants is not None and len(key.tenants) == 1:
+        return next(iter(key.tenants))
+    return key
 
 
 class InflightGate:
@@ -31,47 +51,52 @@ class InflightGate:
         self.limit = limit
         self.tenant_limit = max(1, int(limit * tenant_share))
         self.inflight = 0
-        self.by_tenant: dict[str, int] = {}
+        self.by_requester: dict[Requester, int] = {}
         self.refused = 0
 
-    def admits(self, tenant: str | None) -> bool:
+    def refusal(self, who: Requester | None) -> str | None:
+        """Why the request cannot be admitted now, or None."""
         if self.inflight >= self.limit:
-            return False
-        return tenant is None or self.by_tenant.get(tenant, 0) < self.tenant_limit
-
-
-def admission_middleware(app: ASGIApp, gate: InflightGate) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP or scope["path"] in ALWAYS_ADMITTED:
-            await app(scope, receive, send)
-            return
-        tenant = scope.get("path_params", {}).get("tenant_id")
-        tenant = tenant.lower() if isinstance(tenant, str) else None
-        if not gate.admits(tenant):
-            gate.refused += 1
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_REFUSAL)).encode()),
-                        (b"retry-after", str(RETRY_AFTER_S).encode()),
-                    ],
-                }
+            return "too many requests in progress (STATS_MAX_INFLIGHT); try again shortly"
+        if who is not None and self.by_requester.get(who, 0) >= self.tenant_limit:
+            return (
+                "this tenant's (or key's) share of the requests in progress is in use "
+                "(STATS_TENANT_SHARE of STATS_MAX_INFLIGHT); try again shortly"
             )
-            await send({"type": "http.response.body", "body": _REFUSAL, "more_body": False})
-            return
-        gate.inflight += 1
-        if tenant is not None:
-            gate.by_tenant[tenant] = gate.by_tenant.get(tenant, 0) + 1
-        try:
-            await app(scope, receive, send)
-        finally:
-            gate.inflight -= 1
-            if tenant is not None:
-                gate.by_tenant[tenant] -= 1
-                if not gate.by_tenant[tenant]:
-                    del gate.by_tenant[tenant]
+        return None
 
-    return middleware
+    def admit(self, who: Requester | None) -> None:
+        self.inflight += 1
+        if who is not None:
+            self.by_requester[who] = self.by_requester.get(who, 0) + 1
+
+    def release(self, who: Requester | None) -> None:
+        self.inflight -= 1
+        if who is not None:
+            self.by_requester[who] -= 1
+            if not self.by_requester[who]:
+                del self.by_requester[who]
+
+
+class AdmissionMiddleware(ASGIMiddleware):
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, gate: InflightGate) -> None:
+        self.gate = gate
+
+    @staticmethod
+    def should_bypass_for_scope(scope: Scope) -> bool:
+        return scope["path"] in ALWAYS_ADMITTED
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        who = requester(scope)
+        refusal = self.gate.refusal(who)
+        if refusal is not None:
+            self.gate.refused += 1
+            await send_error(send, 503, "overloaded", refusal, RETRY_AFTER)
+            return
+        self.gate.admit(who)
+        try:
+            await next_app(scope, receive, send)
+        finally:
+            self.gate.release(who)

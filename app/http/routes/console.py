@@ -14,6 +14,7 @@ from litestar import Request, Router
 from litestar.di import NamedDependency, Provide
 
 from app.core.measures import DAILY_MEASURES
+from app.http.auth import NO_CREDENTIALS
 from app.http.console_auth import ConsoleAccess, ConsoleAuthorizer
 from app.http.params import zone_param
 from app.http.routes.params import AppId
@@ -60,4 +61,5 @@ console_router = Router(
         "daily_trigger": Provide(app_run_trigger, sync_to_thread=False),
     },
     tags=["dify console"],
+    opt=NO_CREDENTIALS,  # Dify decides, in the `access` dependency
 )

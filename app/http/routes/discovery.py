@@ -7,7 +7,7 @@ from litestar import Response, Router
 from litestar.di import NamedDependency
 
 from app.core.service import StatsService
-from app.http.auth import api_key_guard, every_tenant_guard
+from app.http.auth import every_tenant_guard
 from app.http.errors import ERROR_RESPONSES
 from app.http.routes.methods import get_or_head
 from app.http.routes.params import TenantId
@@ -48,7 +48,6 @@ async def list_tenant_apps(
 discovery_router = Router(
     path="/v1/tenants",
     route_handlers=[list_tenants, list_tenant_apps],
-    guards=[api_key_guard],
     security=[{"bearer": []}],
     tags=["discovery"],
 )

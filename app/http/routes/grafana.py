@@ -12,7 +12,6 @@ from litestar.params import JSONBody
 from app.config import Settings
 from app.core.app_directory import AppDirectory
 from app.core.service import StatsService
-from app.http.auth import api_key_guard
 from app.http.errors import ERROR_RESPONSES
 from app.http.grafana import (
     FILTER_KEYS,
@@ -45,11 +44,18 @@ AnyRequest = Request[Any, Any, Any]
 async def body_is_json(request: AnyRequest) -> None:
     """Every POST body is JSON or empty, also where a route reads nothing from it: a malformed one,
     or one nested deeper than litestar's decoder could follow, is the same 400 naming the body on
-    every route (this runs before litestar decodes the body)."""
+    every route (this runs before litestar decodes the body). An empty body is no body (a route
+    that needs one says so); whitespace alone is neither JSON nor empty."""
     if request.method != "POST":
         return
     body = await request.body()
-    if body.strip():
+    if not body.strip():
+        data = request.route_handler.parsed_fn_signature.parameters.get("data")
+        if data is not None and not data.is_optional:
+            raise BadParameter("body", "is empty: this route needs a JSON object")
+        if body:
+            raise BadParameter("body", "holds only whitespace: send a JSON object, or no body at all")
+    else:
         try:
             decode_within_depth(body, msgspec.json.decode)
         except NestedTooDeeply as error:
@@ -60,7 +66,7 @@ async def body_is_json(request: AnyRequest) -> None:
 
 async def _apps(app_directory: AppDirectory, request: AnyRequest) -> list[tuple[str, str, int]]:
     """The apps of the caller's key, from the source (never from anything shared in Redis)."""
-    return visible_apps(await app_directory.apps(), request.state.get("api_key"))
+    return visible_apps(await app_directory.apps(), request.auth)
 
 
 @get_or_head(
@@ -159,7 +165,6 @@ grafana_router = Router(
         grafana_tag_keys,
         grafana_tag_values,
     ],
-    guards=[api_key_guard],
     before_request=body_is_json,
     security=[{"bearer": []}],
     tags=["grafana"],

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__
+from app.http.auth import METRICS_KEY, NO_CREDENTIALS
 from app.http.routes.methods import get_or_head
 from app.stores.backend import BackendUnavailable
 from app.stores.readiness import SourceProblem, check_sources_lately
@@ -39,17 +40,31 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     node_logstore: str | None = None  # absent (why): optional, never makes this 503; omitted while there
 
 
-@get_or_head("/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False)
+@get_or_head(
+    "/healthz", summary="The process is up", tags=["operations"], sync_to_thread=False, opt=NO_CREDENTIALS
+)
 def healthz() -> Health:
     return Health(status="ok", version=__version__)
 
 
-@get_or_head("/metrics", summary="Prometheus metrics", tags=["operations"], include_in_schema=False)
+@get_or_head(
+    "/metrics",
+    summary="Prometheus metrics",
+    tags=["operations"],
+    include_in_schema=False,
+    opt=METRICS_KEY,  # open unless STATS_METRICS_KEY is set
+)
 async def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Shared gauges (the fleet's slots in use) are read from Redis first: they say how it is now."""
     return Response(await request.app.state.metrics.scrape(), media_type=CONTENT_TYPE_LATEST)
 
 
-@get_or_head("/readyz", summary="Every source answers, with its table and columns", tags=["operations"])
+@get_or_head(
+    "/readyz",
+    summary="Every source answers, with its table and columns",
+    tags=["operations"],
+    opt=NO_CREDENTIALS,
+)
 async def readyz(
     repository: NamedDependency[StatsRepository], request: Request[Any, Any, Any]
 ) -> Response[Health]:

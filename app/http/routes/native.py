@@ -1,5 +1,5 @@
 """The native API: /v1/tenants/{tenant_id}/apps/{app_id}/..., for curl, scripts and Grafana
-Infinity. A bearer key sees only its tenants (app/http/auth.py)."""
+Infinity. A bearer key sees only its tenants (checked in app/http/auth.py, before admission)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from litestar import Router
 from litestar.di import Provide
 
 from app.core.measures import DAILY_MEASURES
-from app.http.auth import api_key_guard
 from app.http.params import zone_param
 from app.http.routes.params import DailyTrigger, TenantId, TimeZone
 from app.http.routes.requests import REQUEST_DEPENDENCIES
@@ -40,6 +39,5 @@ native_router = Router(
         "zone": Provide(query_zone, sync_to_thread=False),
         "daily_trigger": Provide(query_daily_trigger, sync_to_thread=False),
     },
-    guards=[api_key_guard],
     security=[{"bearer": []}],
 )

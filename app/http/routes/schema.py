@@ -13,6 +13,7 @@ from litestar import HttpMethod, Request, Response, Router, route
 from litestar.exceptions import NotFoundException
 from litestar.openapi.plugins import JsonRenderPlugin, OpenAPIRenderPlugin, YamlRenderPlugin
 
+from app.http.auth import NO_CREDENTIALS
 from app.http.errors import error_response
 
 SCHEMA_PATH = "/schema"
@@ -55,4 +56,5 @@ def schema_router() -> Router:
         route_handlers=[schema_head],
         after_request=dify_shaped_not_found,
         include_in_schema=False,
+        opt=NO_CREDENTIALS,
     )
