@@ -229,7 +229,7 @@ def _demo_data(
         if replace:
             conn.execute(
                 "TRUNCATE workflow_execution, workflow_runs, workflow_node_execution, "
-                "workflow_node_executions, accounts, end_users"
+                "workflow_node_executions, accounts, end_users, messages"
             )
         rows = load_demo(conn, generate_rows(runs, days=days, seed=seed), split_at)
     print(

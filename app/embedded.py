@@ -21,6 +21,7 @@ import structlog
 
 from app.config import ConfigError
 from app.demo import copy_rows, copy_workflow_runs, generate_rows, split_rows
+from app.demo_messages import load_demo_messages
 from app.demo_nodes import load_demo_nodes
 
 log = structlog.get_logger("dify_stats.embedded")
@@ -73,6 +74,9 @@ def start_embedded(
             if no_nodes == (True,):  # a data directory from before node executions
                 rows = load_demo_nodes(conn, split_at)
                 log.info("demo_node_executions_loaded", rows=rows)
+            no_messages = conn.execute("SELECT NOT EXISTS (SELECT 1 FROM messages)").fetchone()
+            if no_messages == (True,):  # a data directory from before chat messages
+                log.info("demo_messages_loaded", rows=load_demo_messages(conn))
     return server, url
 
 
@@ -113,7 +117,8 @@ def load_demo(
     conn: psycopg.Connection[Any], rows: Iterable[tuple[Any, ...]], split_at: datetime | None
 ) -> int:
     """COPY a generated history into the LogStore table, or split across both tables, with the
-    runs' node executions (app/demo_nodes.py); returns the number of LogStore run rows."""
+    runs' node executions (app/demo_nodes.py) and the chat messages of chatflow runs
+    (app/demo_messages.py); returns the number of LogStore run rows."""
     if split_at is None:
         count = copy_rows(conn, rows)
     else:
@@ -123,6 +128,7 @@ def load_demo(
         conn.execute("VACUUM ANALYZE workflow_runs")
     conn.execute("VACUUM ANALYZE workflow_execution")
     load_demo_nodes(conn, split_at)
+    load_demo_messages(conn)
     return count
 
 

@@ -15,6 +15,7 @@ from app import __version__
 from app.config import Settings
 from app.core.app_directory import AppDirectory
 from app.core.cache import AnswerCache
+from app.core.chat_runs import ChatRunList
 from app.core.service import StatsService
 from app.fleet.answers import LOAD_WAIT_TIMEOUTS, SharedAnswers
 from app.fleet.budget import FleetBudget
@@ -33,10 +34,12 @@ from app.http.routes.native import native_router
 from app.http.routes.schema import RENDER_PLUGINS, SCHEMA_PATH, schema_router
 from app.metrics import Metrics
 from app.stores.backend import Backend
+from app.stores.messages import MessageReader
 from app.stores.node_logstore import NodeLogstore
 from app.stores.node_repository import NodeExecutionRepository
 from app.stores.people import PeopleReader
 from app.stores.repository import StatsRepository
+from app.stores.run_export import RunExport
 from app.stores.sources import build_sources
 
 MAX_BODY_BYTES = 1_048_576  # Grafana's largest bodies are a few kB
@@ -74,6 +77,7 @@ def create_app(
     a statement finds it missing)."""
     sources = build_sources(settings, backend, workflow_runs)
     repository = StatsRepository(sources, settings)
+    run_export = RunExport(sources)
     node_logstore = node_logstore or NodeLogstore()
     people = PeopleReader(workflow_runs)  # Dify's database names who ran runs and nodes
     nodes = NodeExecutionRepository(sources, settings, node_logstore, people)
@@ -99,6 +103,10 @@ def create_app(
         else None,
         nodes=nodes,
         people=people,
+    )
+    # Chatflow run lists name each run's chat message, from Dify's database like its people.
+    chat_runs = ChatRunList(
+        repository, people, MessageReader(workflow_runs, settings.time_slack), cache, settings
     )
     authorizer = ConsoleAuthorizer(settings)
     app_directory = AppDirectory(repository, settings)  # who has which app: never read from Redis
@@ -147,6 +155,8 @@ def create_app(
             "settings": Provide(lambda: settings, use_cache=True, sync_to_thread=False),
             "repository": Provide(lambda: repository, use_cache=True, sync_to_thread=False),
             "service": Provide(lambda: service, use_cache=True, sync_to_thread=False),
+            "run_export": Provide(lambda: run_export, use_cache=True, sync_to_thread=False),
+            "chat_runs": Provide(lambda: chat_runs, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
             "app_directory": Provide(lambda: app_directory, use_cache=True, sync_to_thread=False),
         },
@@ -163,6 +173,7 @@ def create_app(
         openapi_config=openapi_config(),
     )
     app.state.service = service  # for operations and tests that need to reach it
+    app.state.run_export = run_export
     app.state.node_logstore = node_logstore if backend is not None else None
     app.state.inflight = gate
     app.state.redis = link

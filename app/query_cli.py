@@ -2,9 +2,12 @@
 
 Reads the store `serve` would read (same settings), builds the request with the API's own
 request builders and checks (app/http/routes/requests.py, app/http/params.py), asks the repository
-directly (no cache) and prints an aligned table, or with `--json` the JSON the API answers.
+directly (no cache) and prints an aligned table, or with `--format json` (`--json`) the JSON the
+API answers, with `--format csv` its CSV. `runs-export` prints what GET .../runs/export streams
+(NDJSON, or CSV), a page at a time.
 A bad value is the API's 400 message on stderr, exit code 2; an unreachable store, or one that
-refuses a statement, one plain line and exit code 1.
+refuses a statement, one plain line and exit code 1 (an export cut short also ends its output
+with the line the API ends it with).
 """
 
 from __future__ import annotations
@@ -13,14 +16,21 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import Any, cast
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
 from app.config import Settings
 from app.core.measures import DAILY_MEASURES, DailyMeasure
 from app.http.params import BadParameter, choice_param, trigger_param, uuid_param, zone_param
+from schemas.exports import RunExportRequest
 from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunStatus
+
+if TYPE_CHECKING:
+    from app.stores.sources import Source
+    from schemas.runs import RunSummary
 
 # Named as their native paths: /v1/tenants/{tenant_id}/apps/{app_id}/statistics/<name>.
 DAILY_BY_PATH: dict[str, DailyMeasure] = {
@@ -28,6 +38,12 @@ DAILY_BY_PATH: dict[str, DailyMeasure] = {
 }
 RUNS_COUNT = "runs-count"  # /runs/count
 NODE_EXECUTIONS = "node-executions"  # /runs/{run_id}/node-executions
+RUNS_EXPORT = "runs-export"  # /runs/export
+# The formats each measure prints; the first is the default.
+DAILY_FORMATS = ("table", "json", "csv")
+ONE_ANSWER_FORMATS = ("table", "json")
+EXPORT_FORMATS = ("ndjson", "csv")
+Request = DailyRequest | CountRequest | RunDetailRequest | RunExportRequest
 
 
 def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -40,7 +56,7 @@ def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> N
         "(STATS_DATABASE_URL, ALIYUN_SLS_*, STATS_DIFY_DATABASE_URL, or the embedded default).",
     )
     query.add_argument(
-        "measure", choices=[*DAILY_BY_PATH, RUNS_COUNT, NODE_EXECUTIONS], help="what to answer"
+        "measure", choices=[*DAILY_BY_PATH, RUNS_COUNT, NODE_EXECUTIONS, RUNS_EXPORT], help="what to answer"
     )
     query.add_argument("--tenant", required=True, help="tenant (workspace) id")
     query.add_argument("--app", required=True, help="app id")
@@ -51,10 +67,14 @@ def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> N
         "--triggered-from",
         help="trigger source (default as the API: app-run for daily measures, debugging for runs-count)",
     )
-    query.add_argument("--status", help=f"{RUNS_COUNT} only: count only this status")
+    query.add_argument("--status", help=f"{RUNS_COUNT} and {RUNS_EXPORT}: only runs of this status")
     query.add_argument("--time-range", help=f"{RUNS_COUNT} only: created within 7d, 12h, 30m, 90s before now")
     query.add_argument("--run", help=f"{NODE_EXECUTIONS} only: the run id")
-    query.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
+    query.add_argument(
+        "--format",
+        help="table (default) or json; daily measures also csv; runs-export ndjson (default) or csv",
+    )
+    query.add_argument("--json", action="store_true", help="print the API's JSON (--format json)")
     query.add_argument(
         "--sql",
         action="store_true",
@@ -65,6 +85,7 @@ def add_query_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> N
 def run_query(args: argparse.Namespace, settings: Settings) -> int:
     try:
         request = build_request(args, settings)
+        output = output_format(args)
     except BadParameter as error:
         print(f"dify-stats: invalid_param: {error}", file=sys.stderr)
         return 2
@@ -74,8 +95,10 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     if args.sql:
         statement_echo.set(_print_statement)
     try:
+        if isinstance(request, RunExportRequest):
+            return asyncio.run(_export(settings, request, output))
         answer = asyncio.run(_answer(settings, args.measure, request))
-        print(msgspec.json.encode(answer).decode() if args.json else table(args.measure, answer))
+        print(printed(args.measure, answer, output), end="" if output == "csv" else "\n")
     except BadParameter as error:
         print(f"dify-stats: not_found: {error}", file=sys.stderr)
         return 2
@@ -98,17 +121,41 @@ def run_query(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def output_format(args: argparse.Namespace) -> str:
+    """`--format`, checked against what the measure prints (`--json` is `--format json`)."""
+    allowed: tuple[str, ...] = ONE_ANSWER_FORMATS
+    if args.measure == RUNS_EXPORT:
+        allowed = EXPORT_FORMATS
+    elif args.measure in DAILY_BY_PATH:
+        allowed = DAILY_FORMATS
+    if args.json:
+        if args.format not in (None, "json"):
+            raise BadParameter("json", "cannot be combined with another --format")
+        args.format = "json"
+    return choice_param("format", args.format, allowed) if args.format else allowed[0]
+
+
+def printed(measure: str, answer: Any, output: str) -> str:
+    """The answer as `output` says: the API's JSON, its CSV (a daily measure's), or a table."""
+    if output == "json":
+        return msgspec.json.encode(answer).decode()
+    if output == "csv":
+        from app.http.csv import CsvTable
+
+        return CsvTable(DAILY_BY_PATH[measure].point_type).document(answer.data).decode()
+    return table(measure, answer)
+
+
 def _print_statement(source: str, sql: str) -> None:
     print(f"-- {source}\n{sql.strip()};\n", flush=True)
 
 
-def build_request(
-    args: argparse.Namespace, settings: Settings
-) -> DailyRequest | CountRequest | RunDetailRequest:
+def build_request(args: argparse.Namespace, settings: Settings) -> Request:
     """The request struct the API would build from the same values, with the same checks.
 
     Path and typed parameters, which litestar checks on the API, are checked here first."""
     from app.http.params import created_range
+    from app.http.routes.exports import export_request
     from app.http.routes.requests import count_request, daily_request
 
     tenant_id = uuid_param("tenant_id", args.tenant)
@@ -121,16 +168,17 @@ def build_request(
             if getattr(args, name) is not None:
                 raise BadParameter(name, f"does not apply to {NODE_EXECUTIONS}")
         return RunDetailRequest(tenant_id=tenant_id, app_id=app_id, run_id=uuid_param("run", args.run))
-    if args.measure in DAILY_BY_PATH:
-        for name in ("status", "time_range"):
+    status = cast(RunStatus, choice_param("status", args.status, STATUSES)) if args.status else None
+    if args.measure in (*DAILY_BY_PATH, RUNS_EXPORT):
+        for name in ("status", "time_range") if args.measure != RUNS_EXPORT else ("time_range",):
             if getattr(args, name) is not None:
                 raise BadParameter(name, f"applies to {RUNS_COUNT} only")
         trigger = trigger_param("triggered_from", args.triggered_from or "app-run")
-        return daily_request(
+        daily = daily_request(
             tenant=tenant_id, zone=zone, daily_trigger=trigger, settings=settings,
             app_id=app_id, start=args.start, end=args.end,
         )  # fmt: skip
-    status = cast(RunStatus, choice_param("status", args.status, STATUSES)) if args.status else None
+        return export_request(daily_request=daily, status=status) if args.measure == RUNS_EXPORT else daily
     trigger = trigger_param("triggered_from", args.triggered_from or "debugging")
     counting = count_request(
         tenant=tenant_id, settings=settings, app_id=app_id, status=status,
@@ -144,6 +192,45 @@ def build_request(
     return msgspec.structs.replace(counting, start_us=created.start_us, end_us=created.end_us)
 
 
+@asynccontextmanager
+async def _sources(settings: Settings) -> AsyncIterator[tuple[Source, ...]]:
+    """The configured sources, their pools opened for the duration."""
+    from app.stores.sources import build_sources
+
+    logstore, workflow_runs = _backends(settings)
+    sources = build_sources(settings, logstore, workflow_runs)
+    for source in sources:
+        await source.backend.open()
+    try:
+        yield sources
+    finally:
+        for source in sources:
+            await source.backend.close()
+
+
+async def _export(settings: Settings, request: RunExportRequest, output: str) -> int:
+    """The export's pages as GET .../runs/export streams them, written as they are read; a failure
+    after the first page ends the output with the API's last line, and is on stderr (exit 1)."""
+    from app.http.routes.exports import EXPORT_FORMS, error_body
+    from app.stores.run_export import RunExport
+
+    form = EXPORT_FORMS[output]
+    async with _sources(settings) as sources:
+        pages = RunExport(sources).pages(request)
+        first: list[RunSummary] = await anext(pages, [])  # nothing printed if the store cannot answer
+        sys.stdout.buffer.write(form.start() + form.page(first))
+        sys.stdout.flush()
+        try:
+            async for page in pages:
+                sys.stdout.buffer.write(form.page(page))
+                sys.stdout.flush()
+        except Exception as error:
+            sys.stdout.buffer.write(form.incomplete(error_body(error)))
+            sys.stdout.flush()
+            raise
+    return 0
+
+
 async def _answer(
     settings: Settings, measure: str, request: DailyRequest | CountRequest | RunDetailRequest
 ) -> Any:
@@ -152,16 +239,12 @@ async def _answer(
     from app.stores.node_repository import NodeExecutionRepository
     from app.stores.people import PeopleReader
     from app.stores.repository import StatsRepository
-    from app.stores.sources import build_sources
     from schemas.statistics import DailyAnswer
 
-    logstore, workflow_runs = _backends(settings)
-    sources = build_sources(settings, logstore, workflow_runs)
-    for source in sources:
-        await source.backend.open()
-    try:
+    async with _sources(settings) as sources:
         if isinstance(request, RunDetailRequest):
-            nodes = NodeExecutionRepository(sources, settings, NodeLogstore(), PeopleReader(workflow_runs))
+            dify = next((source.backend for source in sources if source.name == "workflow_runs"), None)
+            nodes = NodeExecutionRepository(sources, settings, NodeLogstore(), PeopleReader(dify))
             found = await nodes.read(request)
             if found is None:
                 raise BadParameter("run", "is not a run of this app")
@@ -170,9 +253,6 @@ async def _answer(
         if isinstance(request, CountRequest):
             return await repository.counts(request)
         return DailyAnswer(data=await repository.daily(DAILY_BY_PATH[measure], request))
-    finally:
-        for source in sources:
-            await source.backend.close()
 
 
 def _backends(settings: Settings) -> tuple[Any, Any]:

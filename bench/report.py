@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bench import fleet, keepalive, nodes, two_sources, zones
+from bench import exports, fleet, keepalive, nodes, two_sources, zones
 
 
 def find(
@@ -263,4 +263,6 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", *keepalive.markdown_lines(results["keep_alive"])]
     if "first_request_per_zone" in results:
         lines += ["", *zones.markdown_lines(results["first_request_per_zone"])]
+    if "exports" in results:
+        lines += ["", *exports.markdown_lines(results["exports"])]
     return "\n".join(lines) + "\n"

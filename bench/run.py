@@ -14,11 +14,13 @@ sources (bench/two_sources.py), and a run's node executions for runs of 10, 1,00
 (bench/nodes.py), and a cached answer over one kept-alive connection of a real `serve` process
 (bench/keepalive.py). At the smallest size (a zone's cost does not grow with the data, the noise of a
 longer statement does): the first request in a time zone against a repeat (bench/zones.py).
+At every size: the run export against /runs pages, and the serving process's memory as the
+export grows (bench/exports.py).
 Finally the performance targets, with where the time goes for each missed one
 (bench/targets.py). Writes bench/results.json and bench/RESULTS.md (bench/report.py) and prints
 the report. Medians of 3 after a warm-up (2 when a run takes > 1 s). `--only-zones` (like
-`--only-fleet` and `--only-keepalive`) measures only that part and updates its figures in
-results.json.
+`--only-fleet`, `--only-keepalive` and `--only-exports`) measures only that part and updates its
+figures in results.json.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,6 +53,7 @@ from app.stores.backend import Backend  # noqa: E402 - after the path set-up abo
 from bench import (  # noqa: E402
     accuracy,
     dify_sql,
+    exports,
     fleet,
     keepalive,
     nodes,
@@ -72,6 +76,7 @@ RANGES = (1, 7, 30, 90)
 REFRESHED = (DAILY_RUNS, DAILY_STATUS, DAILY_DURATION)  # kept runs answer each from different tallies
 SESSION_OPTIONS = "-c work_mem=64MB"  # what the service's pool sets; Dify's SQL gets the same
 US = 1_000_000
+Row = tuple[Any, ...]
 
 
 def timed(conn: psycopg.Connection[Any], query: Query) -> float:
@@ -107,8 +112,11 @@ def connect(url: str) -> psycopg.Connection[Any]:
     return psycopg.connect(url, autocommit=True, prepare_threshold=None, options=SESSION_OPTIONS)
 
 
-def dataset(admin_url: str, name: str, runs: int) -> tuple[str, int, float]:
-    """(database URL, data 'now' in epoch seconds, load seconds or 0 when reused)."""
+def dataset(
+    admin_url: str, name: str, runs: int, shape: Callable[[Iterable[Row]], Iterable[Row]] = iter
+) -> tuple[str, int, float]:
+    """(database URL, data 'now' in epoch seconds, load seconds or 0 when reused); `shape`
+    rewrites the generated rows (bench/exports.py puts every run in one app)."""
     url = database(admin_url, name)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (runs bigint, now_s bigint)")
@@ -122,7 +130,7 @@ def dataset(admin_url: str, name: str, runs: int) -> tuple[str, int, float]:
         conn.execute("DELETE FROM bench_meta")
         started = time.perf_counter()
         ensure_schema(conn)
-        rows = copy_rows(conn, generate_rows(runs, days=90, seed=7, now=now))
+        rows = copy_rows(conn, shape(generate_rows(runs, days=90, seed=7, now=now)))
         conn.execute("VACUUM ANALYZE workflow_execution")
         seconds = time.perf_counter() - started
         conn.execute("INSERT INTO bench_meta VALUES (%s, %s)", (runs, int(now.timestamp())))
@@ -331,6 +339,11 @@ def main() -> int:
         "--only-fleet", action="store_true", help="measure only the replicas' part (into results.json)"
     )
     parser.add_argument(
+        "--only-exports",
+        action="store_true",
+        help="measure only the run export against /runs pages, at each size (into results.json)",
+    )
+    parser.add_argument(
         "--only-keepalive",
         action="store_true",
         help="measure only a cached answer over one kept-alive connection (into results.json)",
@@ -355,6 +368,9 @@ def main() -> int:
     smallest = args.sizes.split(",")[0]  # a zone's cost does not grow with the data; noise does
     if args.only_fleet:
         return _only_fleet(admin_url, args.sizes.split(",")[-1])
+    if args.only_exports:
+        found = _exports(admin_url, args.sizes.split(","))
+        return _replace_part("exports", found, exports.markdown_lines(found))
     if args.only_keepalive:
         figures = keepalive.measure(_sls_like(admin_url, smallest))
         return _replace_part("keep_alive", figures, keepalive.markdown_lines(figures))
@@ -400,6 +416,7 @@ def main() -> int:
         "load_seconds": load_seconds,
     }
     results["first_request_per_zone"] = _zones(admin_url, smallest)
+    results["exports"] = _exports(admin_url, args.sizes.split(","))
     with connect(sls_url) as conn:
         results["targets"] = targets.evaluate(results, conn, lambda days: range_scope(now_s, days))
     results["bench_seconds"] = round(time.monotonic() - started)
@@ -422,6 +439,18 @@ def _zones(admin_url: str, size: str) -> dict[str, Any]:
     return {"size": size, **zones.measure(sls_like_database(admin_url, f"bench_{size}"), now_s)}
 
 
+def _exports(admin_url: str, sizes: list[str]) -> list[dict[str, Any]]:
+    """The export against /runs pages, on the SLS-like copy of a dataset of each size whose runs
+    are all of one app and trigger source (an export of all of them)."""
+    found = []
+    for size in sizes:
+        name = f"bench_export_{size}"
+        print(f"{size}: the run export against /runs pages", flush=True)
+        _, now_s, _ = dataset(admin_url, name, SIZES.get(size) or int(size), exports.one_app)
+        found.append(exports.measure(sls_like_database(admin_url, name), now_s, size))
+    return found
+
+
 def _sls_like(admin_url: str, size: str) -> str:
     """The SLS-like copy of the `size` dataset, loaded first if it is not yet."""
     dataset(admin_url, f"bench_{size}", SIZES.get(size) or int(size))
@@ -434,7 +463,7 @@ def _only_fleet(admin_url: str, size: str) -> int:
     return _replace_part("fleet", figures, fleet.markdown_lines(figures))
 
 
-def _replace_part(name: str, figures: dict[str, Any], lines: list[str]) -> int:
+def _replace_part(name: str, figures: dict[str, Any] | list[dict[str, Any]], lines: list[str]) -> int:
     """One part's figures into results.json, the rest of it as it was; prints the part."""
     path = ROOT / "bench" / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}

@@ -151,6 +151,14 @@ class NodeExecutionRow(msgspec.Struct, frozen=True, kw_only=True):
     finished_us: int | None  # finished time in µs since the epoch; None while unfinished
 
 
+class MessageRow(msgspec.Struct, frozen=True):
+    """The message of a chatflow run, and its conversation (queries/messages.py)."""
+
+    workflow_run_id: str
+    message_id: str
+    conversation_id: str
+
+
 class PersonRow(msgspec.Struct, frozen=True, kw_only=True):
     """An account or an end user of Dify's database (queries/people.py)."""
 

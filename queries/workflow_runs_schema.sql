@@ -98,3 +98,46 @@ CREATE TABLE IF NOT EXISTS end_users (
 );
 CREATE INDEX IF NOT EXISTS end_user_session_id_idx ON end_users (session_id, type);
 CREATE INDEX IF NOT EXISTS end_user_tenant_session_id_idx ON end_users (tenant_id, session_id, type);
+
+-- Dify's `messages` (one row per chat message; a chatflow run's message names the run in
+-- `workflow_run_id`), with the columns, types and indexes of Dify's model and migrations.
+CREATE TABLE IF NOT EXISTS messages (
+    id                        uuid             NOT NULL,
+    app_id                    uuid             NOT NULL,
+    model_provider            varchar(255),
+    model_id                  varchar(255),
+    override_model_configs    text,
+    conversation_id           uuid             NOT NULL,
+    inputs                    json             NOT NULL,
+    query                     text             NOT NULL,
+    message                   json             NOT NULL,
+    message_tokens            integer          NOT NULL DEFAULT 0,
+    message_unit_price        numeric(10, 4)   NOT NULL,
+    message_price_unit        numeric(10, 7)   NOT NULL DEFAULT 0.001,
+    answer                    text             NOT NULL,
+    answer_tokens             integer          NOT NULL DEFAULT 0,
+    answer_unit_price         numeric(10, 4)   NOT NULL,
+    answer_price_unit         numeric(10, 7)   NOT NULL DEFAULT 0.001,
+    parent_message_id         uuid,
+    provider_response_latency double precision NOT NULL DEFAULT 0,
+    total_price               numeric(10, 7),
+    currency                  varchar(255)     NOT NULL,
+    status                    varchar(255)     NOT NULL DEFAULT 'normal',
+    error                     text,
+    message_metadata          text,
+    invoke_from               varchar(255),
+    from_source               varchar(255)     NOT NULL,
+    from_end_user_id          uuid,
+    from_account_id           uuid,
+    created_at                timestamp        NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    updated_at                timestamp        NOT NULL DEFAULT CURRENT_TIMESTAMP(0),
+    agent_based               boolean          NOT NULL DEFAULT false,
+    workflow_run_id           uuid,
+    CONSTRAINT message_pkey PRIMARY KEY (id)
+);
+CREATE INDEX IF NOT EXISTS message_app_id_idx ON messages (app_id, created_at);
+CREATE INDEX IF NOT EXISTS message_conversation_id_idx ON messages (conversation_id);
+CREATE INDEX IF NOT EXISTS message_end_user_idx ON messages (app_id, from_source, from_end_user_id);
+CREATE INDEX IF NOT EXISTS message_account_idx ON messages (app_id, from_source, from_account_id);
+CREATE INDEX IF NOT EXISTS message_workflow_run_id_idx ON messages (conversation_id, workflow_run_id);
+CREATE INDEX IF NOT EXISTS message_created_at_idx ON messages (created_at);

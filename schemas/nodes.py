@@ -43,6 +43,13 @@ Document = Annotated[
     ),
 ]
 Cut = Annotated[bool, msgspec.Meta(description="the value may have been cut by the store (SLS field length)")]
+HandoffDuration = Annotated[
+    float,
+    msgspec.Meta(
+        description="seconds the run spent handed off (Dify's newest console); 0.0: neither the "
+        "LogStore nor the workflow_runs columns read here record it, and Dify answers 0.0 for such runs"
+    ),
+]
 
 
 class ConsoleNodeExecution(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +119,7 @@ class ConsoleRunSummary(RunSummary, frozen=True, kw_only=True):
     """A run of the console's run list: the summary plus who ran it (Dify's list names accounts only)."""
 
     created_by_account: Account = None
+    handoff_duration: HandoffDuration = 0.0
 
 
 class ConsoleRunPageAnswer(msgspec.Struct, frozen=True):
@@ -125,3 +133,4 @@ class ConsoleRunDetail(RunDetail, frozen=True, kw_only=True):
 
     created_by_account: Account = None
     created_by_end_user: EndUser = None
+    handoff_duration: HandoffDuration = 0.0

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import psycopg
 from psycopg.rows import class_row
 
 from app.demo import COLUMNS, WORKFLOW_RUNS_COLUMNS, copy_rows, copy_workflow_runs
+from app.demo_messages import MESSAGE_COLUMNS
 from app.demo_nodes import NODE_LOGSTORE_COLUMNS
 from queries import runs
 from queries.literals import with_literals
@@ -89,6 +90,32 @@ def load_two_sources(
     conn.execute("TRUNCATE workflow_execution, workflow_runs")
     copy_rows(conn, (version_tuple(row) for row in logstore))
     copy_workflow_runs(conn, (workflow_runs_tuple(run) for run in workflow_runs))
+
+
+class Message(NamedTuple):
+    """A row of Dify's `messages`: what the advanced-chat run list reads of it."""
+
+    id: str
+    app_id: str
+    conversation_id: str
+    workflow_run_id: str | None
+    created_at: datetime  # naive UTC, as Dify stores it
+
+
+def load_messages(conn: psycopg.Connection[Any], messages: Iterable[Message]) -> None:
+    """Replace Dify's `messages` with `messages` (the columns Dify requires filled as Dify does)."""
+    conn.execute("TRUNCATE messages")
+    values = {"inputs": "{}", "query": "hi", "message": "[]", "message_unit_price": 0, "answer": "hello",
+              "answer_unit_price": 0, "currency": "USD", "from_source": "api", "from_end_user_id": None,
+              "from_account_id": None, "invoke_from": "web-app"}  # fmt: skip
+    rows = (
+        tuple(
+            {**values, **message._asdict(), "updated_at": message.created_at}[column]
+            for column in MESSAGE_COLUMNS
+        )
+        for message in messages
+    )
+    copy_rows(conn, rows, "messages", MESSAGE_COLUMNS)
 
 
 def load_node_history(conn: psycopg.Connection[Any], rows: Iterable[NodeVersion]) -> None:

@@ -1,10 +1,20 @@
 """A stand-in for Dify's console API (the one service that cannot run here), on a real port.
 
 It authenticates like Dify: `Authorization: Bearer <token>`, or the `access_token` cookie with
-the CSRF double submit (`csrf_token` cookie == `X-CSRF-Token` header). Answers use Dify's shapes
-and status codes: 401 without a valid session, 404 for an app outside the account's workspace,
-403 for an app the account may not open. Tokens `slow`, `broken` and `garbage` misbehave;
-`sluggish` is a valid session (that of `ada-token`) answered after 0.4 s on every call.
+the CSRF double submit (`csrf_token` cookie == `X-CSRF-Token` header). Answers use Dify's shapes,
+status codes and headers: 401 without a valid session (with `WWW-Authenticate`), 404
+`app_not_found` for an app outside the account's workspace, 403 `forbidden` for an app the
+account may not open. Tokens `slow`, `broken` and `garbage` misbehave; `sluggish` is a valid
+session (that of `ada-token`) answered after 0.4 s on every call.
+
+Besides the app detail, the workspace and the profile, it answers the two console routes whose
+checks dify-stats asks about (app/http/console_guards.py) as Dify guards them: the session, then
+the member's permission (Dify's role-based access control: a member `lacking` `app_monitor` is
+refused the monitoring statistics, one lacking `app_create_and_management` every run route, with
+Dify's 403), then the app (404) and its mode (404 naming the modes). It holds no runs, so what
+it grants is empty. An app's mode is the one the account's `modes` give it; else, as a Dify
+holding the demo's apps would say, `advanced-chat` for the demo's chat apps (app/demo.py: their
+runs are of type `chat`), and `workflow` for any other app.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import msgspec
 from litestar import Litestar, Request, Response, get
 from litestar.params import FromPath
 
+from app.demo import demo_apps
 from tests.live import serve
 
 
@@ -25,14 +36,35 @@ class Account(msgspec.Struct, frozen=True):
     tenant_id: str
     timezone: str
     apps: frozenset[str]
-    forbidden_apps: frozenset[str] = frozenset()
+    forbidden_apps: frozenset[str] = frozenset()  # apps the member may not open (Dify's 403)
+    modes: dict[str, str] = {}  # app id -> Dify's app mode (else DEMO_MODES, else `workflow`)
+    lacking: frozenset[str] = frozenset()  # RBAC permissions Dify refuses this member
 
 
 def _error(status: int, code: str, message: str) -> Response[dict[str, object]]:
-    return Response({"code": code, "message": message, "status": status}, status_code=status)
+    # Dify's error handler answers a 401 with a bearer challenge.
+    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if status == 401 else None
+    return Response({"code": code, "message": message, "status": status}, status_code=status, headers=headers)
+
+
+# Dify's bodies (werkzeug's Forbidden through Dify's handler; its AppNotFoundError).
+FORBIDDEN = (
+    403,
+    "forbidden",
+    "You don't have the permission to access the requested resource. It is either read-protected "
+    "or not readable by the server.",
+)
+APP_NOT_FOUND = (404, "app_not_found", "App not found.")
+DEMO_MODES = {app.app_id: "advanced-chat" if app.type == "chat" else "workflow" for app in demo_apps()}
+MONITOR = "app_monitor"
+MANAGE = "app_create_and_management"
 
 
 SLUGGISH_S = 0.4
+
+
+def app_mode(account: Account, app_id: str) -> str:
+    return account.modes.get(app_id) or DEMO_MODES.get(app_id, "workflow")
 
 
 def build_fake_dify(
@@ -68,20 +100,45 @@ def build_fake_dify(
             return Response("<html>maintenance</html>", media_type="text/html")
         return None
 
+    async def admit(
+        request: Request[Any, Any, Any], app_id: str, permission: str | None, modes: tuple[str, ...] | None
+    ) -> tuple[Account | None, Response[Any] | None]:
+        """Dify's order: session, the member's permission, the app, the app's mode."""
+        token, denied = session(request)
+        if denied or token is None:
+            return None, denied or _error(401, "unauthorized", "Invalid token.")
+        if (odd := await misbehave(token)) is not None:
+            return None, odd
+        account = await answer_as(token)
+        if permission in account.lacking or app_id in account.forbidden_apps:
+            return None, _error(*FORBIDDEN)
+        if app_id not in account.apps:
+            return None, _error(*APP_NOT_FOUND)
+        mode = app_mode(account, app_id)
+        if modes is not None and mode not in modes:
+            listed = ", ".join(repr(allowed) for allowed in modes)
+            return None, _error(404, "app_not_found", f"App mode is not in the supported list: {{{listed}}}")
+        return account, None
+
     @get("/console/api/apps/{app_id:str}")
     async def app_detail(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
         calls.append("app")
-        token, denied = session(request)
-        if denied or token is None:
-            return denied or _error(401, "unauthorized", "Invalid token.")
-        if (odd := await misbehave(token)) is not None:
-            return odd
-        account = await answer_as(token)
-        if app_id in account.forbidden_apps:
-            return _error(403, "forbidden", "You don't have the permission to access this app.")
-        if app_id not in account.apps:
-            return _error(404, "not_found", "App not found.")
-        return Response({"id": app_id, "name": "demo", "mode": "workflow"})
+        account, refused = await admit(request, app_id, None, None)
+        if refused or account is None:
+            return refused or _error(*APP_NOT_FOUND)
+        return Response({"id": app_id, "name": "demo", "mode": app_mode(account, app_id)})
+
+    @get("/console/api/apps/{app_id:str}/workflow/statistics/daily-conversations")
+    async def daily_runs(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
+        calls.append("statistics")
+        _, refused = await admit(request, app_id, MONITOR, None)
+        return refused or Response({"data": []})
+
+    @get("/console/api/apps/{app_id:str}/workflow-runs/{run_id:str}/node-executions")
+    async def node_executions(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
+        calls.append("node-executions")
+        _, refused = await admit(request, app_id, MANAGE, ("advanced-chat", "workflow"))
+        return refused or Response({"data": []})  # Dify: an empty list for a run it does not hold
 
     @get("/console/api/workspaces/current")
     async def workspace(request: Request[Any, Any, Any]) -> Response[Any]:
@@ -101,7 +158,7 @@ def build_fake_dify(
         account = await answer_as(token)
         return Response({"id": "acc", "name": "Ada", "timezone": account.timezone})
 
-    return Litestar(route_handlers=[app_detail, workspace, profile])
+    return Litestar(route_handlers=[app_detail, daily_runs, node_executions, workspace, profile])
 
 
 @contextmanager

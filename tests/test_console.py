@@ -91,10 +91,11 @@ def test_dify_verdicts_pass_through(console: tuple[TestClient[Any], list[str]]) 
     assert (anonymous.status_code, anonymous.json()["code"]) == (401, "unauthorized")
     wrong = client.get(f"{STATS}/daily-conversations", headers={"Authorization": "Bearer nope"})
     assert wrong.json() == {"code": "unauthorized", "message": "Invalid token.", "status": 401}
+    assert wrong.headers["www-authenticate"] == 'Bearer realm="api"'  # Dify's challenge, passed on
     forbidden = client.get(f"{STATS}/token-costs", headers={"Authorization": "Bearer eve-token"})
     assert forbidden.status_code == 403 and forbidden.json()["code"] == "forbidden"
     elsewhere = client.get(f"/console/api/apps/{OTHER_APP}/workflow-runs/count", headers=ADA)
-    assert elsewhere.json() == {"code": "not_found", "message": "App not found.", "status": 404}
+    assert elsewhere.json() == {"code": "app_not_found", "message": "App not found.", "status": 404}
 
 
 def test_cookie_sessions_need_the_csrf_header(console: tuple[TestClient[Any], list[str]]) -> None:
@@ -186,7 +187,8 @@ def test_stats_dify_timeout_bounds_the_whole_check(database_url: str) -> None:
             answer = client.get(f"{STATS}/token-costs", headers={"Authorization": "Bearer sluggish"})
             waited = time.perf_counter() - started
     assert answer.status_code == 503 and answer.json()["code"] == "dify_unavailable"
-    assert waited < 1.5 and calls[:2] == ["app", "workspace"]
+    # The calls about access follow one another; the permission is asked alongside them.
+    assert waited < 1.5 and [call for call in calls if call != "statistics"][:2] == ["app", "workspace"]
 
 
 @contextmanager

@@ -44,7 +44,7 @@ def test_nginx_routes_every_console_path_we_serve_and_nothing_else(service_setti
     pattern = nginx_location_pattern()
     app = create_app(service_settings, Backend(service_settings.database_url, service_settings))
     served = our_console_paths(app)
-    assert len(served) == 8
+    assert len(served) == 10
     for path in served:
         assert pattern.match(path), path
     for dify_only in (
@@ -53,6 +53,8 @@ def test_nginx_routes_every_console_path_we_serve_and_nothing_else(service_setti
         f"/console/api/apps/{APP}/workflow-runs/{RUN}/export",
         f"/console/api/apps/{APP}/workflow/statistics/unknown",
         f"/console/api/apps/{APP}/statistics/daily-conversations",
+        f"/console/api/apps/{APP}/advanced-chat/workflow-runs/{RUN}",
+        f"/console/api/apps/{APP}/advanced-chat/workflows/draft/run",
         "/console/api/workspaces/current",
     ):
         assert not pattern.match(dify_only), dify_only

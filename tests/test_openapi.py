@@ -10,6 +10,9 @@ body validates against ErrorBody and whose message names the parameter.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 from litestar.testing import TestClient
 
 from app.config import load_settings
+from app.core.measures import DAILY_MEASURES
 from app.main import create_app
 from app.stores.backend import Backend
 from tests import examples
@@ -28,14 +32,22 @@ from tests.fake_dify import Account, serve_fake_dify
 KEY = "openapi-key-0123456789"
 DIFY_TOKEN = "a-dify-console-session"
 ACCOUNT = Account(tenant_id=examples.T, timezone="Asia/Shanghai", apps=frozenset({examples.A}))
+# Dify answers the advanced-chat routes for advanced-chat apps only, average interactions for
+# workflow apps only: the same app, seen by a session to which Dify says it is a chatflow.
+CHAT_TOKEN = "a-dify-console-session-of-a-chatflow"
+CHAT_ACCOUNT = Account(
+    tenant_id=examples.T, timezone="Asia/Shanghai", apps=frozenset({examples.A}),
+    modes={examples.A: "advanced-chat"},
+)  # fmt: skip
 PATH_VALUES = {"tenant_id": examples.T, "app_id": examples.A, "run_id": examples.R1}
+STATISTICS = tuple(f"/statistics{measure.native_path}" for measure in DAILY_MEASURES)
 
 
 @pytest.fixture(scope="module")
 def client(database_url: str) -> Iterator[TestClient[Any]]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         load_history(conn, examples.history())
-    with serve_fake_dify({DIFY_TOKEN: ACCOUNT}) as (dify_url, _):
+    with serve_fake_dify({DIFY_TOKEN: ACCOUNT, CHAT_TOKEN: CHAT_ACCOUNT}) as (dify_url, _):
         settings = load_settings(
             {
                 "STATS_DATABASE_URL": database_url,
@@ -70,8 +82,11 @@ def _validator(document: dict[str, Any], schema: dict[str, Any]) -> jsonschema.V
 
 
 def _credentials(path: str) -> dict[str, str]:
-    """A stats API key on native routes, a Dify session on console routes."""
-    return {"Authorization": f"Bearer {KEY if path.startswith('/v1/') else DIFY_TOKEN}"}
+    """A stats API key on native routes, a Dify session on console routes (one to which the app
+    is a chatflow on the advanced-chat routes)."""
+    if path.startswith("/v1/"):
+        return {"Authorization": f"Bearer {KEY}"}
+    return {"Authorization": f"Bearer {CHAT_TOKEN if '/advanced-chat/' in path else DIFY_TOKEN}"}
 
 
 def _url(path: str, values: dict[str, str]) -> str:
@@ -110,9 +125,9 @@ def _broken_values(parameter: dict[str, Any]) -> list[str]:
 
 def test_every_operation_declares_its_errors_and_native_ones_their_key(document: dict[str, Any]) -> None:
     operations = _operations(document)
-    # 4 measures and 4 run routes, native and console; the operators' 2 measures, the tenants and
-    # a tenant's apps, native only.
-    assert len(operations) == 20
+    # 4 measures and 4 run routes, native and console; the operators' 2 measures, the tenants, a
+    # tenant's apps and the run export, native only; the 2 advanced-chat run routes, console only.
+    assert len(operations) == 23
     for path, operation in operations:
         assert {"200", "400", "401", "403", "404", "503"} <= set(operation["responses"]), path
         error = operation["responses"]["400"]["content"]["application/json"]["schema"]
@@ -121,11 +136,28 @@ def test_every_operation_declares_its_errors_and_native_ones_their_key(document:
     assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
 
 
+def _check_declared_body(document: dict[str, Any], declared: dict[str, Any], answer: Any) -> None:
+    """The answer's media type is one the operation declares, and its body has that shape: JSON
+    by the schema, NDJSON line by line, CSV a header row and rows of as many cells."""
+    media_type = answer.headers["content-type"].split(";")[0]
+    assert media_type in {name.split(";")[0] for name in declared}, (media_type, list(declared))
+    schema = next(value["schema"] for name, value in declared.items() if name.split(";")[0] == media_type)
+    if media_type == "application/json":
+        _validator(document, schema).validate(answer.json())
+    elif media_type == "application/x-ndjson":
+        for line in answer.text.splitlines():
+            _validator(document, {"$ref": schema["$ref"]}).validate(json.loads(line))
+    else:
+        assert media_type == "text/csv" and answer.headers["content-disposition"].startswith("attachment;")
+        header, *rows = list(csv.reader(io.StringIO(answer.text, newline="")))
+        assert header and all(len(row) == len(header) for row in rows)
+
+
 def test_valid_requests_answer_the_declared_shape(client: TestClient[Any], document: dict[str, Any]) -> None:
     checked = 0
     for path, operation in _operations(document):
         url = _url(path, PATH_VALUES)
-        answer_schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        declared = operation["responses"]["200"]["content"]
         requests: list[dict[str, Any]] = [{}]
         for parameter in operation.get("parameters", []):
             if parameter["in"] == "query":
@@ -133,9 +165,25 @@ def test_valid_requests_answer_the_declared_shape(client: TestClient[Any], docum
         for params in requests:
             answer = client.get(url, params=params, headers=_credentials(path))
             assert answer.status_code == 200, (path, params, answer.text)
-            _validator(document, answer_schema).validate(answer.json())
+            _check_declared_body(document, declared, answer)
             checked += 1
     assert checked > 50
+
+
+def test_list_answers_declare_csv_and_the_export_its_two_media_types(document: dict[str, Any]) -> None:
+    """Native lists are JSON or CSV; the console's stay Dify's JSON; the export is NDJSON or CSV."""
+    for path, operation in _operations(document):
+        media_types = set(operation["responses"]["200"]["content"])
+        if path.endswith("/runs/export"):
+            assert media_types == {"application/x-ndjson", "text/csv"}, path
+            assert operation["responses"]["200"]["content"]["application/x-ndjson"]["schema"]["$ref"] == (
+                "#/components/schemas/RunSummary"
+            )
+        elif path.startswith("/v1/tenants/{tenant_id}/apps/") and path.endswith(("/runs", *STATISTICS)):
+            assert media_types == {"application/json", "text/csv"}, path
+            assert "Content-Disposition" in operation["responses"]["200"]["headers"], path
+        else:
+            assert media_types == {"application/json"}, path
 
 
 def test_each_declared_constraint_is_enforced_with_the_declared_error(

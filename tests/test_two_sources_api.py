@@ -40,8 +40,15 @@ HEADERS = {"Authorization": f"Bearer {KEY}"}
 ACCOUNTS = {
     "kolkata-token": Account(
         tenant_id=APPS[0].tenant_id, timezone="Asia/Kolkata", apps=frozenset({APPS[0].app_id})
-    )
-}
+    ),
+    # The demo's second app is a chatflow: its runs are of type `chat`, each with a message.
+    "chatflow-token": Account(
+        tenant_id=APPS[1].tenant_id, timezone="UTC", apps=frozenset({APPS[1].app_id}),
+        modes={APPS[1].app_id: "advanced-chat"},
+    ),
+}  # fmt: skip
+# What only Dify's database names: who ran a run, and a chatflow run's message.
+FROM_DIFYS_DATABASE = ("created_by_account", "created_by_end_user", "conversation_id", "message_id")
 STATISTICS = tuple(measure.native_path.lstrip("/") for measure in DAILY_MEASURES)
 CONSOLE_STATISTICS = ("daily-conversations", "daily-terminals", "token-costs", "average-app-interactions")
 SERIES = (*SERIES_BY_METRIC, "runs_by_status")
@@ -59,10 +66,12 @@ def _client(dify_url: str, **env: str) -> TestClient[Any]:
     return TestClient(app=create_app(settings, logstore, workflow_runs))
 
 
-def _all_pages(client: TestClient[Any], base: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+def _all_pages(
+    client: TestClient[Any], base: str, params: dict[str, Any], path: str = "/runs", headers: Any = HEADERS
+) -> list[dict[str, Any]]:
     runs: list[dict[str, Any]] = []
     while True:
-        page = client.get(f"{base}/runs", params=params, headers=HEADERS)
+        page = client.get(f"{base}{path}", params=params, headers=headers)
         assert page.status_code == 200, page.text
         runs += page.json()["data"]
         if not page.json()["has_more"]:
@@ -111,11 +120,49 @@ def collect(client: TestClient[Any]) -> dict[str, Any]:
         )
         assert answer.status_code == 200, answer.text
         answers[f"console {path}"] = answer.json()
-    console_runs = client.get(
-        f"/console/api/apps/{APPS[0].app_id}/workflow-runs", params={"limit": 100}, headers=kolkata
-    )
+    console = f"/console/api/apps/{APPS[0].app_id}/workflow-runs"
+    console_runs = client.get(console, params={"limit": 100}, headers=kolkata)
     answers["console runs"] = console_runs.json()
+    for run in answers[f"{APPS[0].app_id} app-run None runs"][::7]:
+        answers[f"console detail {run['id']}"] = client.get(f"{console}/{run['id']}", headers=kolkata).json()
+    chatflow = {"Authorization": "Bearer chatflow-token"}
+    chat_base = f"/console/api/apps/{APPS[1].app_id}"
+    for trigger in ("app-run", "debugging"):
+        for status in (None, "succeeded"):
+            params = {"triggered_from": trigger, "limit": 9, **({"status": status} if status else {})}
+            answers[f"console chat runs {trigger} {status}"] = _all_pages(
+                client, chat_base, params, "/advanced-chat/workflow-runs", chatflow
+            )
+            counted = client.get(
+                f"{chat_base}/advanced-chat/workflow-runs/count", params=params, headers=chatflow
+            )
+            assert counted.status_code == 200, counted.text
+            answers[f"console chat count {trigger} {status}"] = counted.json()
     return answers
+
+
+def _runs_of(answer: Any) -> list[dict[str, Any]]:
+    """The runs an answer holds: a page's, a list of pages', or a detail alone."""
+    if isinstance(answer, dict) and isinstance(answer.get("data"), list):
+        return list(answer["data"])
+    if isinstance(answer, list):
+        return [run for run in answer if isinstance(run, dict) and "created_by_role" in run]
+    return [answer] if isinstance(answer, dict) and "created_by_role" in answer else []
+
+
+def _named_by_dify(got: Any, alone: Any, where: str) -> None:
+    """Dify's database names who ran each run (an account or an end user, whichever ran it) and
+    each chatflow run's message; the LogStore alone names nobody. Checked, then set aside."""
+    for run, bare in zip(_runs_of(got), _runs_of(alone), strict=True):
+        for field in (field for field in FROM_DIFYS_DATABASE if field in run):
+            named, unnamed = run.pop(field), bare.pop(field, None)
+            assert unnamed is None, (where, field)
+            if field == "created_by_account":
+                assert (named is not None) == (run["created_by_role"] == "account"), (where, field)
+            elif field == "created_by_end_user":
+                assert (named is not None) == (run["created_by_role"] == "end_user"), (where, field)
+            else:
+                assert named is not None, (where, field)  # every chatflow run of the demo has one
 
 
 @pytest.fixture
@@ -148,19 +195,15 @@ def test_split_history_and_dify_table_answer_as_the_logstore_alone(
         with _client(dify_url, **env) as client:
             got = collect(client)
         assert got.keys() == expected.keys(), name
-        # With Dify's database, the console's run list names the account of each run an account
-        # ran (the demo's accounts table); the LogStore alone cannot name anyone.
-        for run, alone in zip(got["console runs"]["data"], expected["console runs"]["data"], strict=True):
-            named, unnamed = run.pop("created_by_account"), alone.get("created_by_account")
-            assert unnamed is None and (named is not None) == (run["created_by_role"] == "account"), name
         assert any(run["created_by_role"] == "account" for run in got["console runs"]["data"]), name
-        for key, answer in expected.items():
-            if key == "console runs":
-                answer = {**answer, "data": [
-                    {field: value for field, value in run.items() if field != "created_by_account"}
-                    for run in answer["data"]
-                ]}  # fmt: skip
-            assert got[key] == answer, (name, key)
+        details = [got[key] for key in got if key.startswith("console detail")]
+        assert {detail["created_by_role"] for detail in details} == {"account", "end_user"}, name
+        chat_runs = got["console chat runs app-run None"]
+        assert chat_runs and len({run["message_id"] for run in chat_runs}) == len(chat_runs), name
+        for key in expected:
+            if key.startswith("console"):
+                _named_by_dify(got[key], expected[key], key)
+            assert got[key] == expected[key], (name, key)
 
 
 def test_the_split_is_a_real_migration(pg_conn: psycopg.Connection[Any]) -> None:
@@ -216,8 +259,16 @@ def test_the_embedded_demo_serves_a_split_history(tmp_path: Path) -> None:
                 "AND triggered_from = 'app-run'",
                 (app.tenant_id, app.app_id),
             ).fetchone()
+            # Every chatflow run has its chat message, for the advanced-chat run list.
+            messages = conn.execute(
+                "SELECT count(*), count(DISTINCT m.workflow_run_id) FROM messages m "
+                "JOIN workflow_runs r ON r.id = m.workflow_run_id AND r.app_id = m.app_id AND r.type = 'chat'"
+            ).fetchone()
+            chat_runs = conn.execute("SELECT count(*) FROM workflow_runs WHERE type = 'chat'").fetchone()
         assert in_dify is not None and in_logstore is not None
         assert served["total"] == in_dify[0] > in_logstore[0] > 0
+        assert messages is not None and chat_runs is not None
+        assert messages[0] == messages[1] == chat_runs[0] > 0
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -8,13 +8,18 @@ never access granted. Several `Cookie` headers reach Dify joined with `; ` (RFC 
 dify-stats API key in `Authorization` is ours, not Dify's, and is never forwarded. Granted
 verdicts are cached for STATS_AUTH_CACHE_TTL, keyed by a hash of the credentials and the app, so
 a dashboard's four parallel requests cost Dify one round of calls.
+
+Beyond access to the app, each route family asks Dify what Dify itself checks before answering
+it (app/http/console_guards.py): the caller's permission for it, asked of Dify alongside the app
+detail, and the app's mode, read from that detail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import httpx
 import msgspec
@@ -25,10 +30,12 @@ from litestar.exceptions import HTTPException
 from app.config import ApiKey, Settings
 from app.core.cache import AnswerCache
 from app.http.auth import match_key
+from app.http.console_guards import DifyGuard
 from app.stores.fairness import current_tenant
 
 log = structlog.get_logger("dify_stats.console_auth")
 FORWARDED_HEADERS = ("cookie", "authorization", "x-csrf-token")
+T = TypeVar("T")
 
 
 class ConsoleAccess(msgspec.Struct, frozen=True):
@@ -36,18 +43,23 @@ class ConsoleAccess(msgspec.Struct, frozen=True):
 
     tenant_id: str
     timezone: str
+    mode: str | None = None  # the app's mode (workflow, advanced-chat, chat, ...)
 
 
 class DifyDenied(HTTPException):
-    """Dify's own 401/403/404, passed through with its body."""
+    """Dify's own 401/403/404, passed through with its body (and a 401's WWW-Authenticate)."""
 
-    def __init__(self, status_code: int, body: Any) -> None:
-        super().__init__(status_code=status_code, detail="denied by Dify")
+    def __init__(self, status_code: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code=status_code, detail="denied by Dify", headers=headers)
         self.body = body
 
 
 class DifyUnavailable(RuntimeError):
     """Dify's console API did not give a usable answer; the caller gets a 503."""
+
+
+class _App(msgspec.Struct):
+    mode: str | None = None
 
 
 class _Workspace(msgspec.Struct):
@@ -72,18 +84,47 @@ class ConsoleAuthorizer:
     async def close(self) -> None:
         await self.client.aclose()
 
-    async def authorize(self, request: Request[Any, Any, Any], app_id: str) -> ConsoleAccess:
+    async def authorize(
+        self, request: Request[Any, Any, Any], app_id: str, guard: DifyGuard
+    ) -> ConsoleAccess:
+        """Dify's verdict on the caller, the app and the route family `guard` stands for, in
+        Dify's order: session, permission (403), then the app's mode (404)."""
         if not self.base_url:
             raise DifyUnavailable("DIFY_CONSOLE_API_URL is not configured")
         headers = self.forwarded_headers(request)
         if not headers:
             raise DifyDenied(401, {"code": "unauthorized", "message": "Unauthorized.", "status": 401})
-        key = hashlib.sha256(repr((sorted(headers.items()), app_id)).encode()).hexdigest()
-        found, _ = await self.verdicts.get_or_load(
-            key, self.verdict_ttl, lambda: self._ask_dify(headers, app_id), tenant=""
+        credentials = sorted(headers.items())
+        access_key = hashlib.sha256(repr((credentials, app_id)).encode()).hexdigest()
+        permission_key = hashlib.sha256(
+            repr((credentials, app_id, guard.permission_path)).encode()
+        ).hexdigest()
+        found, permitted = await asyncio.gather(
+            self.verdicts.get_or_load(
+                access_key, self.verdict_ttl, lambda: self._ask_dify(headers, app_id), tenant=""
+            ),
+            self.verdicts.get_or_load(
+                permission_key,
+                self.verdict_ttl,
+                lambda: self._ask_permission(headers, app_id, guard),
+                tenant="",
+            ),
+            return_exceptions=True,
         )
-        current_tenant.set(found.tenant_id)  # the request reads this tenant from here on
-        return found
+        if isinstance(found, BaseException):
+            raise found  # Dify's refusal of the session or the app comes first
+        if isinstance(permitted, BaseException) and not isinstance(permitted, Exception):
+            raise permitted  # cancelled
+        access: ConsoleAccess = found[0]
+        wrong_mode = guard.mode_refusal(access.mode)
+        # Dify's probe refusing the app's mode is the mode check below, in this route's words.
+        mode_refused_by_probe = isinstance(permitted, DifyDenied) and permitted.status_code == 404
+        if isinstance(permitted, Exception) and not (wrong_mode and mode_refused_by_probe):
+            raise permitted
+        if wrong_mode:
+            raise DifyDenied(404, wrong_mode)
+        current_tenant.set(access.tenant_id)  # the request reads this tenant from here on
+        return access
 
     def forwarded_headers(self, request: Request[Any, Any, Any]) -> dict[str, str]:
         """The caller's credentials for Dify: every `Cookie` header joined with `; `, and
@@ -99,18 +140,31 @@ class ConsoleAuthorizer:
         return headers
 
     async def _ask_dify(self, headers: dict[str, str], app_id: str) -> ConsoleAccess:
-        """Every call to Dify for one verdict, within one STATS_DIFY_TIMEOUT in total."""
+        """Every call to Dify for access to the app, within one STATS_DIFY_TIMEOUT in total."""
+        return await self._within_deadline(lambda until: self._calls(headers, app_id, until))
+
+    async def _ask_permission(self, headers: dict[str, str], app_id: str, guard: DifyGuard) -> bool:
+        """Dify's answer to the guard's probe: granted, or Dify's refusal raised as Dify sent it."""
+
+        async def probe(until: float) -> bool:
+            path = f"/console/api/apps/{app_id}{guard.permission_path}"
+            await self._get(path, headers, until, guard.permission_params)
+            return True
+
+        return await self._within_deadline(probe)
+
+    async def _within_deadline(self, calls: Callable[[float], Awaitable[T]]) -> T:
         until = asyncio.get_running_loop().time() + self.deadline
         try:
             async with asyncio.timeout_at(until):
-                return await self._calls(headers, app_id, until)
+                return await calls(until)
         except TimeoutError:
             log.warning("dify_console_timeout", seconds=self.deadline)
             raise DifyUnavailable(f"Dify did not answer within {self.deadline} s") from None
 
     async def _calls(self, headers: dict[str, str], app_id: str, until: float) -> ConsoleAccess:
-        await self._get(f"/console/api/apps/{app_id}", headers, until)
         try:
+            app = msgspec.convert(await self._get(f"/console/api/apps/{app_id}", headers, until), _App)
             workspace = msgspec.convert(
                 await self._get("/console/api/workspaces/current", headers, until), _Workspace
             )
@@ -120,20 +174,26 @@ class ConsoleAuthorizer:
         except msgspec.ValidationError:
             log.warning("dify_console_unexpected_shape")
             raise DifyUnavailable("Dify's answer has an unexpected shape") from None
-        return ConsoleAccess(tenant_id=workspace.id.lower(), timezone=profile.timezone or "UTC")
+        return ConsoleAccess(
+            tenant_id=workspace.id.lower(), timezone=profile.timezone or "UTC", mode=app.mode
+        )
 
-    async def _get(self, path: str, headers: dict[str, str], until: float) -> Any:
+    async def _get(
+        self, path: str, headers: dict[str, str], until: float, params: tuple[tuple[str, str], ...] = ()
+    ) -> Any:
         # httpx's timeouts apply per read, so a server trickling bytes would never trip them:
         # the asyncio deadline around the whole check is what bounds it; they only back it up,
         # never longer than what is left of it.
         left = max(0.001, until - asyncio.get_running_loop().time())
         try:
-            answer = await self.client.get(self.base_url + path, headers=headers, timeout=left)
+            answer = await self.client.get(self.base_url + path, params=params, headers=headers, timeout=left)
         except httpx.HTTPError as error:
             log.warning("dify_console_unreachable", error_type=type(error).__name__)
             raise DifyUnavailable(type(error).__name__) from error
         if answer.status_code in (401, 403, 404):
-            raise DifyDenied(answer.status_code, _json_or_text(answer))
+            challenge = answer.headers.get("www-authenticate")
+            headers_out = {"WWW-Authenticate": challenge} if challenge else None
+            raise DifyDenied(answer.status_code, _json_or_text(answer), headers_out)
         if answer.status_code != 200:
             log.warning("dify_console_error", status=answer.status_code)
             raise DifyUnavailable(f"Dify answered {answer.status_code}")

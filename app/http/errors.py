@@ -77,8 +77,8 @@ def too_many_queries(_: Request[Any, Any, Any], error: TooManyQueries) -> Respon
 
 
 def dify_denied(_: Request[Any, Any, Any], error: DifyDenied) -> Response[Any]:
-    """Dify's own verdict, as Dify sent it."""
-    return Response(error.body, status_code=error.status_code)
+    """Dify's own verdict, as Dify sent it (a 401 with its WWW-Authenticate)."""
+    return Response(error.body, status_code=error.status_code, headers=error.headers)
 
 
 def dify_unavailable(request: Request[Any, Any, Any], __: DifyUnavailable) -> Response[ErrorBody]:

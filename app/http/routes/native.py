@@ -8,6 +8,8 @@ from litestar.di import Provide
 
 from app.core.measures import DAILY_MEASURES
 from app.http.params import zone_param
+from app.http.routes.exports import export_runs
+from app.http.routes.formats import answer_format
 from app.http.routes.params import DailyTrigger, TenantId, TimeZone
 from app.http.routes.requests import REQUEST_DEPENDENCIES
 from app.http.routes.runs import RunsController
@@ -30,14 +32,16 @@ def query_daily_trigger(triggered_from: DailyTrigger = "app-run") -> TriggerSour
 native_router = Router(
     path="/v1/tenants/{tenant_id:str}/apps/{app_id:str}",
     route_handlers=[
-        *(daily_route(m, f"/statistics{m.native_path}", "native") for m in DAILY_MEASURES),
+        *(daily_route(m, f"/statistics{m.native_path}", "native", csv_too=True) for m in DAILY_MEASURES),
         RunsController,
+        export_runs,
     ],
     dependencies={
         **REQUEST_DEPENDENCIES,
         "tenant": Provide(path_tenant, sync_to_thread=False),
         "zone": Provide(query_zone, sync_to_thread=False),
         "daily_trigger": Provide(query_daily_trigger, sync_to_thread=False),
+        "answer_format": Provide(answer_format, sync_to_thread=False),
     },
     security=[{"bearer": []}],
 )

@@ -10,7 +10,10 @@ from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 
 from app.core.service import StatsService
+from app.http.console_guards import GUARD_OPTION, WORKFLOW_RUNS
+from app.http.csv import AnswerFormat, CsvTable, csv_response
 from app.http.errors import ERROR_RESPONSES
+from app.http.routes.formats import csv_operation
 from app.http.routes.methods import get_or_head
 from schemas.nodes import (
     ConsoleNodeExecutionsAnswer,
@@ -19,9 +22,10 @@ from schemas.nodes import (
     NodeExecutionsAnswer,
 )
 from schemas.requests import CountRequest, RunDetailRequest, RunListRequest
-from schemas.runs import RunCounts, RunDetail, RunPageAnswer
+from schemas.runs import RunCounts, RunDetail, RunPageAnswer, RunSummary
 
-RUN_NOT_FOUND = "Workflow run not exist"  # Dify's own words
+RUN_NOT_FOUND = "Workflow run not found"  # Dify's own words
+RUN_COLUMNS = CsvTable(RunSummary)
 T = TypeVar("T")
 # The routes the native controller and its console subclass (Dify's shapes) both answer.
 LIST_ROUTE: dict[str, Any] = {
@@ -45,6 +49,12 @@ def found(answer: T | None) -> T:
     return answer
 
 
+def run_page_filename(request: RunListRequest) -> str:
+    """`runs_<app id>_<trigger source>[_after_<last id>].csv`: a page has no range, but a place."""
+    after = f"_after_{request.last_id}" if request.last_id else ""
+    return f"runs_{request.app_id}_{request.triggered_from}{after}.csv"
+
+
 def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
     """X-Cache, and X-Has-More when the run has more node executions than STATS_NODE_EXECUTIONS_MAX."""
     headers = {"X-Cache": cache_result}
@@ -53,11 +63,9 @@ def node_headers(cache_result: str, has_more: bool) -> dict[str, str]:
     return headers
 
 
-class RunsController(Controller):
-    """Mounted at .../runs natively; the console subclass moves it to Dify's path and answers
-    Dify's shapes."""
+class RunCountsController(Controller):
+    """The counts by status, which every run controller answers at its `/count`."""
 
-    path = "/runs"
     tags = ("runs",)
 
     @get_or_head(
@@ -72,11 +80,26 @@ class RunsController(Controller):
             start_us = int((service.wall_clock() - count_request.time_range_s) * 1_000_000)
         return Response(counts, headers=service.answer_headers(cache_result, start_us))
 
-    @get_or_head(**LIST_ROUTE)
+
+class RunsController(RunCountsController):
+    """Mounted at .../runs natively; the console subclass moves it to Dify's path and answers
+    Dify's shapes."""
+
+    path = "/runs"
+
+    @get_or_head(**LIST_ROUTE, operation_class=csv_operation(RUN_COLUMNS.describe()))
     async def run_list(
-        self, service: NamedDependency[StatsService], list_request: NamedDependency[RunListRequest]
+        self,
+        service: NamedDependency[StatsService],
+        list_request: NamedDependency[RunListRequest],
+        answer_format: NamedDependency[AnswerFormat],
     ) -> Response[RunPageAnswer]:
+        """As CSV, the page's runs; `X-Has-More` says whether a next page follows (`last_id` =
+        the last row's id)."""
         page, cache_result = await service.run_page(list_request)
+        if answer_format == "csv":
+            headers = {"X-Cache": cache_result, "X-Has-More": str(page.has_more).lower()}
+            return csv_response(RUN_COLUMNS, page.data, run_page_filename(list_request), headers)
         return Response(page, headers={"X-Cache": cache_result})
 
     @get_or_head(**DETAIL_ROUTE)
@@ -96,9 +119,11 @@ class RunsController(Controller):
 
 class ConsoleRunsController(RunsController):
     """Dify's paths and shapes: who ran each run and node (`created_by_account`,
-    `created_by_end_user`), and node executions in Dify's field list."""
+    `created_by_end_user`), and node executions in Dify's field list. Dify answers these for
+    advanced-chat and workflow apps, to members it lets manage the app (console_guards)."""
 
     path = "/workflow-runs"
+    opt = {GUARD_OPTION: WORKFLOW_RUNS}  # noqa: RUF012 - litestar copies a layer's options per application
 
     @get_or_head(**LIST_ROUTE)
     async def run_list(
@@ -119,4 +144,6 @@ class ConsoleRunsController(RunsController):
         self, service: NamedDependency[StatsService], detail_request: NamedDependency[RunDetailRequest]
     ) -> Response[ConsoleNodeExecutionsAnswer]:
         nodes, cache_result = await service.console_node_executions(detail_request)
-        return Response(found(nodes).answer, headers=node_headers(cache_result, found(nodes).has_more))
+        if nodes is None:  # not a run of this app: Dify answers an empty list, not a 404
+            return Response(ConsoleNodeExecutionsAnswer(data=[]), headers=node_headers(cache_result, False))
+        return Response(nodes.answer, headers=node_headers(cache_result, nodes.has_more))
