@@ -93,6 +93,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     stale_max: float = 600.0
     live_runs_max: int = 200_000  # runs kept for live days and range edges (app/core/kept_runs.py)
     settled_days_max: int = 200_000  # settled days kept in memory, each measure's day counting one
+    near_cache: bool = True  # off: with Redis, no in-process copy of shared answers (the bench only)
 
     # Hostile and heavy traffic (docs/reliability.md)
     max_queries_per_request: int = 64
@@ -237,9 +238,13 @@ class _Variables(msgspec.Struct, frozen=True, kw_only=True):
     ] = "dify-stats:"
     STATS_REDIS_DB: Annotated[int, msgspec.Meta(ge=0, le=1_000)] = 0
     STATS_REDIS_TLS: Literal["on", "off"] = "off"
+    STATS_NEAR_CACHE: Literal["on", "off"] = "on"
 
 
-_CASE_FREE = ("STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL", "STATS_REDIS_TLS")
+_CASE_FREE = (
+    "STATS_DIALECT", "STATS_QUERY_PLAN", "STATS_AUTH", "STATS_LOG_LEVEL", "STATS_REDIS_TLS",
+    "STATS_NEAR_CACHE",
+)  # fmt: skip
 
 
 def _read_variables(env: Mapping[str, str]) -> _Variables:
@@ -312,6 +317,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         "stale_max": found.STATS_STALE_MAX,
         "live_runs_max": found.STATS_LIVE_RUNS_MAX,
         "settled_days_max": found.STATS_SETTLED_DAYS_MAX,
+        "near_cache": found.STATS_NEAR_CACHE == "on",
         "max_queries_per_request": found.STATS_MAX_QUERIES_PER_REQUEST,
         "tenant_share": found.STATS_TENANT_SHARE,
         "max_inflight": found.STATS_MAX_INFLIGHT,

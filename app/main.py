@@ -13,6 +13,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from app import __version__
 from app.config import Settings
+from app.core.app_directory import AppDirectory
 from app.core.chat_runs import ChatRunList
 from app.core.service import StatsService
 from app.fleet import Fleet
@@ -85,6 +86,7 @@ def create_app(
         repository, people, MessageReader(workflow_runs, settings.time_slack), service.cache, settings
     )
     authorizer = ConsoleAuthorizer(settings)
+    app_directory = AppDirectory(repository, settings)  # who has which app: never read from Redis
     for source in sources:
         source.backend.metrics = metrics
         source.backend.budget = fleet.budget(source.backend.identity, source.backend.budget)
@@ -122,6 +124,7 @@ def create_app(
             "run_export": Provide(lambda: run_export, use_cache=True, sync_to_thread=False),
             "chat_runs": Provide(lambda: chat_runs, use_cache=True, sync_to_thread=False),
             "authorizer": Provide(lambda: authorizer, use_cache=True, sync_to_thread=False),
+            "app_directory": Provide(lambda: app_directory, use_cache=True, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         middleware=[

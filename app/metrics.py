@@ -8,11 +8,11 @@ the middleware reads it with the X-Cache result when the response starts.
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import msgspec
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from psycopg_pool import AsyncConnectionPool
@@ -66,9 +66,17 @@ class Metrics:
             registry=self.registry,
         )
         self.fleet_slots = Gauge(
-            "dify_stats_fleet_slots_in_use", "Statements running fleet-wide, as of this replica's last "
-            "look at the shared budget", registry=self.registry,
+            "dify_stats_fleet_slots_in_use", "Statements running fleet-wide against a source, read "
+            "from the shared budget at each scrape (NaN while Redis does not answer)", ["source"],
+            registry=self.registry,
         )  # fmt: skip
+        self.budget_local = Gauge(
+            "dify_stats_budget_local", "1 while this replica's statements against a source take a "
+            "local share of the budget (Redis down, or its budget script failing), else 0", ["source"],
+            registry=self.registry,
+        )  # fmt: skip
+        # Read just before each scrape, so that gauges of shared state say how it is now.
+        self.before_scrape: list[Callable[[], Awaitable[None]]] = []
         self.replicas_seen = Gauge(
             "dify_stats_replicas_seen", "Replicas alive, as the shared heartbeat says", registry=self.registry
         )
@@ -76,6 +84,13 @@ class Metrics:
             "dify_stats_shared_cache", "Shared (Redis) cache lookups by result (hit, miss, unreadable)",
             ["result"], registry=self.registry,
         )  # fmt: skip
+
+    async def scrape(self) -> bytes:
+        """The metrics in Prometheus's text format, shared gauges read first (each bounded by its
+        own call timeout)."""
+        for refresh in self.before_scrape:
+            await refresh()
+        return generate_latest(self.registry)
 
     def watch_kept_runs(self, runs: Callable[[], float]) -> None:
         """Runs kept in memory for live days and range edges, against STATS_LIVE_RUNS_MAX."""

@@ -95,6 +95,15 @@ class RedisServer:
             client.close()
 
 
+def commands_run(url: str) -> int:
+    """Commands the server has run so far (those its scripts ran included)."""
+    client = redis.Redis.from_url(url)
+    try:
+        return sum(int(stats["calls"]) for stats in client.info("commandstats").values())
+    finally:
+        client.close()
+
+
 def start_server(kind: str, directory: Path, **options: object) -> RedisServer:
     return RedisServer(kind, directory, **options).start()  # type: ignore[arg-type]
 

@@ -470,3 +470,50 @@ def test_requests_recorded_from_the_plugin_get_the_answers_they_got(
     if recorded["url"] == "/grafana/query" and body["targets"][0]["target"] in SERIES:
         zone = body["targets"][0]["payload"]["timezone"].replace("\\", "")
         assert len(answer.json()[0]["datapoints"]) == len(_range(30, zone)[2])
+
+
+@pytest.mark.parametrize("range_days", [400, 100], ids=["default-history", "shorter-history"])
+def test_an_app_without_runs_in_the_last_90_days_is_answered_over_its_history(
+    database_url: str, pg_conn: psycopg.Connection[Any], range_days: int
+) -> None:
+    """Every run 120-130 days old: Grafana answers it, with a `*` key and with the tenant's own,
+    exactly as the native API does, as far back as a range may reach (STATS_MAX_RANGE_DAYS, 400 by
+    default); with ranges of at most 100 days the app is outside the list, and the 400 says so."""
+    pg_conn.execute("TRUNCATE workflow_execution")
+    old_now = NOW - timedelta(days=120)
+    copy_rows(pg_conn, generate_rows(300, days=10, now=old_now))
+    keys = f"{KEY_ALL}=*;{KEY_ONE}={APPS[0].tenant_id}"
+    settings = load_settings(
+        {"STATS_DATABASE_URL": database_url, "STATS_API_KEYS": keys, "STATS_MAX_RANGE_DAYS": str(range_days)}
+    )
+    app = APPS[0]
+    start = (old_now - timedelta(days=12)).isoformat().replace("+00:00", "Z")
+    end = (old_now + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+    body = {
+        "range": {"from": start, "to": end},
+        "targets": [{"target": "daily_runs", "payload": {"app_id": app.app_id}}],
+    }
+    with TestClient(app=create_app(settings, Backend(database_url, settings))) as client:
+        native = client.get(
+            f"/v1/tenants/{app.tenant_id}/apps/{app.app_id}/statistics/daily-runs",
+            params={"start": start, "end": end},
+            headers=ALL,
+        ).json()["data"]
+        assert sum(item["runs"] for item in native) > 0
+        for key in (KEY_ALL, KEY_ONE):
+            answer = client.post("/grafana/query", json=body, headers={"Authorization": f"Bearer {key}"})
+            listed = client.post("/grafana/variable", json={}, headers={"Authorization": f"Bearer {key}"})
+            if range_days == 100:
+                assert answer.status_code == 400
+                assert "runs in the last 100 days" in answer.json()["message"], answer.text
+                assert "STATS_MAX_RANGE_DAYS" in answer.json()["message"]
+                assert listed.json() == []
+                continue
+            assert answer.status_code == 200, answer.text
+            by_day = {item["date"]: item["runs"] for item in native}
+            series = {
+                datetime.fromtimestamp(ms / 1000, UTC).date().isoformat(): runs
+                for runs, ms in answer.json()[0]["datapoints"]
+            }
+            assert {day: runs for day, runs in series.items() if runs} == by_day
+            assert app.app_id in {item["value"] for item in listed.json()}

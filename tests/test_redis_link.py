@@ -143,6 +143,7 @@ def test_a_password_kept_apart_from_the_url_is_used(tmp_path: Path) -> None:
         ({"STATS_REDIS_SENTINELS": "h", "STATS_REDIS_SENTINEL_SERVICE_NAME": "m"}, "host:port"),
         ({"STATS_REDIS_URL": "redis://h:1/0", "STATS_REDIS_PREFIX": "a b"}, "STATS_REDIS_PREFIX"),
         ({"STATS_REDIS_URL": "rediss://h:1/0", "STATS_REDIS_CA_FILE": "/nonexistent"}, "STATS_REDIS_CA_FILE"),
+        ({"STATS_NEAR_CACHE": "maybe"}, "STATS_NEAR_CACHE='maybe' must be one of: on, off"),
     ],
 )
 def test_bad_redis_settings_are_named(env: dict[str, str], message: str) -> None:

@@ -294,3 +294,148 @@ def test_a_starting_replicas_checks_wait_for_a_slot_of_the_fleet(
         wait_until_answering(f"{replica.base}/readyz", 60, replica.process)
         assert time.monotonic() - started >= 3.5
     holder.join()
+
+
+KEY_T, KEY_U, KEY_ALL = "forge-key-tenant-t-0123456", "forge-key-tenant-u-0123456", "forge-key-all-0123456789"
+APP_T, APP_U = "a7000000-0000-4000-8000-0000000000a7", "a8000000-0000-4000-8000-0000000000a8"
+
+
+def _iso(epoch_s: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch_s, UTC).replace(tzinfo=None).isoformat()
+
+
+def _two_tenants_lately() -> list[Any]:
+    """Two runs a day for the last three days, of tenant T's app and of tenant U's."""
+    versions = []
+    for day in range(3):
+        for n, (tenant, app) in enumerate(((examples.T, APP_T), (examples.U, APP_U)) * 2):
+            created = int(time.time()) - (day + 1) * 86_400 + n * 60
+            at = {"created_at": _iso(created), "started_at": _iso(created), "finished_at": _iso(created + 1)}
+            owner = {"tenant_id": tenant, "app_id": app, "workflow_id": app}
+            run_id = f"{day}{n}000000-0000-4000-8000-{created:012d}"
+            versions.append(examples._version(run_id, created, 1, "succeeded", 5, **owner, **at))
+    return versions
+
+
+def _verdicts(replica: Service) -> dict[str, Any]:
+    """Who may read what, as each key sees it through this replica (statuses and app lists)."""
+    now = time.time()
+    grafana_range = {"from": _iso(now - 4 * 86_400) + "Z", "to": _iso(now) + "Z"}
+
+    def post(key: str, path: str, body: dict[str, Any]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.post(f"{replica.base}/grafana{path}", json=body, headers=headers, timeout=30)
+
+    def query(key: str, app: str) -> int:
+        targets = [{"target": "daily_runs", "payload": {"app_id": app}}]
+        return post(key, "/query", {"range": grafana_range, "targets": targets}).status_code
+
+    def apps(key: str) -> list[str]:
+        listed = post(key, "/variable", {}).json()
+        options = post(
+            key, "/metric-payload-options", {"metric": "daily_runs", "payload": {}, "name": "app_id"}
+        )
+        return [
+            *sorted(item["value"] for item in listed),
+            "|",
+            *sorted(item["value"] for item in options.json()),
+        ]
+
+    def native(key: str, path: str) -> int:
+        headers = {"Authorization": f"Bearer {key}"}
+        return httpx.get(f"{replica.base}/v1/tenants{path}", headers=headers, timeout=30).status_code
+
+    return {
+        "T queries T's app": query(KEY_T, APP_T),
+        "T queries U's app": query(KEY_T, APP_U),
+        "U queries U's app": query(KEY_U, APP_U),
+        "U queries T's app": query(KEY_U, APP_T),
+        "* queries U's app": query(KEY_ALL, APP_U),
+        "T's apps": apps(KEY_T),
+        "U's apps": apps(KEY_U),
+        "T reads U's runs": native(KEY_T, f"/{examples.U}/apps/{APP_U}/runs/count"),
+        "T lists U's apps": native(KEY_T, f"/{examples.U}/apps"),
+        "T lists tenants": native(KEY_T, ""),
+    }
+
+
+def _kind(key: str) -> str:
+    """What the fleet keeps under a key (app/fleet/keys.py names them)."""
+    parts = key.split(":")
+    if "budget" in parts:
+        return "budget " + parts[-1]
+    if parts[-1] == "replicas":
+        return "heartbeats"
+    if parts[-1] == "lock":
+        return "locks"
+    if "k" in parts:
+        return "kept runs " + (parts[-2] if parts[-2] in ("gen", "refreshes") else parts[-1])
+    if "a" in parts:
+        return "answers"
+    raise AssertionError(f"a key of no known kind: {key}")
+
+
+def _forge_every_key(client: redis.Redis) -> set[str]:
+    """Overwrite every key the fleet wrote, by kind, with what would move an app or a tenant if
+    anything read from Redis decided who may read what; also write the apps list as earlier
+    releases kept it in Redis (rows of [tenant, app, runs]) with U's app under T. The kinds found."""
+    import msgspec
+
+    from app.config import RedisSettings
+    from app.fleet.link import RedisLink
+
+    moved = msgspec.msgpack.encode([[examples.T, APP_U, 999], [examples.T, APP_T, 1]])
+    far = 99_999_999_999_999
+    kinds: set[str] = set()
+    budgets: set[str] = set()
+    for raw in list(client.scan_iter("dify-stats:*")):
+        key, kind = raw.decode(), _kind(raw.decode())
+        kinds.add(kind)
+        if kind == "answers":
+            client.set(key, moved, keepttl=True)
+        elif kind == "locks":
+            client.set(key, "forged", px=3_600_000)
+        elif kind.startswith("budget"):
+            budgets.add(key.rsplit(":", 1)[0])
+        elif kind == "heartbeats":
+            client.zadd(key, {f"ghost-{n}": far for n in range(50)})
+        else:  # kept runs
+            client.delete(key)
+            client.hset(key, mapping={"generation": "forged", "refreshes": "9"})
+    for budget in budgets:  # every part, also those empty now (an empty sorted set is no key)
+        for part in ("slots", "queue", "heads", "alive"):
+            client.delete(f"{budget}:{part}")
+            client.zadd(f"{budget}:{part}", {f"{examples.T}|{n:015d}|forged|x": far for n in range(20)})
+            kinds.add(f"budget {part}")
+        client.set(f"{budget}:ticket", "nan", px=60_000)
+    link = RedisLink(RedisSettings(url="redis://127.0.0.1:1/0"))  # only names keys; never connects
+    for tenant in ("", examples.T):
+        client.set(link.data_key(tenant, "a", list[tuple[str, str, int]], ("apps",)), moved, px=900_000)
+    return kinds
+
+
+def test_who_may_read_what_never_changes_with_what_redis_holds(
+    pg_conn: psycopg.Connection[Any], start_fleet: Callable[..., list[Service]], redis_url: str
+) -> None:
+    """Authorization is decided by the keys and the source, never by anything in Redis: with every
+    kind of key the fleet writes forged, a fresh replica (reading all it can from Redis) and the
+    replica that wrote them answer every key's questions as before."""
+    load_history(pg_conn, _two_tenants_lately())
+    keys = f"{KEY_T}={examples.T};{KEY_U}={examples.U};{KEY_ALL}=*"
+    (first,) = start_fleet(1, STATS_API_KEYS=keys, STATS_CACHE_TTL="0.5")
+    before = _verdicts(first)
+    assert before["T queries T's app"] == 200 and before["T queries U's app"] == 400
+    assert before["T's apps"] == [APP_T, "|", APP_T]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        kinds = _forge_every_key(client)
+    finally:
+        client.close()
+    written = {"answers", "kept runs meta", "kept runs gen", "budget slots", "budget ticket", "heartbeats"}
+    assert written <= kinds, kinds
+    (fresh,) = start_fleet(1, STATS_API_KEYS=keys, STATS_CACHE_TTL="0.5")
+    time.sleep(0.6)  # the first replica's own answers are no longer fresh: it reads Redis too
+    assert _verdicts(fresh) == before
+    assert _verdicts(first) == before

@@ -408,12 +408,13 @@ def _tamper(redis_url: str, prefix: str, how: str) -> None:
     client = redis.Redis.from_url(redis_url)
     try:
         (generation,) = client.keys(f"{prefix}*:gen:*")
-        rows = msgspec.msgpack.decode(client.get(generation), type=list[RunStateRow])
+        (chunk,) = client.lrange(generation, 0, -1)
+        rows = msgspec.msgpack.decode(chunk, type=list[RunStateRow])
         if how == "bad key":
             rows = [msgspec.structs.replace(rows[0], latest_key="x" * len(rows[0].latest_key))]
         else:
             rows = rows * 20_000  # 20,000 runs' worth, where this test's tenant may keep 1,000
-        client.set(generation, msgspec.msgpack.encode(rows), keepttl=True)
+        client.lset(generation, 0, msgspec.msgpack.encode(rows))
     finally:
         client.close()
 

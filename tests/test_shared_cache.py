@@ -6,19 +6,24 @@ Redis connection of its own, as separate processes have (tests/test_replicas.py 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 import redis
 
+import app
+import queries
 from app.config import RedisSettings
 from app.core.cache import AnswerCache
-from app.fleet.answers import SharedAnswers, schema_tag
+from app.fleet.answers import SharedAnswers
 from app.fleet.kept_runs import SharedRuns
+from app.fleet.keys import release, schema_tag, sql_digest, sql_files
 from app.fleet.link import RedisLink
 from app.metrics import Metrics
 from app.stores.backend import BackendUnavailable
@@ -256,3 +261,92 @@ def test_without_redis_each_replica_answers_alone_at_once(redis_server: Any, red
     results, took, state = run(scenario)
     assert results == ["miss", "miss", "hit"] and state == "down"
     assert took < 3.5, took  # about one timeout per replica, then the circuit answers at once
+
+
+def test_a_replica_that_takes_the_lock_after_the_answer_was_written_does_not_load_it_again(
+    redis_url: str,
+) -> None:
+    """Replica one loads and writes the answer, then lets go of the lock; replica two looked
+    before the write (a miss) and takes the lock after the release: it finds the answer there,
+    instead of loading it a second time."""
+
+    async def scenario() -> tuple[tuple[RunCounts, bool], int]:
+        async with fleet(redis_url, 2) as (one, two):
+            assert one.shared is not None and two.shared is not None
+            await one.shared.load_once(TENANT, ("c",), 30, RunCounts, Loads())  # written, let go
+            again = Loads()
+            found = await two.shared.load_once(TENANT, ("c",), 30, RunCounts, again)
+            return found, again.calls
+
+    found, calls = run(scenario)
+    assert (found, calls) == ((RunCounts(total=1, succeeded=1), True), 0)
+
+
+def test_a_lock_of_another_type_is_taken_away(redis_url: str) -> None:
+    async def scenario() -> tuple[int, float]:
+        async with fleet(redis_url, 1) as (cache,):
+            assert cache.shared is not None
+            lock = cache.shared.key(TENANT, ("h",), RunCounts) + ":lock"
+            client = redis.Redis.from_url(redis_url)
+            client.hset(lock, "held", "by someone")
+            client.pexpire(lock, 5_000)  # a lease as long as a replica's, but not a replica's
+            client.close()
+            load = Loads()
+            started = time.monotonic()
+            await cache.get_or_load(("h",), 30, load, tenant=TENANT, value_type=RunCounts)
+            return load.calls, time.monotonic() - started
+
+    calls, waited = run(scenario)
+    assert calls == 1 and waited < 1.0, waited
+
+
+def test_another_release_reads_none_of_these_keys(redis_url: str, tmp_path: Path) -> None:
+    """Keys carry the release: the version and a digest of the SQL sent. A rollout that changes
+    one statement neither serves the answers of the release before it nor has them served."""
+    root = Path(queries.__file__).parent
+    changed = tmp_path / "queries"
+    shutil.copytree(root, changed)
+    (changed / "daily.py").write_text((changed / "daily.py").read_text() + "\n# a fix\n")
+    files = sql_files()
+    moved = [changed / path.relative_to(root) if path.is_relative_to(root) else path for path in files]
+    assert sql_digest(moved) != sql_digest(files)
+    assert release() == release() and release().startswith(app.__version__)
+
+    async def scenario() -> tuple[str, str, int]:
+        links = [
+            RedisLink(RedisSettings(url=redis_url, prefix=PREFIX), release=tag)
+            for tag in (release(), f"{app.__version__}-{sql_digest(moved)}")
+        ]
+        try:
+            old, new = (AnswerCache(100, 60, shared=SharedAnswers(link, 60)) for link in links)
+            load = Loads()
+            first = await old.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+            second = await new.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts)
+            return first[1], second[1], load.calls
+        finally:
+            for link in links:
+                await link.close()
+
+    assert run(scenario) == ("miss", "miss", 2)
+
+
+def test_without_the_near_cache_every_hit_is_read_from_redis(redis_url: str) -> None:
+    """STATS_NEAR_CACHE=off (the benchmark's measure of Redis alone): nothing the fleet shares is
+    kept in the process; each hit is a read of Redis."""
+
+    async def scenario() -> tuple[list[str], int, float | None]:
+        link = RedisLink(RedisSettings(url=redis_url, prefix=PREFIX), Metrics())
+        try:
+            cache = AnswerCache(100, 60, shared=SharedAnswers(link, 60, link.metrics), near=False)
+            load = Loads()
+            results = [
+                (await cache.get_or_load(("c",), 30, load, tenant=TENANT, value_type=RunCounts))[1]
+                for _ in range(3)
+            ]
+            assert link.metrics is not None
+            hits = link.metrics.registry.get_sample_value("dify_stats_shared_cache_total", {"result": "hit"})
+            return results, len(cache), hits
+        finally:
+            await link.close()
+
+    assert run(scenario) == (["miss", "hit", "hit"], 0, 2.0)

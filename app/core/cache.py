@@ -99,12 +99,17 @@ class AnswerCache:
         tenant_share: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         shared: SharedAnswerStore | None = None,
+        near: bool = True,
     ) -> None:
+        """`near=False` keeps nothing in the process that the fleet shares, so every hit is read
+        from the second level (STATS_NEAR_CACHE=off with Redis: the benchmark's measure of Redis
+        alone)."""
         self._entries: TenantLRU[_Entry] = TenantLRU(max_entries, tenant_share)
         self._in_flight: dict[tuple[str, Hashable], _Load] = {}
         self._stale_max = stale_max
         self._clock = clock
         self.shared: SharedAnswerStore = shared or NoSharedAnswers()
+        self.near = near
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -125,8 +130,9 @@ class AnswerCache:
         self._entries.put(tenant, key, _Entry(value, now + ttl, now + ttl + stale_for))
 
     async def store(self, key: Hashable, value: Any, ttl: float, *, tenant: str, value_type: Any) -> None:
-        """Keep an entry here and for the fleet."""
-        self.put(key, value, ttl, tenant=tenant)
+        """Keep an entry here (unless only the fleet keeps what it shares) and for the fleet."""
+        if self.near:
+            self.put(key, value, ttl, tenant=tenant)
         await self.shared.put_many(tenant, [(key, value, ttl)], value_type)
 
     async def get_or_load(
@@ -146,9 +152,9 @@ class AnswerCache:
         if value_type is not None:
             fleet = (await self.shared.get_many(tenant, [key], value_type)).get(key)
             if fleet is not None and fleet.fresh_s > 0:
-                self.put(
-                    key, fleet.value, fleet.fresh_s, tenant=tenant, stale_for=fleet.left_s - fleet.fresh_s
-                )
+                if self.near:
+                    stale_for = fleet.left_s - fleet.fresh_s
+                    self.put(key, fleet.value, fleet.fresh_s, tenant=tenant, stale_for=stale_for)
                 return fleet.value, "hit"
         try:
             value, elsewhere = await self._load_once(tenant, key, ttl, load, value_type)
@@ -202,7 +208,8 @@ class AnswerCache:
                     value, elsewhere = await self.shared.load_once(slot[0], slot[1], ttl, value_type, load)
                 else:
                     value, elsewhere = await load(), False
-            self.put(slot[1], value, ttl, tenant=slot[0])
+            if self.near or value_type is None:  # what the fleet does not share is kept here
+                self.put(slot[1], value, ttl, tenant=slot[0])
             return value, elsewhere
         finally:
             if self._in_flight.get(slot) is running:

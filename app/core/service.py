@@ -61,7 +61,12 @@ class StatsService:
         self.nodes = nodes
         self.people = people or PeopleReader(None)
         self.cache = AnswerCache(
-            settings.cache_max_entries, settings.stale_max, settings.tenant_share, cache_clock, shared.answers
+            settings.cache_max_entries,
+            settings.stale_max,
+            settings.tenant_share,
+            cache_clock,
+            shared.answers,
+            near=shared.near,
         )
         self.kept_runs = RunStateStore(settings.live_runs_max, settings.tenant_share, settings.settled_ttl)
         now = lambda: self.wall_clock()  # noqa: E731 - read through, so that tests may move it
@@ -128,19 +133,8 @@ class StatsService:
             value_type=RunPageAnswer,
         )
 
-    async def apps(self) -> tuple[list[tuple[str, str, int]], CacheResult]:
-        """Apps with runs in the last 90 days (for pickers); refreshed every 5 minutes."""
-        since = int(self.wall_clock()) - APPS_WINDOW_S
-        return await self.cache.get_or_load(
-            ("apps",),
-            300,
-            lambda: self.repository.apps(since),
-            tenant="",  # every tenant's apps
-            value_type=list[tuple[str, str, int]],
-        )
-
     async def tenant_apps(self, tenant_id: str) -> tuple[TenantAppsAnswer, CacheResult]:
-        """The tenant's apps with runs created in the last 90 days (as the Grafana picker's)."""
+        """The tenant's apps with runs created in the last 90 days."""
         return await self._activity(
             ("tenant-apps", tenant_id),
             tenant_id,

@@ -16,6 +16,7 @@ class Shared(NamedTuple):
     answers: SharedAnswerStore
     kept_runs: SharedKeptRuns
     settled: SettledStore
+    near: bool = True  # False: shared answers are not also kept in process (the benchmark's Redis alone)
 
     @classmethod
     def alone(cls, settings: Settings) -> Shared:

@@ -37,6 +37,7 @@ class Fleet:
             SharedAnswers(self.link, settings.stale_max, metrics, wait_s),
             SharedRuns(self.link, int(settings.live_runs_max * settings.tenant_share), wait_s),
             FleetSettledDays(self.link, alone, wait_s),
+            near=settings.near_cache,
         )
 
     def budget(self, identity: str, alone: Budget) -> Budget:
@@ -69,7 +70,15 @@ class Fleet:
 
     def readiness(self) -> dict[str, Any]:
         """What /readyz says of the fleet: nothing alone; Redis up or down (then this replica
-        answers alone: its own caches, its share of the budget) and the replicas seen."""
+        answers alone: its own caches, its share of the budget), the replicas seen, and whether the
+        budget is the fleet's."""
         if self.link is None:
             return {}
-        return {"redis": self.link.state, "replicas_seen": self.link.replicas_seen}
+        # "local": Redis is away, or answers but refuses the budget's script; either way this
+        # replica runs on its share of STATS_POOL_SIZE.
+        local = not self.link.up or any(budget.local for budget in self._budgets)
+        return {
+            "redis": self.link.state,
+            "replicas_seen": self.link.replicas_seen,
+            "budget": "local" if local else "fleet",
+        }

@@ -9,7 +9,10 @@ Each replica also beats a heart every HEARTBEAT_S into a sorted set scored by Re
 that every replica knows how many are alive (`replicas_seen`): while Redis is down, a replica uses
 its share of the budget, STATS_POOL_SIZE divided by the replicas last seen.
 
-Keys: every key is under STATS_REDIS_PREFIX with this module's format version, and has a TTL.
+Keys: every key is under STATS_REDIS_PREFIX with a format version (app/fleet/keys.py), and has a
+TTL. Every value a script reads is checked as an answer is (`LUA_PRELUDE`): a key of another type
+or without a TTL is removed, a lease dated further ahead than a replica dates one is cut back or
+removed. The service does not support Redis Cluster (one master, or Sentinel in front of one).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import asyncio
 import contextvars
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from contextlib import suppress
 from typing import Any, Literal, NamedTuple, TypeVar
 
@@ -30,35 +33,83 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
 from app.config import RedisSettings
+from app.fleet import keys
 from app.metrics import Metrics
 
 log = structlog.get_logger("dify_stats.redis")
 T = TypeVar("T")
 
 CALL_TIMEOUT = 1.0  # seconds for any one call to Redis
+# Calls in flight at once per replica; more wait their turn (within their timeout) instead of
+# failing for want of a connection (redis-py's pool holds 100, and refuses the 101st).
+MAX_CALLS = 50
 RECONNECT_EVERY_S = 1.0
 HEARTBEAT_S = 5.0
 HEARTBEAT_TTL_MS = 15_000  # a replica not heard of for this long is gone
-FORMAT = "v1"  # bumped when the layout of keys changes; value types carry their own (app/fleet/answers.py)
 
 LOCK_LEASE_MS = 10_000  # a dead holder's lock lapses within this; renewed every third of it
-# A lease this service wrote never runs longer than its length: an entry dated further ahead
-# (beyond this margin for the call in flight) was written by someone else and is removed.
-FORGED_AHEAD_MS = 1_000
+WAIT_POLL_S = (0.02, 0.05, 0.1, 0.2)  # how often a waiter looks again (then every 0.2 s)
+# Leases are dated on the master's clock. After a Sentinel failover to a master whose clock is
+# behind the old one's, every lease looks further ahead than a replica ever dates one: a lease
+# dated up to this much too far ahead is a replica's, and is cut back to one lease (its holder
+# renews it); one dated further ahead than that was written by someone else, and is removed.
+CLOCK_SKEW_MS = 300_000
 
-# Beat one replica's heart with Redis's own clock; answer how many replicas are alive.
-_HEARTBEAT = """
-if redis.call('TYPE', KEYS[1]).ok ~= 'zset' then redis.call('DEL', KEYS[1]) end
-local now = redis.call('TIME')
-local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '(' .. (now_ms + tonumber(ARGV[2]) + tonumber(ARGV[3])), '+inf')
-redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]) * 4)
-return redis.call('ZCARD', KEYS[1])
+# Every script that reads the time starts with this: `now`, in ms on Redis's own clock (never a
+# replica's), and the two rules every shared value a script reads is held to.
+LUA_PRELUDE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+-- A key of another type, or without a TTL (every key of this service has one), was not written
+-- by a replica: it is removed, and started afresh.
+local function repair(key, kind)
+  local found = redis.call('TYPE', key).ok
+  if found ~= 'none' and (found ~= kind or redis.call('PTTL', key) < 0) then
+    redis.call('DEL', key)
+  end
+end
+-- Leases in a sorted set scored by their expiry: those past are gone; one dated further ahead
+-- than `lease` ms is cut back to it within `skew` ms, and removed beyond.
+local function fence(key, lease, skew)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  redis.call('ZREMRANGEBYSCORE', key, '(' .. (now + lease + skew), '+inf')
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. (now + lease), now + lease + skew)) do
+    redis.call('ZADD', key, now + lease, member)
+  end
+end
 """
 
+# Beat one replica's heart; answer how many replicas are alive. ARGV: replica, ttl ms, skew ms.
+_HEARTBEAT = (
+    LUA_PRELUDE
+    + """
+local ttl, skew = tonumber(ARGV[2]), tonumber(ARGV[3])
+repair(KEYS[1], 'zset')
+fence(KEYS[1], ttl, skew)
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl * 4)
+return redis.call('ZCARD', KEYS[1])
+"""
+)
 
+# Take a lock: 1 when taken, 0 when another replica holds it. A lock no replica wrote (of
+# another type, without a lease, or dated beyond the skew) is removed first; one dated within
+# the skew is cut back to a lease. ARGV: token, lease ms, skew ms.
+_TAKE_LOCK = """
+local lease, skew = tonumber(ARGV[2]), tonumber(ARGV[3])
+local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'none' then
+  local left = redis.call('PTTL', KEYS[1])
+  if kind ~= 'string' or left < 0 or left > lease + skew then
+    redis.call('DEL', KEYS[1])
+  else
+    if left > lease then redis.call('PEXPIRE', KEYS[1], lease) end
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', lease)
+return 1
+"""
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -67,23 +118,12 @@ _RENEW_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
-# The lease left on a lock, after taking away one no replica wrote (no lease, or a longer one
-# than LOCK_LEASE_MS: it would hold every replica off for as long). ARGV: the longest lease.
-# Answers the PTTL left (-2: nobody holds it).
-_LOCK_LEASE_LEFT = """
-local left = redis.call('PTTL', KEYS[1])
-if left == -1 or left > tonumber(ARGV[1]) then
-  redis.call('DEL', KEYS[1])
-  return -2
-end
-return left
-"""
 
 
 class LockScripts(NamedTuple):
     """LeasedLock's scripts, registered once per link (a call sends only the script's digest)."""
 
-    lease_left: Any
+    take: Any
     release: Any
     renew: Any
 
@@ -144,20 +184,22 @@ def _client(settings: RedisSettings) -> aioredis.Redis:
 class RedisLink:
     """The client, the circuit around it, and the replica heartbeat."""
 
-    def __init__(self, settings: RedisSettings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: RedisSettings, metrics: Metrics | None = None, release: str | None = None
+    ) -> None:
+        """`release`: the tag of this release's data keys (default: app/fleet/keys.release())."""
         self.settings = settings
         self.metrics = metrics
+        self.release = release or keys.release()
         self.replica_id = uuid.uuid4().hex
         self.client = _client(settings)
         self.state: Literal["up", "down"] = "up"
         self.replicas_seen: int | None = None  # None: never heard (then a replica uses the whole budget)
         self._heartbeat = self.client.register_script(_HEARTBEAT)
         self.lock_scripts = LockScripts(
-            *(
-                self.client.register_script(script)
-                for script in (_LOCK_LEASE_LEFT, _RELEASE_LOCK, _RENEW_LOCK)
-            )
+            *(self.client.register_script(script) for script in (_TAKE_LOCK, _RELEASE_LOCK, _RENEW_LOCK))
         )
+        self._calls = asyncio.Semaphore(MAX_CALLS)
         self._tasks: set[asyncio.Task[None]] = set()
         self._reconnecting: asyncio.Task[None] | None = None
         self.recovered = asyncio.Event()  # set each time the circuit closes again
@@ -167,23 +209,35 @@ class RedisLink:
         return self.state == "up"
 
     def key(self, *parts: str) -> str:
-        """A key of this deployment: the prefix, the format version, then `parts`."""
-        return self.settings.prefix + ":".join((FORMAT, *parts))
+        """A coordination key of this deployment, the same for every release: the prefix, the
+        format version, then `parts`."""
+        return self.settings.prefix + ":".join((keys.FORMAT, *parts))
+
+    def data_key(self, tenant: str, kind: str, value_type: Any, key: Hashable) -> str:
+        """A key of data this release computed, tenant-scoped:
+        `<prefix><format>:<release>:<tenant>:<kind>:<type tag>:<digest of the key>`."""
+        parts = (self.release, tenant or "_", kind, keys.schema_tag(value_type), keys.key_digest(key))
+        return self.key(*parts)
 
     async def run(self, call: Callable[[aioredis.Redis], Awaitable[T]], timeout: float = CALL_TIMEOUT) -> T:
         """One call (or pipeline) to Redis within `timeout`; SharedUnavailable, and the circuit
         open, when it fails."""
         if not self.up:
             raise SharedUnavailable("redis is down")
+        sent = False
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(timeout), self._calls:
+                sent = True
                 return await call(self.client)
-        except ResponseError as error:  # WRONGTYPE and the like: the data, not the server
+        except ResponseError as error:  # WRONGTYPE, a script that failed: the data, not the server
             log.warning("redis_value_unreadable", error=str(error).split("\n")[0][:120])
             if self.metrics is not None:
                 self.metrics.shared_cache.labels(result="unreadable").inc()
+                self.metrics.redis_errors.labels(kind=type(error).__name__).inc()
             raise SharedUnreadable("redis: unreadable value") from None
         except (RedisError, OSError, TimeoutError) as error:
+            if not sent:  # its time ran out behind this replica's own calls: busy, not down
+                raise SharedUnavailable("redis: this replica's calls are queued") from None
             self.failed(error)
             raise SharedUnavailable(f"redis: {type(error).__name__}") from None
 
@@ -227,7 +281,7 @@ class RedisLink:
             seen = await self.run(
                 lambda client: self._heartbeat(
                     keys=[self.key("replicas")],
-                    args=[self.replica_id, HEARTBEAT_TTL_MS, FORGED_AHEAD_MS],
+                    args=[self.replica_id, HEARTBEAT_TTL_MS, CLOCK_SKEW_MS],
                     client=client,
                 )
             )
@@ -258,34 +312,54 @@ class RedisLink:
 
 
 class LeasedLock:
-    """One replica at a time: SET NX with a lease, renewed while held, released only by its
-    holder, lapsing LOCK_LEASE_MS after a holder died. A key of that name without a lease, or with
-    a longer one, was not written by this service (it would hold the fleet off): it is taken away."""
+    """One replica at a time: a key set with a lease, renewed while held, released only by its
+    holder, lapsing LOCK_LEASE_MS after a holder died. A key of that name of another type, without
+    a lease, or with one far longer than LOCK_LEASE_MS, was not written by this service (it would
+    hold the fleet off): it is taken away."""
 
     def __init__(self, link: RedisLink, name: str) -> None:
         self.link = link
         self.name = name
         self.token = uuid.uuid4().hex
+        self.held = False
         self._renewing: asyncio.Task[None] | None = None
 
-    async def try_take(self) -> bool:
+    async def take(self) -> bool:
         """Whether it is now held by this replica (SharedUnavailable without Redis)."""
-        if await self.link.run(lambda client: client.set(self.name, self.token, nx=True, px=LOCK_LEASE_MS)):
+        take = self.link.lock_scripts.take
+        args = [self.token, LOCK_LEASE_MS, CLOCK_SKEW_MS]
+        if int(await self.link.run(lambda client: take(keys=[self.name], args=args, client=client))):
+            self.held = True
             self._renewing = asyncio.create_task(self._keep(), context=contextvars.Context())
-            return True
-        return False
+        return self.held
 
-    async def held_elsewhere(self) -> bool:
-        """Whether another replica holds it (a key no replica wrote is removed: nobody holds it)."""
-        lease_left = self.link.lock_scripts.lease_left
-        left = await self.link.run(
-            lambda client: lease_left(keys=[self.name], args=[LOCK_LEASE_MS + FORGED_AHEAD_MS], client=client)
-        )
-        return bool(int(left) >= 0)
+    async def wait(
+        self, give_up_at: float, done: Callable[[], Awaitable[T | None]] | None = None
+    ) -> T | None:
+        """Take the lock, waiting while another replica holds it, until `give_up_at` (loop time).
+        `done` looks for the work the lock guards (another replica's answer): what it finds is
+        returned at once, also right after taking the lock (the holder may have finished between
+        the last look and its release). None: this replica does the work, holding the lock, or
+        alone once `give_up_at` has passed (whoever holds it has held it too long)."""
+        loop = asyncio.get_running_loop()
+        polls = iter(WAIT_POLL_S)
+        while True:
+            if await self.take():
+                return None if done is None else await done()
+            if loop.time() >= give_up_at:
+                log.warning("shared_lock_waited_too_long", lock=self.name.rsplit(":", 2)[-2][:8])
+                return None
+            await asyncio.sleep(min(next(polls, WAIT_POLL_S[-1]), max(0.0, give_up_at - loop.time())))
+            if done is not None and (found := await done()) is not None:
+                return found
 
     async def release(self) -> None:
+        """Give it back, if held (the renewal stops either way)."""
         if self._renewing is not None:
             self._renewing.cancel()
+        if not self.held:
+            return
+        self.held = False
         release = self.link.lock_scripts.release
         with suppress(SharedUnavailable):
             await asyncio.shield(
@@ -300,3 +374,13 @@ class LeasedLock:
                 await self.link.run(
                     lambda client: renew(keys=[self.name], args=[self.token, LOCK_LEASE_MS], client=client)
                 )
+
+
+async def get_with_ttl(client: aioredis.Redis, names: Sequence[str]) -> list[tuple[Any, int]]:
+    """Each key's value and its time left in ms (-2: gone, -1: no TTL), in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for name in names:
+        pipe.get(name)
+        pipe.pttl(name)
+    answers = await pipe.execute()
+    return [(data, int(ttl_ms)) for data, ttl_ms in zip(answers[0::2], answers[1::2], strict=True)]

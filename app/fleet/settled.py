@@ -15,9 +15,8 @@ kept: it is read again, never an error. While Redis is down, this replica keeps 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import msgspec
@@ -29,7 +28,6 @@ from app.fleet.link import LeasedLock, RedisLink, SharedUnavailable
 log = structlog.get_logger("dify_stats.fleet_settled")
 
 SETTLED_TTL_S = 7 * 86_400  # an unused scope's settled days are forgotten after a week
-LOCK_POLL_S = 0.05
 
 # KEYS: the scope's hash. ARGV: as_of_s, ttl ms, then field, value pairs (points), then '|', then
 # day, from_us, last_written_s triples (hints). Answers 1 when kept, 0 when a validation ran since.
@@ -95,8 +93,7 @@ class FleetSettledDays:
         self._validated = link.client.register_script(_VALIDATED)
 
     def _key(self, scope: SettledScope) -> str:
-        digest = hashlib.sha256(msgspec.msgpack.encode(scope)).hexdigest()[:32]
-        return self.link.key(scope.tenant_id, "s", digest)
+        return self.link.data_key(scope.tenant_id, "s", Hint, scope)
 
     async def read(self, scope: SettledScope, measure: str, days: Sequence[int], point_type: Any) -> Kept:
         fields = ["c", *(f"p:{day}:{measure}" for day in days), *(f"h:{day}" for day in days)]
@@ -164,19 +161,9 @@ class FleetSettledDays:
                 yield
             return
         lock = LeasedLock(self.link, self._key(scope) + ":validating")
-        give_up_at = asyncio.get_running_loop().time() + self.wait_max_s
         try:
-            while not await lock.try_take():
-                if not await lock.held_elsewhere():
-                    continue  # released (or taken away) meanwhile: try again at once
-                if asyncio.get_running_loop().time() >= give_up_at:
-                    log.warning("shared_lock_waited_too_long", waited_s=self.wait_max_s)
-                    raise SharedUnavailable("held too long")
-                await asyncio.sleep(LOCK_POLL_S)
-        except SharedUnavailable:
-            yield  # validate without the fleet's lock: at worst twice, never wrongly
-            return
-        try:
+            with suppress(SharedUnavailable):  # validate without the fleet: at worst twice, never wrongly
+                await lock.wait(asyncio.get_running_loop().time() + self.wait_max_s)
             yield
         finally:
             await lock.release()

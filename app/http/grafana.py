@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from app.config import ApiKey, Settings
+from app.core.app_directory import history_days
 from app.core.days import local_midnight_us, touched_days
 from app.core.measures import DAILY_MEASURES, DailyMeasure, GrafanaSeries
 from app.core.service import StatsService
@@ -193,7 +194,12 @@ class GrafanaQuery:
         app_id = uuid_param("app_id", payload_value(payload, "app_id"))
         tenant_id = self.tenants.get(app_id)
         if tenant_id is None:
-            raise BadParameter("app_id", "is not an app this key may read (or it had no runs in 90 days)")
+            raise BadParameter(
+                "app_id",
+                f"is not an app of this key's tenants with runs in the last {history_days(self.settings)} "
+                "days (Grafana's app list looks back STATS_MAX_RANGE_DAYS, or ALIYUN_SLS_LOGSTORE_TTL "
+                "days when longer)",
+            )
         trigger = self.filters.triggered_from or trigger_param(
             "triggered_from", payload_value(payload, "triggered_from", "app-run")
         )

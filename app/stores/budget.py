@@ -5,16 +5,16 @@ most STATS_TENANT_SHARE of them (app/stores/fairness.py). SLS allows 15 concurre
 project, shared with Dify's own readers, and refuses the 16th: with N replicas each keeping its
 own budget, N x STATS_POOL_SIZE could run at once.
 
-With Redis (`FleetBudget`), STATS_POOL_SIZE is the whole fleet's budget. Every statement holds a
-slot: a lease in a sorted set scored by its expiry on Redis's own clock (never a replica's), taken
-by one atomic script, renewed every RENEW_EVERY_S while the statement runs, and gone LEASE_MS after
-its holder died. Waiters queue by ticket across replicas and are served in that order, skipping
-only a waiter whose tenant already holds its share, so none starves and one replica alone may use
-the whole budget. A freed slot is announced on a channel; waiters also re-ask every POLL_S (a dead
-holder's slot frees silently).
+With Redis (`FleetBudget`, app/fleet/budget.py), STATS_POOL_SIZE is the whole fleet's budget.
+Every statement holds a slot: a lease on Redis's own clock (never a replica's), renewed while the
+statement runs, gone LEASE_MS after its holder died. Waiters queue by ticket across replicas and
+are served in that order, skipping only a waiter whose tenant already holds its share, so none
+starves and one replica alone may use the whole budget; a freed slot goes to the next waiter in
+the script that frees it.
 
-When Redis does not answer, a replica falls back to a local share: STATS_POOL_SIZE divided by the
-replicas last seen alive, at least one.
+When Redis does not answer (or refuses the budget's script), a replica falls back to a local
+share: STATS_POOL_SIZE divided by the replicas last seen alive, at least one; /readyz then says
+`"budget": "local"`.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from app.http.routes.params import TenantId
 from schemas.discovery import TenantAppsAnswer, TenantsAnswer
 
 WINDOW_NOTE = (
-    "Runs created in the last 90 days (the Grafana app picker's window), every trigger source and "
+    "Runs created in the last 90 days, every trigger source and "
     "status; over both sources during a migration, each run counted once. `last_run_at` is the "
     "created time of the newest run, in epoch seconds. Answers are cached for STATS_CACHE_TTL."
 )

@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from app.config import Settings
+from app.core.app_directory import AppDirectory
 from app.core.json_depth import NestedTooDeeply, decode_within_depth
 from app.core.service import StatsService
 from app.http.errors import ERROR_RESPONSES
@@ -63,9 +64,9 @@ async def body_is_json(request: AnyRequest) -> None:
             raise BadParameter("body", f"is not valid JSON ({error})") from None
 
 
-async def _apps(service: StatsService, request: AnyRequest) -> list[tuple[str, str, int]]:
-    apps, _ = await service.apps()
-    return visible_apps(apps, request.auth)
+async def _apps(app_directory: AppDirectory, request: AnyRequest) -> list[tuple[str, str, int]]:
+    """The apps of the caller's key, from the source (never from anything shared in Redis)."""
+    return visible_apps(await app_directory.apps(), request.auth)
 
 
 @get_or_head(
@@ -93,9 +94,9 @@ def grafana_metrics(data: JSONBody[MetricsRequest | None] = None) -> list[Metric
     summary="Options of one payload (apps, trigger, zone)",
 )
 async def grafana_payload_options(
-    request: AnyRequest, service: NamedDependency[StatsService], data: JSONBody[PayloadOptionsRequest]
+    request: AnyRequest, app_directory: NamedDependency[AppDirectory], data: JSONBody[PayloadOptionsRequest]
 ) -> list[Option]:
-    apps = await _apps(service, request) if data.name == "app_id" else []
+    apps = await _apps(app_directory, request) if data.name == "app_id" else []
     return payload_options(data.name, apps)
 
 
@@ -108,11 +109,12 @@ async def grafana_payload_options(
 async def grafana_query(
     request: AnyRequest,
     service: NamedDependency[StatsService],
+    app_directory: NamedDependency[AppDirectory],
     settings: NamedDependency[Settings],
     data: JSONBody[QueryRequest],
 ) -> list[TimeSeries | Table]:
     query = GrafanaQuery(service, settings, data)
-    return await query.answer(await _apps(service, request))
+    return await query.answer(await _apps(app_directory, request))
 
 
 @post(
@@ -122,9 +124,11 @@ async def grafana_query(
     summary="Apps of the caller's tenants, for a dashboard variable",
 )
 async def grafana_variable(
-    request: AnyRequest, service: NamedDependency[StatsService], data: JSONBody[VariableRequest | None] = None
+    request: AnyRequest,
+    app_directory: NamedDependency[AppDirectory],
+    data: JSONBody[VariableRequest | None] = None,
 ) -> list[VariableItem]:
-    apps = await _apps(service, request)
+    apps = await _apps(app_directory, request)
     return [VariableItem(text=app, value=app, dunder_text=app, dunder_value=app) for _, app, _ in apps]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 from litestar.di import NamedDependency
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app import __version__
 from app.http.auth import METRICS_KEY, NO_CREDENTIALS
@@ -34,6 +34,9 @@ class Health(msgspec.Struct, frozen=True, omit_defaults=True):
     # share of the budget). Redis accelerates; it is not a source, so "down" is still ready.
     redis: str | None = None
     replicas_seen: int | None = None
+    # With Redis: "fleet" (STATS_POOL_SIZE shared by every replica), or "local" while this
+    # replica's statements take its local share (Redis down, or the budget's script failing).
+    budget: str | None = None
     node_logstore: str | None = None  # absent (why): optional, never makes this 503; omitted while there
 
 
@@ -48,13 +51,12 @@ def healthz() -> Health:
     "/metrics",
     summary="Prometheus metrics",
     tags=["operations"],
-    sync_to_thread=False,
     include_in_schema=False,
     opt=METRICS_KEY,  # open unless STATS_METRICS_KEY is set
 )
-def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
-    registry = request.app.state.metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+async def prometheus_metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
+    """Shared gauges (the fleet's slots in use) are read from Redis first: they say how it is now."""
+    return Response(await request.app.state.metrics.scrape(), media_type=CONTENT_TYPE_LATEST)
 
 
 @get_or_head(
