@@ -368,12 +368,14 @@ def _kind(key: str) -> str:
         return "budget " + parts[-1]
     if parts[-1] == "replicas":
         return "heartbeats"
-    if parts[-1] == "lock":
+    if parts[-1] in ("lock", "validating"):
         return "locks"
     if "k" in parts:
         return "kept runs " + (parts[-2] if parts[-2] in ("gen", "refreshes") else parts[-1])
     if "a" in parts:
         return "answers"
+    if "s" in parts:
+        return "settled days"
     raise AssertionError(f"a key of no known kind: {key}")
 
 
@@ -399,6 +401,8 @@ def _forge_every_key(client: redis.Redis) -> set[str]:
             client.set(key, "forged", px=3_600_000)
         elif kind.startswith("budget"):
             budgets.add(key.rsplit(":", 1)[0])
+        elif kind == "settled days":  # a ledger and days that name U's app under T
+            client.hset(key, mapping={"c": "1e300", "p:20000:daily_runs": moved, "h:20000": "x y"})
         elif kind == "heartbeats":
             client.zadd(key, {f"ghost-{n}": far for n in range(50)})
         else:  # kept runs

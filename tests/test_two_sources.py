@@ -26,9 +26,8 @@ from app.config import Settings, load_settings
 from app.core.days import from_epoch_us
 from app.core.measures import DAILY_MEASURES
 from app.core.service import StatsService
-from app.http.params import BadParameter
 from app.stores.backend import Backend
-from app.stores.repository import StatsRepository
+from app.stores.repository import NotARun, StatsRepository
 from app.stores.sources import build_sources
 from schemas.requests import STATUSES, CountRequest, DailyRequest, RunDetailRequest, RunListRequest
 from tests import reference
@@ -315,7 +314,7 @@ def test_a_cursor_from_another_app_is_refused_on_both_sides(
                 tenant_id=run.tenant_id, app_id=run.app_id, triggered_from=wrong_trigger, status=None,
                 limit=2, last_id=run.id,
             )  # fmt: skip
-            with pytest.raises(BadParameter):
+            with pytest.raises(NotARun):
                 harness.run(repository.run_page(request))
 
 
